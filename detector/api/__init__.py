@@ -1,0 +1,46 @@
+"""The REST API: one flask-restx Api under /api, one namespace per resource.
+
+Swagger UI is served at /api/ and the OpenAPI document at /api/swagger.json.
+Every route of the service is registered here.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+from flask_restx import Api
+
+from detector import __version__
+
+AUTHORIZATIONS = {
+    "Bearer": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "Type: Bearer <access token from /api/auth/login>",
+    }
+}
+
+blueprint = Blueprint("api", __name__, url_prefix="/api")
+api = Api(
+    blueprint,
+    title="detector",
+    version=__version__,
+    description=(
+        "Batch video object detection. Upload a video, poll the job, page through the "
+        "objects found in every frame. Boxes are [x1, y1, x2, y2] in pixels of the "
+        "original (stored) frame, origin top-left; frames are numbered from 0 in "
+        "presentation order; timestamps are seconds since the first frame."
+    ),
+    doc="/",
+    authorizations=AUTHORIZATIONS,
+)
+
+
+def init_app(app: Flask) -> None:
+    from detector.api import auth, errors, health, jobs
+
+    api.add_namespace(auth.ns, path="/auth")
+    api.add_namespace(jobs.ns, path="/jobs")
+    errors.register(api)
+    app.register_blueprint(blueprint)
+    health.init_app(app)

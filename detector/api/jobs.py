@@ -1,0 +1,216 @@
+"""/api/jobs: upload a video, follow the job, read its detections, cancel, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request, url_for
+from flask_jwt_extended import current_user, jwt_required
+from flask_restx import Namespace, Resource, fields, inputs, reqparse
+from werkzeug.datastructures import FileStorage
+
+from detector.models import Job
+from detector.services import jobs as job_service
+from detector.services.errors import InvalidInput
+
+ns = Namespace(
+    "jobs",
+    description="Detection jobs. Every endpoint needs a Bearer access token; "
+    "another user's job answers 404 like a job that does not exist.",
+    decorators=[jwt_required()],
+)
+
+progress_model = ns.model("Progress", {
+    "frames_done": fields.Integer, "frames_total": fields.Integer(description="null until planned"),
+    "percent": fields.Float,
+})
+video_model = ns.model("Video", {
+    "codec": fields.String, "width": fields.Integer, "height": fields.Integer,
+    "fps": fields.Float, "frame_count": fields.Integer, "duration": fields.Float,
+    "rotation": fields.Integer(description="Display rotation in degrees from the container; "
+                               "boxes are in the stored (unrotated) frame."),
+})
+job_model = ns.model("Job", {
+    "id": fields.String,
+    "status": fields.String(enum=["queued", "processing", "succeeded", "failed", "cancelled"]),
+    "filename": fields.String,
+    "score_threshold": fields.Float,
+    "model": fields.String,
+    "progress": fields.Nested(progress_model),
+    "video": fields.Nested(video_model),
+    "objects_total": fields.Integer,
+    "error": fields.String,
+    "created_at": fields.DateTime, "started_at": fields.DateTime, "finished_at": fields.DateTime,
+    "detections_url": fields.String,
+})
+job_page_model = ns.model("JobPage", {
+    "jobs": fields.List(fields.Nested(job_model)), "page": fields.Integer,
+    "per_page": fields.Integer, "total": fields.Integer,
+})
+object_model = ns.model("DetectedObject", {
+    "label": fields.String(example="person"), "class_id": fields.Integer(example=1),
+    "score": fields.Float(example=0.97),
+    "box": fields.List(fields.Float, description="[x1, y1, x2, y2] in pixels of the original frame",
+                       example=[12.5, 40.0, 118.0, 230.25]),
+})
+frame_model = ns.model("Frame", {
+    "frame": fields.Integer(description="0-based frame index, presentation order"),
+    "timestamp": fields.Float(description="seconds since the first frame"),
+    "objects": fields.List(fields.Nested(object_model)),
+})
+detections_model = ns.model("DetectionsPage", {
+    "job_id": fields.String, "frames_total": fields.Integer, "start": fields.Integer,
+    "limit": fields.Integer,
+    "next_start": fields.Integer(description="start of the next page; null on the last page"),
+    "frames": fields.List(fields.Nested(frame_model)),
+})
+error_model = ns.model("Error", {"message": fields.String, "error": fields.String})
+
+upload_parser = reqparse.RequestParser()
+upload_parser.add_argument("video", location="files", type=FileStorage, required=True,
+                           help="the video file")
+upload_parser.add_argument("score_threshold", location="form", type=float, required=False,
+                           help="keep objects scoring at least this (0..1)")
+
+list_parser = reqparse.RequestParser()
+list_parser.add_argument("page", type=inputs.natural, default=1, location="args")
+list_parser.add_argument("per_page", type=inputs.int_range(1, 100), default=20, location="args")
+
+detections_parser = reqparse.RequestParser()
+detections_parser.add_argument("start", type=inputs.natural, default=0, location="args",
+                               help="first frame index of the page")
+detections_parser.add_argument("limit", type=inputs.int_range(1, 1000), default=100,
+                               location="args", help="frames per page (1..1000)")
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    done = job_service.frames_done(job)
+    total = job.frames_total
+    return {
+        "id": job.id,
+        "status": job.status.value,
+        "filename": job.original_filename,
+        "score_threshold": job.score_threshold,
+        "model": job.model_name,
+        "progress": {
+            "frames_done": done,
+            "frames_total": total,
+            "percent": round(100.0 * done / total, 1) if total else 0.0,
+        },
+        "video": {
+            "codec": job.codec, "width": job.width, "height": job.height, "fps": job.fps,
+            "frame_count": job.frame_count, "duration": job.duration, "rotation": job.rotation,
+        },
+        "objects_total": job.objects_total,
+        "error": job.error,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "detections_url": url_for("api.jobs_detections", job_id=job.id),
+    }
+
+
+def _parse(parser: reqparse.RequestParser) -> dict[str, Any]:
+    try:
+        return dict(parser.parse_args())
+    except Exception as exc:  # reqparse aborts with a 400 HTTPException
+        if getattr(exc, "code", None) == 400:
+            errors = getattr(exc, "data", {}).get("errors", {})
+            raise InvalidInput("; ".join(f"{k}: {v}" for k, v in errors.items()) or "bad request") from None
+        raise
+
+
+@ns.route("")
+class JobList(Resource):
+    @ns.doc(security="Bearer")
+    @ns.expect(list_parser)
+    @ns.response(200, "The caller's jobs, newest first", job_page_model)
+    def get(self) -> dict[str, Any]:
+        """List your jobs, newest first."""
+        args = _parse(list_parser)
+        page = max(1, args["page"])
+        jobs, total = job_service.list_jobs(current_user.id, page, args["per_page"])
+        return {"jobs": [job_dict(j) for j in jobs], "page": page,
+                "per_page": args["per_page"], "total": total}
+
+    @ns.doc(security="Bearer")
+    @ns.expect(upload_parser)
+    @ns.response(202, "Accepted; poll the job at the Location header", job_model)
+    @ns.response(400, "Missing video or bad score_threshold", error_model)
+    @ns.response(413, "Larger than the upload limit", error_model)
+    @ns.response(415, "Not a video", error_model)
+    @ns.response(422, "A video that cannot be decoded or is too large", error_model)
+    def post(self) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Upload a video (multipart field `video`) and start detecting objects in it."""
+        config = current_app.config
+        threshold = job_service.parse_score_threshold(
+            request.form.get("score_threshold"), config["DEFAULT_SCORE_THRESHOLD"]
+        )
+        upload = request.files.get("video")
+        if upload is None:
+            raise InvalidInput("multipart field 'video' with the video file is required")
+        job = job_service.create_job(
+            owner_id=current_user.id,
+            upload=upload.stream,
+            filename=upload.filename or "video",
+            score_threshold=threshold,
+            storage=current_app.extensions["video_storage"],
+            max_pixels=int(config["MAX_FRAME_PIXELS"]),
+            model_name=_configured_model(),
+        )
+        body = job_dict(job)
+        return body, 202, {"Location": url_for("api.jobs_job", job_id=job.id)}
+
+
+def _configured_model() -> str:
+    config = current_app.config
+    return f"{config['DETECTOR_BACKEND']}/{config.get('DETECTOR_MODEL') or 'default'}"
+
+
+@ns.route("/<string:job_id>", endpoint="jobs_job")
+@ns.response(404, "No such job (or not yours)", error_model)
+class JobResource(Resource):
+    @ns.doc(security="Bearer")
+    @ns.response(200, "The job", job_model)
+    def get(self, job_id: str) -> dict[str, Any]:
+        """Status, progress, video metadata, error and times of one job."""
+        return job_dict(job_service.get_job(current_user.id, job_id))
+
+    @ns.doc(security="Bearer")
+    @ns.response(204, "Deleted, with its video and detections")
+    def delete(self, job_id: str) -> tuple[str, int]:
+        """Delete a job, its stored video and its detections (a running job is cancelled)."""
+        job_service.delete_job(current_user.id, job_id, current_app.extensions["video_storage"])
+        return "", 204
+
+
+@ns.route("/<string:job_id>/cancel")
+@ns.response(404, "No such job (or not yours)", error_model)
+class JobCancel(Resource):
+    @ns.doc(security="Bearer")
+    @ns.response(200, "Cancelled", job_model)
+    @ns.response(409, "The job has already finished", error_model)
+    def post(self, job_id: str) -> dict[str, Any]:
+        """Stop a queued or processing job; its pending chunks are revoked."""
+        return job_dict(job_service.cancel_job(current_user.id, job_id))
+
+
+@ns.route("/<string:job_id>/detections", endpoint="jobs_detections")
+@ns.response(404, "No such job (or not yours)", error_model)
+class JobDetections(Resource):
+    @ns.doc(security="Bearer")
+    @ns.expect(detections_parser)
+    @ns.response(200, "One page of frames, in order", detections_model)
+    @ns.response(409, "The job has not succeeded (yet)", error_model)
+    def get(self, job_id: str) -> dict[str, Any]:
+        """Per-frame detections, paged by frame index: follow `next_start`."""
+        args = _parse(detections_parser)
+        start, limit = args["start"], args["limit"]
+        job, frames = job_service.get_detections(current_user.id, job_id, start, limit)
+        last = frames[-1].index if frames else None
+        total = job.frames_total or 0
+        next_start = last + 1 if last is not None and last + 1 < total else None
+        return {
+            "job_id": job.id, "frames_total": total, "start": start, "limit": limit,
+            "next_start": next_start, "frames": [f.to_dict() for f in frames],
+        }

@@ -1,0 +1,74 @@
+"""The application factory: settings, database, JWT, API, video storage and Celery."""
+
+from __future__ import annotations
+
+import logging
+from typing import IO, Any, Mapping
+
+from flask import Flask, Request, current_app, g
+
+from detector.config import load_config
+from detector.extensions import db, jwt, limiter
+from detector.storage import LocalVideoStorage
+
+
+class UploadRequest(Request):
+    """Writes uploaded files straight into video storage's incoming area.
+
+    The upload is streamed to disk once, where it will be kept; files of a
+    refused or cut-off request are removed when the request ends.
+    """
+
+    def _get_file_stream(
+        self, total_content_length: int | None, content_type: str | None,
+        filename: str | None = None, content_length: int | None = None,
+    ) -> IO[bytes]:
+        upload = current_app.extensions["video_storage"].new_upload()
+        g.setdefault("uploads", []).append(upload)
+        return upload
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app. ``test_config`` overrides settings (tests use it)."""
+    app = Flask(__name__)
+    app.config.from_mapping(load_config(test_config))
+    app.request_class = UploadRequest
+    app.config.update(
+        JWT_TOKEN_LOCATION=["headers"],
+        RATELIMIT_ENABLED=app.config.get("RATELIMIT_ENABLED", True),
+        RESTX_MASK_SWAGGER=False,
+        ERROR_404_HELP=False,
+    )
+    _configure_logging(app)
+
+    db.init_app(app)
+    jwt.init_app(app)
+    limiter.init_app(app)
+    from detector.auth.tokens import init_jwt
+
+    init_jwt(jwt)
+    app.extensions["video_storage"] = LocalVideoStorage(app.config["VIDEO_STORAGE"])
+
+    from detector.pipeline.celery_app import celery_init_app
+
+    celery_init_app(app)
+
+    from detector.api import init_app as init_api
+
+    init_api(app)
+
+    @app.teardown_request
+    def _discard_unkept_uploads(_exc: BaseException | None) -> None:
+        storage = app.extensions["video_storage"]
+        for upload in g.pop("uploads", []):
+            storage.discard_upload(upload)
+
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)

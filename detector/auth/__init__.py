@@ -1,0 +1,1 @@
+"""Users, password hashing and JWT handling (token revocation included)."""

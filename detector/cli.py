@@ -1,0 +1,167 @@
+"""The ``detector`` command: run the service, its workers, migrations and tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _config() -> dict[str, Any]:
+    from detector.config import load_config
+
+    return load_config()
+
+
+@click.group()
+def main() -> None:
+    """detector: batch video object detection (API, Celery workers, tools)."""
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the committed migrations to DATABASE_URL."""
+    from detector.migrate import upgrade
+
+    config = _config()
+    Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    upgrade(config["DATABASE_URL"], revision)
+    click.echo(f"database at {revision}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes")
+def api(host: str, port: int, workers: int) -> None:
+    """Serve the REST API with gunicorn."""
+    os.execvp(sys.executable, [
+        sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
+        "--threads", "4", "--access-logfile", "-", "detector.wsgi:app",
+    ])
+
+
+def _worker_argv(queue: str, concurrency: int | None, autoscale: str | None, beat: bool,
+                 extra: tuple[str, ...] = ()) -> list[str]:
+    argv = [sys.executable, "-m", "celery", "-A", "detector.worker", "worker", "-Q", queue,
+            "--loglevel", "INFO", "-n", f"{queue}@%h"]
+    if autoscale:
+        argv += ["--autoscale", autoscale]
+    elif concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    if beat:
+        config = _config()
+        argv += ["--beat", "--schedule", str(Path(config["DATA_DIR"]) / "celerybeat-schedule")]
+    return argv + list(extra)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("-Q", "--queue", type=click.Choice(["processor", "detector"]), required=True)
+@click.option("--concurrency", type=int, default=None, help="worker processes")
+@click.option("--autoscale", default=None, help="MAX,MIN worker processes")
+@click.option("--beat", is_flag=True, help="also run the watchdog schedule (one per deployment)")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(queue: str, concurrency: int | None, autoscale: str | None, beat: bool,
+           celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker for one queue (extra arguments go to celery)."""
+    argv = _worker_argv(queue, concurrency, autoscale, beat, celery_args)
+    os.execvp(argv[0], argv)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--detectors", default=1, show_default=True, type=int,
+              help="detector worker processes")
+def up(host: str, port: int, detectors: int) -> None:
+    """Run everything on this machine: migrations, API, processor and detector workers.
+
+    Uses the configured database, broker and result backend, or embedded ones
+    (SQLite, a filesystem broker, a file result store) when none are set.
+    Ctrl-C stops them all.
+    """
+    from detector.migrate import upgrade
+
+    config = _config()
+    Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    upgrade(config["DATABASE_URL"])
+    children = {
+        "api": [sys.executable, "-m", "detector.cli", "api", "--host", host, "--port", str(port)],
+        "processor": _worker_argv("processor", 2, None, beat=True),
+        "detector": _worker_argv("detector", detectors, None, beat=False),
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(*_args: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, argv in children.items():
+        procs[name] = subprocess.Popen(argv, start_new_session=True)
+    click.echo(f"detector is up: API and Swagger UI at http://{host}:{port}/api/ "
+               f"(database {config['DATABASE_URL']}, broker {config['CELERY_BROKER_URL']}); "
+               f"Ctrl-C stops it")
+    code = 0
+    while not stopping:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                click.echo(f"{name} exited with status {proc.returncode}; stopping", err=True)
+                stopping, code = True, 1
+                break
+        time.sleep(0.5)
+    for proc in procs.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for proc in procs.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write JSON here instead of standard output")
+@click.option("--score-threshold", type=click.FloatRange(0, 1), default=None,
+              help="default: DEFAULT_SCORE_THRESHOLD")
+def predict(video: Path, out: Path | None, score_threshold: float | None) -> None:
+    """Detect objects in VIDEO in this process (no queue): the pipeline's baseline.
+
+    Prints the same JSON as GET /api/jobs/<id>/detections, with every frame.
+    """
+    from detector.predict import predict_video
+
+    config = _config()
+    threshold = config["DEFAULT_SCORE_THRESHOLD"] if score_threshold is None else score_threshold
+    page, timing = predict_video(video, config, threshold)
+    text = json.dumps(page)
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text)
+    click.echo(f"{timing['frames']} frames in {timing['seconds']:.2f} s "
+               f"({timing['frames_per_second']:.2f} frames/s, {timing['model']} on "
+               f"{timing['device']}, batch {timing['batch_size']})", err=True)
+
+
+if __name__ == "__main__":
+    main()

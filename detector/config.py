@@ -1,0 +1,148 @@
+"""Settings for every process of the service, read from the environment and `.env`.
+
+Three profiles, chosen by ``DETECTOR_ENV``: ``development`` (the default),
+``test`` and ``production``. With no servers configured the service runs on
+embedded defaults: SQLite for the database, kombu's filesystem transport for the
+broker and Celery's file result store, all under ``DATA_DIR``.
+
+This module imports nothing else from ``detector``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+from dotenv import load_dotenv
+
+PROFILES = ("development", "test", "production")
+
+# The placeholder secrets shipped in .env.example; production refuses them.
+EXAMPLE_SECRETS = frozenset({"change-me", "change-me-too", ""})
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message says what to change."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    return raw.lower() in {"1", "true", "yes", "on"}
+
+
+def _dev_secret(data_dir: Path, name: str) -> str:
+    """A random secret kept in DATA_DIR so development tokens survive restarts."""
+    path = data_dir / f".{name.lower()}"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the settings dict for `create_app` and the Celery workers.
+
+    Values come from ``overrides`` first, then environment variables (a ``.env``
+    file in the working directory is loaded without overriding the environment),
+    then the profile's defaults.
+    """
+    load_dotenv(override=False)
+    overrides = dict(overrides or {})
+    profile = overrides.get("ENV") or _env("DETECTOR_ENV", "development")
+    if profile not in PROFILES:
+        raise ConfigError(f"DETECTOR_ENV must be one of {', '.join(PROFILES)}, got {profile!r}")
+
+    data_dir = Path(overrides.get("DATA_DIR") or _env("DATA_DIR", "instance")).resolve()
+    broker_url = overrides.get("CELERY_BROKER_URL") or _env("CELERY_BROKER_URL", "filesystem://")
+    result_backend = overrides.get("CELERY_RESULT_BACKEND") or _env(
+        "CELERY_RESULT_BACKEND", f"file://{data_dir / 'results'}"
+    )
+
+    config: dict[str, Any] = {
+        "ENV": profile,
+        "TESTING": profile == "test",
+        "DEBUG": False,
+        "DATA_DIR": str(data_dir),
+        "SECRET_KEY": _env("SECRET_KEY"),
+        "JWT_SECRET_KEY": _env("JWT_SECRET_KEY"),
+        "JWT_ACCESS_TOKEN_EXPIRES": _env_int("JWT_ACCESS_MINUTES", 60) * 60,
+        "JWT_REFRESH_TOKEN_EXPIRES": _env_int("JWT_REFRESH_DAYS", 30) * 86400,
+        "DATABASE_URL": _env("DATABASE_URL", f"sqlite:///{data_dir / 'detector.sqlite3'}"),
+        "VIDEO_STORAGE": str(Path(_env("VIDEO_STORAGE", "video_storage") or "").resolve()),
+        # Uploads larger than this are refused with 413 before they are read.
+        "MAX_CONTENT_LENGTH": _env_int("MAX_UPLOAD_MB", 2048) * 1024 * 1024,
+        # Videos larger than this many pixels per frame are refused (8K UHD by default).
+        "MAX_FRAME_PIXELS": _env_int("MAX_FRAME_PIXELS", 7680 * 4320),
+        "LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute"),
+        "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_RESULT_BACKEND": result_backend,
+        # Frames per detect_frames task; chunk starts snap to nearby keyframes.
+        "CHUNK_FRAMES": _env_int("CHUNK_FRAMES", 100),
+        # How often a chunk may be delivered before the job fails (worker crashes).
+        "MAX_CHUNK_DELIVERIES": _env_int("MAX_CHUNK_DELIVERIES", 3),
+        # Hard limit for one chunk; below RabbitMQ's 30-minute consumer_timeout.
+        "CHUNK_TIME_LIMIT": _env_int("CHUNK_TIME_LIMIT", 20 * 60),
+        # A processing job with no progress for this long is failed by the watchdog.
+        "JOB_STALL_SECONDS": _env_int("JOB_STALL_SECONDS", 30 * 60),
+        "WATCHDOG_INTERVAL": _env_int("WATCHDOG_INTERVAL", 60),
+        "DEFAULT_SCORE_THRESHOLD": _env_float("DEFAULT_SCORE_THRESHOLD", 0.5),
+        # The detection engine; see detector.detection.DetectorSettings.
+        "DETECTOR_BACKEND": _env("DETECTOR_BACKEND", "torchvision"),
+        "DETECTOR_MODEL": _env("DETECTOR_MODEL"),
+        "DETECTOR_WEIGHTS": _env("DETECTOR_WEIGHTS", "default"),
+        "DETECTOR_DEVICE": _env("DETECTOR_DEVICE", "auto"),
+        "DETECTOR_BATCH_SIZE": _env_int("DETECTOR_BATCH_SIZE", 8),
+        "DETECTOR_MIN_SCORE": _env_float("DETECTOR_MIN_SCORE", 0.05),
+        "DETECTOR_SEED": _env_int("DETECTOR_SEED", 0),
+        "DETECTOR_CACHE_DIR": _env("DETECTOR_CACHE_DIR"),
+        "LOG_FORMAT": _env("LOG_FORMAT", "text"),
+        "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
+    }
+    config.update(overrides)
+
+    if config["ENV"] == "production":
+        for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
+            if (config.get(name) or "") in EXAMPLE_SECRETS:
+                raise ConfigError(
+                    f"{name} is missing or still the example value; production needs a "
+                    f"long random secret, e.g. "
+                    f"python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                )
+    else:
+        for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
+            if not config.get(name):
+                config[name] = _dev_secret(Path(config["DATA_DIR"]), name)
+    return config

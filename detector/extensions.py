@@ -1,0 +1,13 @@
+"""Extensions created unbound here and bound to the app in `create_app`."""
+
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+from detector.db import db
+
+jwt = JWTManager()
+# Only the routes that ask for it are limited (login); the limit is LOGIN_RATE_LIMIT.
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+__all__ = ["db", "jwt", "limiter"]

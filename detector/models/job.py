@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Enum, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from detector.models.base import Base, JSONType, UTCDateTime, utcnow
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_STATUSES
+
+
+FINISHED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Job(Base):
+    """One uploaded video and the detection run over it."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    original_filename: Mapped[str] = mapped_column(String(255))
+    storage_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[JobStatus] = mapped_column(
+        Enum(JobStatus, name="job_status", values_callable=lambda e: [m.value for m in e],
+             validate_strings=True),
+        default=JobStatus.QUEUED,
+        index=True,
+    )
+    # Video metadata: probed at upload, frame_count made exact when the job is planned.
+    fps: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    frame_count: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    codec: Mapped[str | None] = mapped_column(String(32))
+    rotation: Mapped[int] = mapped_column(Integer, default=0)
+    # Request parameters and the engine that ran them.
+    score_threshold: Mapped[float] = mapped_column(Float)
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    # Progress: frames_total is known once the job is planned; frames done are
+    # summed over its chunks (see Chunk.frames_done).
+    frames_total: Mapped[int | None] = mapped_column(Integer)
+    chunk_count: Mapped[int | None] = mapped_column(Integer)
+    objects_total: Mapped[int | None] = mapped_column(Integer)
+    dispatched: Mapped[bool] = mapped_column(default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    chunks: Mapped[list[Chunk]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Chunk.index",
+    )
+
+
+class ChunkStatus(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Chunk(Base):
+    """A frame range of a job, detected by one `detect_frames` task.
+
+    The plan (frame range, presentation timestamps, the keyframe to seek to) is
+    written by `process_video`; the detector worker reads it by reference.
+    """
+
+    __tablename__ = "chunks"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_frame: Mapped[int] = mapped_column(Integer)
+    end_frame: Mapped[int] = mapped_column(Integer)  # exclusive
+    seek_pts: Mapped[int] = mapped_column(BigInteger)
+    frame_pts: Mapped[list[int]] = mapped_column(JSONType)
+    timestamps: Mapped[list[float]] = mapped_column(JSONType)
+    status: Mapped[ChunkStatus] = mapped_column(
+        Enum(ChunkStatus, name="chunk_status", values_callable=lambda e: [m.value for m in e],
+             validate_strings=True),
+        default=ChunkStatus.PENDING,
+    )
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    frames_decoded: Mapped[int] = mapped_column(Integer, default=0)
+    objects: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="chunks")
+
+
+class FrameDetections(Base):
+    """The objects found in one frame of a job."""
+
+    __tablename__ = "frames"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    timestamp: Mapped[float] = mapped_column(Float)
+    objects: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frame": self.index, "timestamp": self.timestamp, "objects": self.objects}

@@ -1,0 +1,95 @@
+"""The Celery app, configured from the Flask app's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+from kombu import Queue
+
+PROCESSOR_QUEUE = "processor"
+DETECTOR_QUEUE = "detector"
+
+ROUTES = {
+    "detector.process_video": {"queue": PROCESSOR_QUEUE},
+    "detector.merge_chunks": {"queue": PROCESSOR_QUEUE},
+    "detector.chunk_failed": {"queue": PROCESSOR_QUEUE},
+    "detector.watchdog": {"queue": PROCESSOR_QUEUE},
+    "celery.chord_unlock": {"queue": PROCESSOR_QUEUE},
+    "detector.detect_frames": {"queue": DETECTOR_QUEUE},
+}
+
+
+def celery_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Celery settings from the service's settings (see ENGINEERING.md for the why)."""
+    broker = config["CELERY_BROKER_URL"]
+    backend = config["CELERY_RESULT_BACKEND"]
+    chunk_limit = int(config["CHUNK_TIME_LIMIT"])
+    settings: dict[str, Any] = {
+        "broker_url": broker,
+        "result_backend": backend,
+        # JSON only: a broker message can never make a worker unpickle anything.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Ack after the task ran; a killed worker's task is delivered again.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Long GPU tasks: a worker process takes one message at a time.
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": PROCESSOR_QUEUE,
+        "task_queues": (Queue(PROCESSOR_QUEUE), Queue(DETECTOR_QUEUE)),
+        "task_routes": ROUTES,
+        # A chunk is stopped well before RabbitMQ's 30-minute consumer_timeout.
+        "task_soft_time_limit": chunk_limit,
+        "task_time_limit": chunk_limit + 60,
+        # Chord bookkeeping must outlive the longest queue wait plus job.
+        "result_expires": 7 * 24 * 3600,
+        "result_extended": True,
+        "broker_connection_retry_on_startup": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "watchdog": {"task": "detector.watchdog", "schedule": float(config["WATCHDOG_INTERVAL"])}
+        },
+    }
+    if broker.startswith("filesystem"):
+        folder = Path(config["DATA_DIR"]) / "broker"
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        settings["broker_transport_options"] = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.2,
+        }
+    elif broker.startswith(("amqp", "pyamqp")):
+        # Publisher confirms: a publish under a RabbitMQ memory/disk alarm fails
+        # loudly instead of vanishing.
+        settings["broker_transport_options"] = {"confirm_publish": True}
+    if backend.startswith("file://"):
+        Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Create the Celery app whose tasks run inside ``app``'s context."""
+
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery("detector", task_cls=FlaskTask)
+    celery_app.config_from_object(celery_config(app.config))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    from detector.pipeline import tasks  # noqa: F401  registers the tasks
+
+    return celery_app

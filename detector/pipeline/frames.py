@@ -1,0 +1,99 @@
+"""Decode a frame range and run it through a predictor in batches.
+
+Used by the `detect_frames` task and by `detector predict`, so both produce
+exactly the same detections for the same frames. No Celery, no database.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from detector.detection import Predictor
+from detector.video import DecodeStats, decode_frames
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, ``depth`` items ahead.
+
+    Decoding (FFmpeg) and inference (PyTorch) both release the GIL, so the
+    next batch decodes while the model runs on this one.
+    """
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put(item)
+            buffer.put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="decode-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full buffer
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def detect_range(
+    path: Path,
+    predictor: Predictor,
+    *,
+    seek_pts: int,
+    frame_pts: list[int],
+    timestamps: list[float],
+    first_frame: int,
+    score_threshold: float,
+    stats: DecodeStats | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Detections for frames ``first_frame ..`` whose timestamps are ``frame_pts``.
+
+    Returns one ``{"frame", "timestamp", "objects"}`` dict per frame, in order.
+    ``on_batch(frames_done)`` is called after each batch (progress, cancellation).
+    """
+    stats = stats if stats is not None else DecodeStats()
+    frames: list[dict[str, Any]] = []
+    batches: Iterable[list[np.ndarray]] = batched(
+        decode_frames(path, seek_pts, frame_pts, stats), predictor.batch_size
+    )
+    for batch in prefetch(batches, depth=2):
+        for objects in predictor.predict(batch, score_threshold):
+            i = len(frames)
+            frames.append(
+                {"frame": first_frame + i, "timestamp": timestamps[i], "objects": objects}
+            )
+        if on_batch is not None:
+            on_batch(len(frames))
+    return frames

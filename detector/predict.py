@@ -1,0 +1,47 @@
+"""`detector predict`: the pipeline's detection over a whole video, in one process."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from detector.detection import DetectorSettings, get_predictor
+from detector.pipeline.frames import detect_range
+from detector.video import index_frames
+
+
+def predict_video(
+    path: Path, config: Mapping[str, Any], score_threshold: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Detections for every frame of ``path``, shaped exactly like a page of
+    ``GET /api/jobs/<id>/detections`` that holds all frames, and timing figures
+    (model loading excluded)."""
+    predictor = get_predictor(DetectorSettings.from_config(config))
+    started = time.perf_counter()
+    index = index_frames(path)
+    frames = detect_range(
+        path,
+        predictor,
+        seek_pts=index.pts[0],
+        frame_pts=index.pts,
+        timestamps=[index.timestamp(p) for p in index.pts],
+        first_frame=0,
+        score_threshold=score_threshold,
+    )
+    seconds = time.perf_counter() - started
+    return {
+        "job_id": None,
+        "frames_total": len(index),
+        "start": 0,
+        "limit": len(index),
+        "next_start": None,
+        "frames": frames,
+    }, {
+        "model": predictor.name,
+        "device": predictor.device,
+        "batch_size": predictor.batch_size,
+        "frames": len(frames),
+        "seconds": seconds,
+        "frames_per_second": len(frames) / seconds if seconds else 0.0,
+    }

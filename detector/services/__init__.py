@@ -1,0 +1,1 @@
+"""Use cases behind the API: each validates, acts, commits, and only then enqueues."""

@@ -1,0 +1,143 @@
+"""Creating, reading, cancelling and deleting detection jobs."""
+
+from __future__ import annotations
+
+import logging
+from typing import IO, Any
+
+from sqlalchemy import func, select
+
+from detector.db import db
+from detector.models import Chunk, FrameDetections, Job, JobStatus, utcnow
+from detector.pipeline import dispatch
+from detector.services.errors import Conflict, InvalidInput, NotAVideo, NotFound, UnreadableVideo
+from detector.storage import VideoStorage
+from detector.video import VideoError, probe
+
+log = logging.getLogger(__name__)
+
+# Messages from the probe that mean "this is no video at all" (415); anything
+# else the probe refuses is a video we cannot use (422).
+_NOT_A_VIDEO = ("not a readable video container", "no video stream")
+
+
+def parse_score_threshold(raw: Any, default: float) -> float:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidInput("score_threshold must be a number between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise InvalidInput("score_threshold must be a number between 0 and 1")
+    return value
+
+
+def create_job(
+    *,
+    owner_id: int,
+    upload: IO[bytes],
+    filename: str,
+    score_threshold: float,
+    storage: VideoStorage,
+    max_pixels: int,
+    model_name: str,
+) -> Job:
+    """Probe an upload (already written into storage's incoming area), keep it,
+    commit the job, then send ``process_video``. A refused upload leaves nothing."""
+    try:
+        upload.flush()
+        info = probe(upload.name, max_pixels=max_pixels)
+    except VideoError as exc:
+        storage.discard_upload(upload)
+        if str(exc).startswith(_NOT_A_VIDEO):
+            raise NotAVideo(f"not a video: {exc}") from None
+        raise UnreadableVideo(f"unusable video: {exc}") from None
+    key = storage.commit_upload(upload)
+    job = Job(
+        owner_id=owner_id,
+        original_filename=(filename or "video")[:255],
+        storage_key=key,
+        status=JobStatus.QUEUED,
+        score_threshold=score_threshold,
+        model_name=model_name,
+        **info.as_dict(),
+    )
+    session = db.session
+    session.add(job)
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        storage.delete(key)
+        raise
+    dispatch.send_process_video(job.id)
+    return job
+
+
+def get_job(owner_id: int, job_id: str) -> Job:
+    """The caller's job; someone else's job is "not found", exactly like a missing one."""
+    job = db.session.get(Job, job_id) if isinstance(job_id, str) and len(job_id) <= 32 else None
+    if job is None or job.owner_id != owner_id:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def list_jobs(owner_id: int, page: int, per_page: int) -> tuple[list[Job], int]:
+    session = db.session
+    total = session.scalar(select(func.count()).select_from(Job).where(Job.owner_id == owner_id))
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.owner_id == owner_id)
+        .order_by(Job.created_at.desc(), Job.id)
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    return list(jobs), int(total or 0)
+
+
+def frames_done(job: Job) -> int:
+    if job.status is JobStatus.SUCCEEDED:
+        return job.frames_total or 0
+    return int(
+        db.session.scalar(
+            select(func.coalesce(func.sum(Chunk.frames_done), 0)).where(Chunk.job_id == job.id)
+        )
+        or 0
+    )
+
+
+def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[Job, list[FrameDetections]]:
+    job = get_job(owner_id, job_id)
+    if job.status is not JobStatus.SUCCEEDED:
+        raise Conflict(f"job {job_id} is {job.status.value}; detections are ready when it has succeeded")
+    frames = db.session.scalars(
+        select(FrameDetections)
+        .where(FrameDetections.job_id == job.id, FrameDetections.index >= start)
+        .order_by(FrameDetections.index)
+        .limit(limit)
+    ).all()
+    return job, list(frames)
+
+
+def cancel_job(owner_id: int, job_id: str) -> Job:
+    job = get_job(owner_id, job_id)
+    if job.status.finished:
+        raise Conflict(f"job {job_id} has already {job.status.value}")
+    dispatch.stop_job(job.id, JobStatus.CANCELLED, "cancelled by its owner")
+    db.session.refresh(job)
+    return job
+
+
+def delete_job(owner_id: int, job_id: str, storage: VideoStorage) -> None:
+    """Delete a job, its stored video and its detections; a running job is cancelled first."""
+    job = get_job(owner_id, job_id)
+    if not job.status.finished:
+        dispatch.stop_job(job.id, JobStatus.CANCELLED, "deleted by its owner")
+    key = job.storage_key
+    session = db.session
+    session.delete(session.get(Job, job.id))
+    session.commit()
+    storage.delete(key)
+    log.info("job=%s deleted", job_id)
+

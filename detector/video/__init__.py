@@ -1,0 +1,20 @@
+"""Video probing, frame indexing, chunk planning and frame-range decoding (PyAV).
+
+Nothing here knows about Flask, Celery or the database.
+"""
+
+from detector.video.chunks import ChunkPlan, plan_chunks
+from detector.video.decode import DecodeStats, decode_frames
+from detector.video.probe import FrameIndex, VideoError, VideoInfo, index_frames, probe
+
+__all__ = [
+    "ChunkPlan",
+    "DecodeStats",
+    "FrameIndex",
+    "VideoError",
+    "VideoInfo",
+    "decode_frames",
+    "index_frames",
+    "plan_chunks",
+    "probe",
+]

@@ -1,0 +1,18 @@
+"""Celery entry point: ``celery -A detector.worker worker -Q detector`` (or ``-Q processor``).
+
+The model is not built here: each worker child builds its own on its first
+chunk, after the fork, so CUDA is never initialised in the parent.
+"""
+
+from celery.signals import worker_process_init
+
+from detector.app import create_app
+from detector.db import db
+
+app = create_app()
+celery = app.extensions["celery"]
+
+
+@worker_process_init.connect
+def _after_fork(**_kwargs: object) -> None:
+    db.after_fork()
