@@ -37,7 +37,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         JWT_TOKEN_LOCATION=["headers"],
         RATELIMIT_ENABLED=app.config.get("RATELIMIT_ENABLED", True),
         RESTX_MASK_SWAGGER=False,
-        ERROR_404_HELP=False,
+        RESTX_ERROR_404_HELP=False,
     )
     _configure_logging(app)
 

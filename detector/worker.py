@@ -9,8 +9,9 @@ from celery.signals import worker_process_init
 from detector.app import create_app
 from detector.db import db
 
-app = create_app()
-celery = app.extensions["celery"]
+flask_app = create_app()
+# `celery -A detector.worker` looks for an attribute named `app` (then `celery`).
+app = celery = flask_app.extensions["celery"]
 
 
 @worker_process_init.connect

@@ -20,27 +20,30 @@ AUTHORIZATIONS = {
     }
 }
 
-blueprint = Blueprint("api", __name__, url_prefix="/api")
-api = Api(
-    blueprint,
-    title="detector",
-    version=__version__,
-    description=(
-        "Batch video object detection. Upload a video, poll the job, page through the "
-        "objects found in every frame. Boxes are [x1, y1, x2, y2] in pixels of the "
-        "original (stored) frame, origin top-left; frames are numbered from 0 in "
-        "presentation order; timestamps are seconds since the first frame."
-    ),
-    doc="/",
-    authorizations=AUTHORIZATIONS,
+DESCRIPTION = (
+    "Batch video object detection. Upload a video, poll the job, page through the "
+    "objects found in every frame. Boxes are [x1, y1, x2, y2] in pixels of the "
+    "original (stored) frame, origin top-left; frames are numbered from 0 in "
+    "presentation order; timestamps are seconds since the first frame."
 )
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask) -> Api:
+    """Register the API blueprint (a fresh Api per app, so tests can build many apps)."""
     from detector.api import auth, errors, health, jobs
 
+    blueprint = Blueprint("api", __name__, url_prefix="/api")
+    api = Api(
+        blueprint,
+        title="detector",
+        version=__version__,
+        description=DESCRIPTION,
+        doc="/",
+        authorizations=AUTHORIZATIONS,
+    )
     api.add_namespace(auth.ns, path="/auth")
     api.add_namespace(jobs.ns, path="/jobs")
     errors.register(api)
     app.register_blueprint(blueprint)
     health.init_app(app)
+    return api

@@ -7,18 +7,18 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
-from kombu import Queue
+from kombu import Exchange, Queue
 
 PROCESSOR_QUEUE = "processor"
 DETECTOR_QUEUE = "detector"
 
 ROUTES = {
-    "detector.process_video": {"queue": PROCESSOR_QUEUE},
-    "detector.merge_chunks": {"queue": PROCESSOR_QUEUE},
-    "detector.chunk_failed": {"queue": PROCESSOR_QUEUE},
-    "detector.watchdog": {"queue": PROCESSOR_QUEUE},
-    "celery.chord_unlock": {"queue": PROCESSOR_QUEUE},
-    "detector.detect_frames": {"queue": DETECTOR_QUEUE},
+    "detector.process_video": {"queue": PROCESSOR_QUEUE, "routing_key": PROCESSOR_QUEUE},
+    "detector.merge_chunks": {"queue": PROCESSOR_QUEUE, "routing_key": PROCESSOR_QUEUE},
+    "detector.chunk_failed": {"queue": PROCESSOR_QUEUE, "routing_key": PROCESSOR_QUEUE},
+    "detector.watchdog": {"queue": PROCESSOR_QUEUE, "routing_key": PROCESSOR_QUEUE},
+    "celery.chord_unlock": {"queue": PROCESSOR_QUEUE, "routing_key": PROCESSOR_QUEUE},
+    "detector.detect_frames": {"queue": DETECTOR_QUEUE, "routing_key": DETECTOR_QUEUE},
 }
 
 
@@ -41,7 +41,12 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         # Long GPU tasks: a worker process takes one message at a time.
         "worker_prefetch_multiplier": 1,
         "task_default_queue": PROCESSOR_QUEUE,
-        "task_queues": (Queue(PROCESSOR_QUEUE), Queue(DETECTOR_QUEUE)),
+        "task_default_exchange": PROCESSOR_QUEUE,
+        "task_default_routing_key": PROCESSOR_QUEUE,
+        "task_queues": tuple(
+            Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)
+            for name in (PROCESSOR_QUEUE, DETECTOR_QUEUE)
+        ),
         "task_routes": ROUTES,
         # A chunk is stopped well before RabbitMQ's 30-minute consumer_timeout.
         "task_soft_time_limit": chunk_limit,

@@ -12,13 +12,9 @@ from detector.models import Chunk, FrameDetections, Job, JobStatus, utcnow
 from detector.pipeline import dispatch
 from detector.services.errors import Conflict, InvalidInput, NotAVideo, NotFound, UnreadableVideo
 from detector.storage import VideoStorage
-from detector.video import VideoError, probe
+from detector.video import NotAVideoError, VideoError, probe
 
 log = logging.getLogger(__name__)
-
-# Messages from the probe that mean "this is no video at all" (415); anything
-# else the probe refuses is a video we cannot use (422).
-_NOT_A_VIDEO = ("not a readable video container", "no video stream")
 
 
 def parse_score_threshold(raw: Any, default: float) -> float:
@@ -50,7 +46,7 @@ def create_job(
         info = probe(upload.name, max_pixels=max_pixels)
     except VideoError as exc:
         storage.discard_upload(upload)
-        if str(exc).startswith(_NOT_A_VIDEO):
+        if isinstance(exc, NotAVideoError):
             raise NotAVideo(f"not a video: {exc}") from None
         raise UnreadableVideo(f"unusable video: {exc}") from None
     key = storage.commit_upload(upload)

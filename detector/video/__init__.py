@@ -5,12 +5,13 @@ Nothing here knows about Flask, Celery or the database.
 
 from detector.video.chunks import ChunkPlan, plan_chunks
 from detector.video.decode import DecodeStats, decode_frames
-from detector.video.probe import FrameIndex, VideoError, VideoInfo, index_frames, probe
+from detector.video.probe import FrameIndex, NotAVideoError, VideoError, VideoInfo, index_frames, probe
 
 __all__ = [
     "ChunkPlan",
     "DecodeStats",
     "FrameIndex",
+    "NotAVideoError",
     "VideoError",
     "VideoInfo",
     "decode_frames",

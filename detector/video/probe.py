@@ -16,6 +16,10 @@ class VideoError(ValueError):
     """The file is not a video the service can read; the message says why."""
 
 
+class NotAVideoError(VideoError):
+    """The file is no media container at all, or has no video stream."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the container says about the first video stream (frame count may be an estimate)."""
@@ -44,12 +48,12 @@ def _open(path: StrPath) -> av.container.InputContainer:
     try:
         return av.open(os.fspath(path), mode="r")
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise VideoError("the file is not a readable video container") from exc
+        raise NotAVideoError("the file is not a readable video container") from exc
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
     if not container.streams.video:
-        raise VideoError("the file has no video stream")
+        raise NotAVideoError("the file has no video stream")
     return container.streams.video[0]
 
 

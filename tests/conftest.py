@@ -1,0 +1,111 @@
+"""Shared fixtures: an app on embedded defaults in a temporary directory, a client,
+an `auth` helper, synthetic videos, and access to the local servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from detector.app import create_app
+from detector.migrate import upgrade
+from detector.synthetic import make_video
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_server(url: str) -> None:
+    """Skip when the server at ``url`` is unreachable, except under CI=true, where it fails."""
+    parsed = urlparse(url.replace("postgresql+psycopg", "postgresql"))
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), timeout=2):
+            return
+    except OSError:
+        message = f"{parsed.scheme} server at {parsed.hostname}:{parsed.port} is unreachable"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true requires it)")
+        pytest.skip(message)
+
+
+def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """Settings for a test app (and its workers) living entirely under ``tmp_path``."""
+    config: dict[str, Any] = {
+        "ENV": "test",
+        "DATA_DIR": str(tmp_path / "data"),
+        "VIDEO_STORAGE": str(tmp_path / "videos"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'detector.sqlite3'}",
+        "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_RESULT_BACKEND": f"file://{tmp_path / 'data' / 'results'}",
+        "SECRET_KEY": "test-secret",
+        "JWT_SECRET_KEY": "test-jwt-secret-that-is-long-enough-for-hs256",
+        "RATELIMIT_ENABLED": False,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> dict[str, Any]:
+    return base_config(tmp_path)
+
+
+@pytest.fixture
+def app(config: dict[str, Any]) -> Iterator[Flask]:
+    Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    upgrade(config["DATABASE_URL"])
+    app = create_app(config)
+    yield app
+    from detector.db import db
+
+    db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class Auth:
+    """Registers users and hands out their Authorization headers."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def register(self, username: str = "alice", password: str = "password123") -> None:
+        response = self.client.post("/api/auth/register", json={"username": username, "password": password})
+        assert response.status_code == 201, response.json
+
+    def login(self, username: str = "alice", password: str = "password123") -> dict[str, str]:
+        response = self.client.post("/api/auth/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.json
+        return response.json
+
+    def headers(self, username: str = "alice", password: str = "password123") -> dict[str, str]:
+        """Register ``username`` (if new) and return a Bearer header for it."""
+        self.client.post("/api/auth/register", json={"username": username, "password": password})
+        return {"Authorization": f"Bearer {self.login(username, password)['access_token']}"}
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> Auth:
+    return Auth(client)
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("videos")
+
+
+@pytest.fixture(scope="session")
+def small_video(video_dir: Path) -> Path:
+    """2 s, 160x120, 10 fps, a keyframe every 8 frames."""
+    return make_video(video_dir / "small.mp4", frames=20, width=160, height=120, fps=10, gop=8)
