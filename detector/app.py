@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import IO, Any, Mapping
+from collections.abc import Mapping
+from typing import IO, Any
 
 from flask import Flask, Request, current_app, g
 
@@ -20,8 +21,11 @@ class UploadRequest(Request):
     """
 
     def _get_file_stream(
-        self, total_content_length: int | None, content_type: str | None,
-        filename: str | None = None, content_length: int | None = None,
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
     ) -> IO[bytes]:
         upload = current_app.extensions["video_storage"].new_upload()
         g.setdefault("uploads", []).append(upload)
@@ -56,6 +60,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from detector.api import init_app as init_api
 
     init_api(app)
+    from detector.metrics import init_app as init_metrics
+
+    init_metrics(app)
 
     @app.teardown_request
     def _discard_unkept_uploads(_exc: BaseException | None) -> None:

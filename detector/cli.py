@@ -48,16 +48,42 @@ def db_upgrade(revision: str) -> None:
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes")
 def api(host: str, port: int, workers: int) -> None:
     """Serve the REST API with gunicorn."""
-    os.execvp(sys.executable, [
-        sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-        "--threads", "4", "--access-logfile", "-", "detector.wsgi:app",
-    ])
+    os.execvp(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            "4",
+            "--access-logfile",
+            "-",
+            "detector.wsgi:app",
+        ],
+    )
 
 
-def _worker_argv(queue: str, concurrency: int | None, autoscale: str | None, beat: bool,
-                 extra: tuple[str, ...] = ()) -> list[str]:
-    argv = [sys.executable, "-m", "celery", "-A", "detector.worker", "worker", "-Q", queue,
-            "--loglevel", "INFO", "-n", f"{queue}@%h"]
+def _worker_argv(
+    queue: str, concurrency: int | None, autoscale: str | None, beat: bool, extra: tuple[str, ...] = ()
+) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "detector.worker",
+        "worker",
+        "-Q",
+        queue,
+        "--loglevel",
+        "INFO",
+        "-n",
+        f"{queue}@%h",
+    ]
     if autoscale:
         argv += ["--autoscale", autoscale]
     elif concurrency:
@@ -74,8 +100,9 @@ def _worker_argv(queue: str, concurrency: int | None, autoscale: str | None, bea
 @click.option("--autoscale", default=None, help="MAX,MIN worker processes")
 @click.option("--beat", is_flag=True, help="also run the watchdog schedule (one per deployment)")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(queue: str, concurrency: int | None, autoscale: str | None, beat: bool,
-           celery_args: tuple[str, ...]) -> None:
+def worker(
+    queue: str, concurrency: int | None, autoscale: str | None, beat: bool, celery_args: tuple[str, ...]
+) -> None:
     """Run a Celery worker for one queue (extra arguments go to celery)."""
     argv = _worker_argv(queue, concurrency, autoscale, beat, celery_args)
     os.execvp(argv[0], argv)
@@ -84,8 +111,7 @@ def worker(queue: str, concurrency: int | None, autoscale: str | None, beat: boo
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--detectors", default=1, show_default=True, type=int,
-              help="detector worker processes")
+@click.option("--detectors", default=1, show_default=True, type=int, help="detector worker processes")
 def up(host: str, port: int, detectors: int) -> None:
     """Run everything on this machine: migrations, API, processor and detector workers.
 
@@ -114,9 +140,11 @@ def up(host: str, port: int, detectors: int) -> None:
     signal.signal(signal.SIGTERM, stop)
     for name, argv in children.items():
         procs[name] = subprocess.Popen(argv, start_new_session=True)
-    click.echo(f"detector is up: API and Swagger UI at http://{host}:{port}/api/ "
-               f"(database {config['DATABASE_URL']}, broker {config['CELERY_BROKER_URL']}); "
-               f"Ctrl-C stops it")
+    click.echo(
+        f"detector is up: API and Swagger UI at http://{host}:{port}/api/ "
+        f"(database {config['DATABASE_URL']}, broker {config['CELERY_BROKER_URL']}); "
+        f"Ctrl-C stops it"
+    )
     code = 0
     while not stopping:
         for name, proc in procs.items():
@@ -139,10 +167,15 @@ def up(host: str, port: int, detectors: int) -> None:
 
 @main.command()
 @click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="write JSON here instead of standard output")
-@click.option("--score-threshold", type=click.FloatRange(0, 1), default=None,
-              help="default: DEFAULT_SCORE_THRESHOLD")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write JSON here instead of standard output",
+)
+@click.option(
+    "--score-threshold", type=click.FloatRange(0, 1), default=None, help="default: DEFAULT_SCORE_THRESHOLD"
+)
 def predict(video: Path, out: Path | None, score_threshold: float | None) -> None:
     """Detect objects in VIDEO in this process (no queue): the pipeline's baseline.
 
@@ -158,9 +191,12 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
         click.echo(text)
     else:
         out.write_text(text)
-    click.echo(f"{timing['frames']} frames in {timing['seconds']:.2f} s "
-               f"({timing['frames_per_second']:.2f} frames/s, {timing['model']} on "
-               f"{timing['device']}, batch {timing['batch_size']})", err=True)
+    click.echo(
+        f"{timing['frames']} frames in {timing['seconds']:.2f} s "
+        f"({timing['frames_per_second']:.2f} frames/s, {timing['model']} on "
+        f"{timing['device']}, batch {timing['batch_size']})",
+        err=True,
+    )
 
 
 if __name__ == "__main__":

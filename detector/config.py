@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from dotenv import load_dotenv
 
@@ -84,7 +85,7 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     if profile not in PROFILES:
         raise ConfigError(f"DETECTOR_ENV must be one of {', '.join(PROFILES)}, got {profile!r}")
 
-    data_dir = Path(overrides.get("DATA_DIR") or _env("DATA_DIR", "instance")).resolve()
+    data_dir = Path(str(overrides.get("DATA_DIR") or _env("DATA_DIR", "instance"))).resolve()
     broker_url = overrides.get("CELERY_BROKER_URL") or _env("CELERY_BROKER_URL", "filesystem://")
     result_backend = overrides.get("CELERY_RESULT_BACKEND") or _env(
         "CELERY_RESULT_BACKEND", f"file://{data_dir / 'results'}"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from detector.detection import DetectorSettings, get_predictor
 from detector.pipeline.frames import detect_range

@@ -23,7 +23,9 @@ def frame_image(i: int, width: int, height: int) -> np.ndarray:
     cv2.rectangle(img, (x, height // 4), (x + s, height // 4 + s), (0, 0, 255), -1)
     cv2.circle(img, (width - 1 - x, y + s // 2), s // 2, (0, 255, 0), -1)
     cv2.rectangle(img, (width // 3, height - 1 - y - s), (width // 3 + s, height - 1 - y), (255, 200, 0), 3)
-    cv2.putText(img, str(i), (4, height - 6), cv2.FONT_HERSHEY_SIMPLEX, max(0.3, height / 480), (255, 255, 255), 1)
+    cv2.putText(
+        img, str(i), (4, height - 6), cv2.FONT_HERSHEY_SIMPLEX, max(0.3, height / 480), (255, 255, 255), 1
+    )
     return img
 
 
@@ -49,16 +51,16 @@ def make_video(
     """
     path = Path(path)
     with av.open(str(path), mode="w", format=container_format) as out:
-        stream = out.add_stream(codec, rate=fps)
+        stream: av.VideoStream = out.add_stream(codec, rate=fps)  # type: ignore[assignment]
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        options = {}
+        options: dict[str, object] = {}
         if gop is not None and codec in ("libx264", "mpeg4"):
             options["g"] = str(gop)
             if codec == "libx264":
                 options["keyint_min"] = str(gop)
                 options["sc_threshold"] = "0"
-        stream.options = options
+        stream.options = dict(options)
         if pts is not None:
             stream.codec_context.time_base = Fraction(1, fps * 100)
         if rotation:

@@ -8,10 +8,12 @@ from celery.signals import worker_process_init
 
 from detector.app import create_app
 from detector.db import db
+from detector.metrics import connect_worker_metrics
 
 flask_app = create_app()
 # `celery -A detector.worker` looks for an attribute named `app` (then `celery`).
 app = celery = flask_app.extensions["celery"]
+connect_worker_metrics()  # serves metrics on METRICS_PORT when it is set
 
 
 @worker_process_init.connect

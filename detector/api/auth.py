@@ -21,16 +21,29 @@ from detector.services.errors import InvalidInput
 
 ns = Namespace("auth", description="Accounts and JWT tokens")
 
-credentials = ns.model("Credentials", {
-    "username": fields.String(required=True, example="alice", min_length=3, max_length=64),
-    "password": fields.String(required=True, example="correct horse battery", min_length=8),
-})
-user_model = ns.model("User", {
-    "id": fields.Integer, "username": fields.String, "created_at": fields.DateTime,
-})
-tokens_model = ns.model("Tokens", {
-    "access_token": fields.String, "refresh_token": fields.String, "token_type": fields.String,
-})
+credentials = ns.model(
+    "Credentials",
+    {
+        "username": fields.String(required=True, example="alice", min_length=3, max_length=64),
+        "password": fields.String(required=True, example="correct horse battery", min_length=8),
+    },
+)
+user_model = ns.model(
+    "User",
+    {
+        "id": fields.Integer,
+        "username": fields.String,
+        "created_at": fields.DateTime,
+    },
+)
+tokens_model = ns.model(
+    "Tokens",
+    {
+        "access_token": fields.String,
+        "refresh_token": fields.String,
+        "token_type": fields.String,
+    },
+)
 access_model = ns.model("AccessToken", {"access_token": fields.String, "token_type": fields.String})
 message_model = ns.model("Message", {"message": fields.String})
 

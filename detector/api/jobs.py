@@ -20,67 +20,111 @@ ns = Namespace(
     decorators=[jwt_required()],
 )
 
-progress_model = ns.model("Progress", {
-    "frames_done": fields.Integer, "frames_total": fields.Integer(description="null until planned"),
-    "percent": fields.Float,
-})
-video_model = ns.model("Video", {
-    "codec": fields.String, "width": fields.Integer, "height": fields.Integer,
-    "fps": fields.Float, "frame_count": fields.Integer, "duration": fields.Float,
-    "rotation": fields.Integer(description="Display rotation in degrees from the container; "
-                               "boxes are in the stored (unrotated) frame."),
-})
-job_model = ns.model("Job", {
-    "id": fields.String,
-    "status": fields.String(enum=["queued", "processing", "succeeded", "failed", "cancelled"]),
-    "filename": fields.String,
-    "score_threshold": fields.Float,
-    "model": fields.String,
-    "progress": fields.Nested(progress_model),
-    "video": fields.Nested(video_model),
-    "objects_total": fields.Integer,
-    "error": fields.String,
-    "created_at": fields.DateTime, "started_at": fields.DateTime, "finished_at": fields.DateTime,
-    "detections_url": fields.String,
-})
-job_page_model = ns.model("JobPage", {
-    "jobs": fields.List(fields.Nested(job_model)), "page": fields.Integer,
-    "per_page": fields.Integer, "total": fields.Integer,
-})
-object_model = ns.model("DetectedObject", {
-    "label": fields.String(example="person"), "class_id": fields.Integer(example=1),
-    "score": fields.Float(example=0.97),
-    "box": fields.List(fields.Float, description="[x1, y1, x2, y2] in pixels of the original frame",
-                       example=[12.5, 40.0, 118.0, 230.25]),
-})
-frame_model = ns.model("Frame", {
-    "frame": fields.Integer(description="0-based frame index, presentation order"),
-    "timestamp": fields.Float(description="seconds since the first frame"),
-    "objects": fields.List(fields.Nested(object_model)),
-})
-detections_model = ns.model("DetectionsPage", {
-    "job_id": fields.String, "frames_total": fields.Integer, "start": fields.Integer,
-    "limit": fields.Integer,
-    "next_start": fields.Integer(description="start of the next page; null on the last page"),
-    "frames": fields.List(fields.Nested(frame_model)),
-})
+progress_model = ns.model(
+    "Progress",
+    {
+        "frames_done": fields.Integer,
+        "frames_total": fields.Integer(description="null until planned"),
+        "percent": fields.Float,
+    },
+)
+video_model = ns.model(
+    "Video",
+    {
+        "codec": fields.String,
+        "width": fields.Integer,
+        "height": fields.Integer,
+        "fps": fields.Float,
+        "frame_count": fields.Integer,
+        "duration": fields.Float,
+        "rotation": fields.Integer(
+            description="Display rotation in degrees from the container; "
+            "boxes are in the stored (unrotated) frame."
+        ),
+    },
+)
+job_model = ns.model(
+    "Job",
+    {
+        "id": fields.String,
+        "status": fields.String(enum=["queued", "processing", "succeeded", "failed", "cancelled"]),
+        "filename": fields.String,
+        "score_threshold": fields.Float,
+        "model": fields.String,
+        "progress": fields.Nested(progress_model),
+        "video": fields.Nested(video_model),
+        "objects_total": fields.Integer,
+        "error": fields.String,
+        "created_at": fields.DateTime,
+        "started_at": fields.DateTime,
+        "finished_at": fields.DateTime,
+        "detections_url": fields.String,
+    },
+)
+job_page_model = ns.model(
+    "JobPage",
+    {
+        "jobs": fields.List(fields.Nested(job_model)),
+        "page": fields.Integer,
+        "per_page": fields.Integer,
+        "total": fields.Integer,
+    },
+)
+object_model = ns.model(
+    "DetectedObject",
+    {
+        "label": fields.String(example="person"),
+        "class_id": fields.Integer(example=1),
+        "score": fields.Float(example=0.97),
+        "box": fields.List(
+            fields.Float,
+            description="[x1, y1, x2, y2] in pixels of the original frame",
+            example=[12.5, 40.0, 118.0, 230.25],
+        ),
+    },
+)
+frame_model = ns.model(
+    "Frame",
+    {
+        "frame": fields.Integer(description="0-based frame index, presentation order"),
+        "timestamp": fields.Float(description="seconds since the first frame"),
+        "objects": fields.List(fields.Nested(object_model)),
+    },
+)
+detections_model = ns.model(
+    "DetectionsPage",
+    {
+        "job_id": fields.String,
+        "frames_total": fields.Integer,
+        "start": fields.Integer,
+        "limit": fields.Integer,
+        "next_start": fields.Integer(description="start of the next page; null on the last page"),
+        "frames": fields.List(fields.Nested(frame_model)),
+    },
+)
 error_model = ns.model("Error", {"message": fields.String, "error": fields.String})
 
 upload_parser = reqparse.RequestParser()
-upload_parser.add_argument("video", location="files", type=FileStorage, required=True,
-                           help="the video file")
-upload_parser.add_argument("score_threshold", location="form", type=float, required=False,
-                           help="keep objects scoring at least this (0..1)")
+upload_parser.add_argument("video", location="files", type=FileStorage, required=True, help="the video file")
+upload_parser.add_argument(
+    "score_threshold",
+    location="form",
+    type=float,
+    required=False,
+    help="keep objects scoring at least this (0..1)",
+)
 
 list_parser = reqparse.RequestParser()
 list_parser.add_argument("page", type=inputs.natural, default=1, location="args")
 list_parser.add_argument("per_page", type=inputs.int_range(1, 100), default=20, location="args")
 
 detections_parser = reqparse.RequestParser()
-detections_parser.add_argument("start", type=inputs.natural, default=0, location="args",
-                               help="first frame index of the page")
-detections_parser.add_argument("limit", type=inputs.int_range(1, 1000), default=100,
-                               location="args", help="frames per page (1..1000)")
+detections_parser.add_argument(
+    "start", type=inputs.natural, default=0, location="args", help="first frame index of the page"
+)
+detections_parser.add_argument(
+    "limit", type=inputs.int_range(1, 1000), default=100, location="args", help="frames per page (1..1000)"
+)
 
 
 def job_dict(job: Job) -> dict[str, Any]:
@@ -98,8 +142,13 @@ def job_dict(job: Job) -> dict[str, Any]:
             "percent": round(100.0 * done / total, 1) if total else 0.0,
         },
         "video": {
-            "codec": job.codec, "width": job.width, "height": job.height, "fps": job.fps,
-            "frame_count": job.frame_count, "duration": job.duration, "rotation": job.rotation,
+            "codec": job.codec,
+            "width": job.width,
+            "height": job.height,
+            "fps": job.fps,
+            "frame_count": job.frame_count,
+            "duration": job.duration,
+            "rotation": job.rotation,
         },
         "objects_total": job.objects_total,
         "error": job.error,
@@ -130,8 +179,12 @@ class JobList(Resource):
         args = _parse(list_parser)
         page = max(1, args["page"])
         jobs, total = job_service.list_jobs(current_user.id, page, args["per_page"])
-        return {"jobs": [job_dict(j) for j in jobs], "page": page,
-                "per_page": args["per_page"], "total": total}
+        return {
+            "jobs": [job_dict(j) for j in jobs],
+            "page": page,
+            "per_page": args["per_page"],
+            "total": total,
+        }
 
     @ns.doc(security="Bearer")
     @ns.expect(upload_parser)
@@ -211,6 +264,10 @@ class JobDetections(Resource):
         total = job.frames_total or 0
         next_start = last + 1 if last is not None and last + 1 < total else None
         return {
-            "job_id": job.id, "frames_total": total, "start": start, "limit": limit,
-            "next_start": next_start, "frames": [f.to_dict() for f in frames],
+            "job_id": job.id,
+            "frames_total": total,
+            "start": start,
+            "limit": limit,
+            "next_start": next_start,
+            "frames": [f.to_dict() for f in frames],
         }

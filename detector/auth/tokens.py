@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask_jwt_extended import JWTManager
@@ -31,7 +31,7 @@ def init_jwt(jwt: JWTManager) -> None:
 
 def revoke_token(payload: dict[str, Any]) -> None:
     """Revoke the token whose decoded ``payload`` is given; forget expired revocations."""
-    expires = datetime.fromtimestamp(payload["exp"], tz=timezone.utc)
+    expires = datetime.fromtimestamp(payload["exp"], tz=UTC)
     session = db.session
     session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
     if session.get(RevokedToken, payload["jti"]) is None:

@@ -91,9 +91,7 @@ class Predictor(ABC):
             One list of objects per frame, highest score first.
         """
 
-    def predict(
-        self, frames: Sequence[np.ndarray], score_threshold: float
-    ) -> list[list[DetectedObject]]:
+    def predict(self, frames: Sequence[np.ndarray], score_threshold: float) -> list[list[DetectedObject]]:
         """Objects scoring at least ``score_threshold`` in each frame, in batches.
 
         A batch that runs out of GPU memory is retried in halves before the

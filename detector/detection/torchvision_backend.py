@@ -50,7 +50,9 @@ class TorchvisionPredictor(Predictor):
         checkpoint = resolve_weights(settings.weights, pretrained.url, settings.cache_dir)
         torch.manual_seed(settings.seed)
         model = builder(
-            weights=None, weights_backbone=None, num_classes=len(self.labels),
+            weights=None,
+            weights_backbone=None,
+            num_classes=len(self.labels),
             box_score_thresh=settings.min_score,
         )
         if checkpoint is None:
@@ -74,8 +76,7 @@ class TorchvisionPredictor(Predictor):
             images = list(batch.permute(0, 3, 1, 2).flip(1).float().div_(255).unbind(0))
         else:
             images = [
-                torch.from_numpy(f).to(self.device).permute(2, 0, 1).flip(0).float().div_(255)
-                for f in frames
+                torch.from_numpy(f).to(self.device).permute(2, 0, 1).flip(0).float().div_(255) for f in frames
             ]
         outputs = self.model(images)
         return [
@@ -111,19 +112,21 @@ def seeded_random_init(model: tvd.FasterRCNN, seed: int) -> None:
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
             module.momentum = None  # a plain average over the calibration batch
-    body = model.backbone.body
+    body: Any = model.backbone.body
     body.train()
     body(images.tensors)
     body.eval()
     features = model.backbone(images.tensors)
-    for block, feature in zip(model.backbone.fpn.layer_blocks, features.values(), strict=False):
-        conv = block[0] if isinstance(block, nn.Sequential) else block
+    fpn: Any = model.backbone.fpn
+    for block, feature in zip(fpn.layer_blocks, features.values(), strict=False):
+        conv: Any = block[0] if isinstance(block, nn.Sequential) else block
         scale = feature.std().item()
         conv.weight.div_(scale)
         if conv.bias is not None:
             conv.bias.div_(scale)
     torch.manual_seed(seed)
-    head, predictor = model.roi_heads.box_head, model.roi_heads.box_predictor
+    head: Any = model.roi_heads.box_head
+    predictor: Any = model.roi_heads.box_predictor
     for layer in (head.fc6, head.fc7):
         nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
         nn.init.zeros_(layer.bias)

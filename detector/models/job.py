@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from detector.models.base import Base, JSONType, UTCDateTime, utcnow
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
@@ -40,8 +40,12 @@ class Job(Base):
     original_filename: Mapped[str] = mapped_column(String(255))
     storage_key: Mapped[str] = mapped_column(String(255))
     status: Mapped[JobStatus] = mapped_column(
-        Enum(JobStatus, name="job_status", values_callable=lambda e: [m.value for m in e],
-             validate_strings=True),
+        Enum(
+            JobStatus,
+            name="job_status",
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+        ),
         default=JobStatus.QUEUED,
         index=True,
     )
@@ -68,12 +72,14 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     chunks: Mapped[list[Chunk]] = relationship(
-        back_populates="job", cascade="all, delete-orphan", passive_deletes=True,
+        back_populates="job",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
         order_by="Chunk.index",
     )
 
 
-class ChunkStatus(str, enum.Enum):
+class ChunkStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
@@ -89,9 +95,7 @@ class Chunk(Base):
 
     __tablename__ = "chunks"
 
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     start_frame: Mapped[int] = mapped_column(Integer)
     end_frame: Mapped[int] = mapped_column(Integer)  # exclusive
@@ -99,8 +103,12 @@ class Chunk(Base):
     frame_pts: Mapped[list[int]] = mapped_column(JSONType)
     timestamps: Mapped[list[float]] = mapped_column(JSONType)
     status: Mapped[ChunkStatus] = mapped_column(
-        Enum(ChunkStatus, name="chunk_status", values_callable=lambda e: [m.value for m in e],
-             validate_strings=True),
+        Enum(
+            ChunkStatus,
+            name="chunk_status",
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+        ),
         default=ChunkStatus.PENDING,
     )
     deliveries: Mapped[int] = mapped_column(Integer, default=0)
@@ -117,9 +125,7 @@ class FrameDetections(Base):
 
     __tablename__ = "frames"
 
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     timestamp: Mapped[float] = mapped_column(Float)
     objects: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)

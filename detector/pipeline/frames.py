@@ -91,9 +91,7 @@ def detect_range(
     for batch in prefetch(batches, depth=2):
         for objects in predictor.predict(batch, score_threshold):
             i = len(frames)
-            frames.append(
-                {"frame": first_frame + i, "timestamp": timestamps[i], "objects": objects}
-            )
+            frames.append({"frame": first_frame + i, "timestamp": timestamps[i], "objects": objects})
         if on_batch is not None:
             on_batch(len(frames))
     return frames

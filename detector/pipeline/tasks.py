@@ -108,8 +108,12 @@ def detect_frames(
         if chunk is None or (chunk.start_frame, chunk.end_frame) != (start_frame, end_frame):
             raise RuntimeError(f"{where} does not match the job's plan")
         if chunk.status is ChunkStatus.DONE:
-            return {**summary, "frames": chunk.frames_done, "objects": chunk.objects,
-                    "decoded": chunk.frames_decoded}
+            return {
+                **summary,
+                "frames": chunk.frames_done,
+                "objects": chunk.objects,
+                "decoded": chunk.frames_decoded,
+            }
         chunk.deliveries += 1
         chunk.status = ChunkStatus.RUNNING
         chunk.frames_done = 0
@@ -118,9 +122,12 @@ def detect_frames(
         threshold, key = job.score_threshold, job.storage_key
 
     if deliveries > int(config["MAX_CHUNK_DELIVERIES"]):
-        stop_job(job_id, JobStatus.FAILED,
-                 f"{where} was started {deliveries - 1} times and its worker died each time "
-                 f"(crash, out of memory or killed); giving up")
+        stop_job(
+            job_id,
+            JobStatus.FAILED,
+            f"{where} was started {deliveries - 1} times and its worker died each time "
+            f"(crash, out of memory or killed); giving up",
+        )
         return {**summary, "skipped": "too many deliveries"}
     log.info("job=%s chunk=%d started (delivery %d)", job_id, chunk_index, deliveries)
 
@@ -153,9 +160,12 @@ def detect_frames(
         log.info("job=%s chunk=%d stopped: the job is no longer processing", job_id, chunk_index)
         return {**summary, "skipped": "job stopped"}
     except SoftTimeLimitExceeded:
-        stop_job(job_id, JobStatus.FAILED,
-                 f"{where} ran past the {config['CHUNK_TIME_LIMIT']} s time limit; "
-                 f"use smaller chunks (CHUNK_FRAMES) or a faster device")
+        stop_job(
+            job_id,
+            JobStatus.FAILED,
+            f"{where} ran past the {config['CHUNK_TIME_LIMIT']} s time limit; "
+            f"use smaller chunks (CHUNK_FRAMES) or a faster device",
+        )
         raise
     except Exception as exc:
         stop_job(job_id, JobStatus.FAILED, f"{where} failed: {exc}")
@@ -177,18 +187,36 @@ def detect_frames(
         if frames:
             session.execute(
                 insert(FrameDetections),
-                [{"job_id": job_id, "index": f["frame"], "timestamp": f["timestamp"],
-                  "objects": f["objects"]} for f in frames],
+                [
+                    {
+                        "job_id": job_id,
+                        "index": f["frame"],
+                        "timestamp": f["timestamp"],
+                        "objects": f["objects"],
+                    }
+                    for f in frames
+                ],
             )
         session.execute(
             update(Chunk)
             .where(Chunk.job_id == job_id, Chunk.index == chunk_index)
-            .values(status=ChunkStatus.DONE, frames_done=len(frames),
-                    frames_decoded=stats.decoded, objects=objects, updated_at=utcnow())
+            .values(
+                status=ChunkStatus.DONE,
+                frames_done=len(frames),
+                frames_decoded=stats.decoded,
+                objects=objects,
+                updated_at=utcnow(),
+            )
         )
         job.model_name = predictor.name
-    log.info("job=%s chunk=%d done: %d frames (%d decoded), %d objects",
-             job_id, chunk_index, len(frames), stats.decoded, objects)
+    log.info(
+        "job=%s chunk=%d done: %d frames (%d decoded), %d objects",
+        job_id,
+        chunk_index,
+        len(frames),
+        stats.decoded,
+        objects,
+    )
     return {**summary, "frames": len(frames), "objects": objects, "decoded": stats.decoded}
 
 
@@ -200,14 +228,19 @@ def merge_chunks(self: Task, chunk_summaries: list[dict[str, Any]] | None, job_i
     if job is None or job.status is not JobStatus.PROCESSING:
         return {"job_id": job_id, "skipped": "job is not processing"}
     chunks = session.scalars(select(Chunk).where(Chunk.job_id == job_id).order_by(Chunk.index)).all()
-    missing = sorted(set(range(job.chunk_count or 0)) - {c.index for c in chunks if c.status is ChunkStatus.DONE})
+    missing = sorted(
+        set(range(job.chunk_count or 0)) - {c.index for c in chunks if c.status is ChunkStatus.DONE}
+    )
     stored = session.scalar(select(func.count()).where(FrameDetections.job_id == job_id))
     if missing or stored != job.frames_total:
         session.rollback()
         if self.request.retries < self.max_retries:
             raise self.retry(countdown=3)
-        stop_job(job_id, JobStatus.FAILED,
-                 f"chunks {missing} never finished ({stored} of {job.frames_total} frames stored)")
+        stop_job(
+            job_id,
+            JobStatus.FAILED,
+            f"chunks {missing} never finished ({stored} of {job.frames_total} frames stored)",
+        )
         return {"job_id": job_id, "failed": "incomplete"}
     job.status = JobStatus.SUCCEEDED
     job.finished_at = utcnow()
@@ -215,8 +248,13 @@ def merge_chunks(self: Task, chunk_summaries: list[dict[str, Any]] | None, job_i
     session.commit()
     decoded = sum(c.frames_decoded for c in chunks)
     log.info("job=%s succeeded: %d frames, %d objects", job_id, stored, job.objects_total)
-    return {"job_id": job_id, "frames": stored, "objects": job.objects_total,
-            "chunks": len(chunks), "frames_decoded": decoded}
+    return {
+        "job_id": job_id,
+        "frames": stored,
+        "objects": job.objects_total,
+        "chunks": len(chunks),
+        "frames_decoded": decoded,
+    }
 
 
 @shared_task(name="detector.chunk_failed", ignore_result=True)
@@ -257,9 +295,12 @@ def watchdog() -> dict[str, int]:
                 counts["resent"] += 1
                 continue
             pending = [c.index for c in chunks if c.status is not ChunkStatus.DONE]
-            stop_job(job.id, JobStatus.FAILED,
-                     f"no progress for {int(idle.total_seconds())} s; chunks {pending} never "
-                     f"finished (workers down or messages lost)")
+            stop_job(
+                job.id,
+                JobStatus.FAILED,
+                f"no progress for {int(idle.total_seconds())} s; chunks {pending} never "
+                f"finished (workers down or messages lost)",
+            )
             counts["failed"] += 1
     session.rollback()
     return counts

@@ -8,7 +8,7 @@ from typing import IO, Any
 from sqlalchemy import func, select
 
 from detector.db import db
-from detector.models import Chunk, FrameDetections, Job, JobStatus, utcnow
+from detector.models import Chunk, FrameDetections, Job, JobStatus
 from detector.pipeline import dispatch
 from detector.services.errors import Conflict, InvalidInput, NotAVideo, NotFound, UnreadableVideo
 from detector.storage import VideoStorage
@@ -96,9 +96,7 @@ def frames_done(job: Job) -> int:
     if job.status is JobStatus.SUCCEEDED:
         return job.frames_total or 0
     return int(
-        db.session.scalar(
-            select(func.coalesce(func.sum(Chunk.frames_done), 0)).where(Chunk.job_id == job.id)
-        )
+        db.session.scalar(select(func.coalesce(func.sum(Chunk.frames_done), 0)).where(Chunk.job_id == job.id))
         or 0
     )
 
@@ -136,4 +134,3 @@ def delete_job(owner_id: int, job_id: str, storage: VideoStorage) -> None:
     session.commit()
     storage.delete(key)
     log.info("job=%s deleted", job_id)
-

@@ -81,4 +81,3 @@ def _decode(
         f"the video ended before the frame at timestamp {expected} "
         f"({len(frame_pts) - stats.delivered} of {len(frame_pts)} frames missing)"
     )
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import av
 
@@ -76,13 +75,10 @@ def probe(path: StrPath, max_pixels: int | None = None) -> VideoInfo:
             raise VideoError("the video stream has no frame size")
         if max_pixels is not None and width * height > max_pixels:
             raise VideoError(
-                f"frames of {width}x{height} are larger than this service accepts "
-                f"({max_pixels} pixels)"
+                f"frames of {width}x{height} are larger than this service accepts ({max_pixels} pixels)"
             )
-        first = None
         try:
-            for first in container.decode(stream):
-                break
+            first = next(container.decode(stream), None)
         except av.FFmpegError as exc:
             raise VideoError(f"the video stream cannot be decoded ({ctx.name})") from exc
         if first is None:
@@ -151,9 +147,9 @@ def index_frames(path: StrPath) -> FrameIndex:
         if not packets:
             raise VideoError("the video has no frames")
         packets.sort(key=lambda p: p[0])
-        pts = [p for p, _ in packets]
+        timestamps = [p for p, _ in packets]
         keyframes = [i for i, (_, key) in enumerate(packets) if key] or [0]
         if keyframes[0] != 0:
             keyframes.insert(0, 0)
         time_base = stream.time_base or Fraction(1, 1)
-        return FrameIndex(pts=pts, keyframes=keyframes, time_base=Fraction(time_base))
+        return FrameIndex(pts=timestamps, keyframes=keyframes, time_base=Fraction(time_base))

@@ -89,7 +89,15 @@ def test_expired_token_is_401(app, client, auth: Auth):
 def test_forged_signature_and_alg_none_are_401(client, auth: Auth):
     auth.register("hank")
     now = int(time.time())
-    claims = {"sub": "1", "type": "access", "jti": "x", "iat": now, "nbf": now, "exp": now + 600, "fresh": False}
+    claims = {
+        "sub": "1",
+        "type": "access",
+        "jti": "x",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "fresh": False,
+    }
     forged = pyjwt.encode(claims, "not-the-server-secret-but-long-enough-1234", algorithm="HS256")
     unsigned = pyjwt.encode(claims, None, algorithm="none")
     assert _me(client, forged).status_code == 401
@@ -123,7 +131,12 @@ def test_refresh_token_is_not_an_access_token(client, auth: Auth):
     auth.register("kate")
     tokens = auth.login("kate")
     assert _me(client, tokens["refresh_token"]).status_code == 401
-    assert client.post("/api/auth/refresh", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code == 401
+    assert (
+        client.post(
+            "/api/auth/refresh", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        ).status_code
+        == 401
+    )
 
 
 def test_token_of_a_deleted_user_is_401(app, client, auth: Auth):

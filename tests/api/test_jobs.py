@@ -13,8 +13,9 @@ from detector.models import Chunk, FrameDetections, Job, JobStatus
 from tests.conftest import Auth
 
 
-def upload(client, headers, path: Path | None = None, data: bytes | None = None,
-           filename: str = "clip.mp4", **form):
+def upload(
+    client, headers, path: Path | None = None, data: bytes | None = None, filename: str = "clip.mp4", **form
+):
     content = path.read_bytes() if path is not None else data
     body = {**{k: str(v) for k, v in form.items()}}
     if content is not None:
@@ -46,8 +47,15 @@ def test_upload_is_accepted_stored_and_queued(app, client, auth: Auth, small_vid
     assert job["status"] == "queued"
     assert job["filename"] == "clip.mp4"
     assert job["score_threshold"] == 0.25
-    assert job["video"] == {"codec": "h264", "width": 160, "height": 120, "fps": 10.0,
-                            "frame_count": 20, "duration": 2.0, "rotation": 0}
+    assert job["video"] == {
+        "codec": "h264",
+        "width": 160,
+        "height": 120,
+        "fps": 10.0,
+        "frame_count": 20,
+        "duration": 2.0,
+        "rotation": 0,
+    }
     assert job["progress"] == {"frames_done": 0, "frames_total": None, "percent": 0.0}
 
     # The video is kept under a server-made key, not the client's name.
@@ -198,9 +206,15 @@ def _finish(app, job_id: str, frames: int) -> None:
         job.status = JobStatus.SUCCEEDED
         job.frames_total = frames
         for i in range(frames):
-            db.session.add(FrameDetections(job_id=job_id, index=i, timestamp=i / 10, objects=[
-                {"label": "person", "class_id": 1, "score": 0.9, "box": [1.0, 2.0, 3.0, 4.0]}
-            ] * (i % 3)))
+            db.session.add(
+                FrameDetections(
+                    job_id=job_id,
+                    index=i,
+                    timestamp=i / 10,
+                    objects=[{"label": "person", "class_id": 1, "score": 0.9, "box": [1.0, 2.0, 3.0, 4.0]}]
+                    * (i % 3),
+                )
+            )
         db.session.commit()
 
 
@@ -216,8 +230,11 @@ def test_detections_page_through_every_frame_in_order(app, client, auth: Auth, s
         pages += 1
     assert pages == 3
     assert [f["frame"] for f in frames] == list(range(20))
-    assert frames[4] == {"frame": 4, "timestamp": 0.4, "objects": [
-        {"label": "person", "class_id": 1, "score": 0.9, "box": [1.0, 2.0, 3.0, 4.0]}]}
+    assert frames[4] == {
+        "frame": 4,
+        "timestamp": 0.4,
+        "objects": [{"label": "person", "class_id": 1, "score": 0.9, "box": [1.0, 2.0, 3.0, 4.0]}],
+    }
     job = client.get(f"/api/jobs/{job_id}", headers=headers).json
     assert job["progress"] == {"frames_done": 20, "frames_total": 20, "percent": 100.0}
 
@@ -237,8 +254,18 @@ def test_progress_sums_the_chunks(app, client, auth: Auth, small_video):
         job = db.session.get(Job, job_id)
         job.status, job.frames_total = JobStatus.PROCESSING, 20
         for i, done in enumerate([10, 3]):
-            db.session.add(Chunk(job_id=job_id, index=i, start_frame=10 * i, end_frame=10 * i + 10,
-                                 seek_pts=0, frame_pts=[], timestamps=[], frames_done=done))
+            db.session.add(
+                Chunk(
+                    job_id=job_id,
+                    index=i,
+                    start_frame=10 * i,
+                    end_frame=10 * i + 10,
+                    seek_pts=0,
+                    frame_pts=[],
+                    timestamps=[],
+                    frames_done=done,
+                )
+            )
         db.session.commit()
     job = client.get(f"/api/jobs/{job_id}", headers=headers).json
     assert job["progress"] == {"frames_done": 13, "frames_total": 20, "percent": 65.0}
@@ -271,8 +298,17 @@ def test_swagger_ui_and_openapi_document(client):
     assert ui.status_code == 200 and b"swagger" in ui.data.lower()
     spec = client.get("/api/swagger.json").json
     assert spec["securityDefinitions"]["Bearer"]["in"] == "header"
-    for path in ["/jobs", "/jobs/{job_id}", "/jobs/{job_id}/detections", "/jobs/{job_id}/cancel",
-                 "/auth/login", "/auth/register", "/auth/refresh", "/auth/logout", "/auth/me"]:
+    for path in [
+        "/jobs",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/detections",
+        "/jobs/{job_id}/cancel",
+        "/auth/login",
+        "/auth/register",
+        "/auth/refresh",
+        "/auth/logout",
+        "/auth/me",
+    ]:
         assert path in spec["paths"], path
     assert spec["paths"]["/jobs"]["post"]["consumes"] == ["multipart/form-data"]
 
@@ -288,8 +324,11 @@ def test_readiness_names_what_is_down(tmp_path):
     from detector.app import create_app
     from tests.conftest import base_config
 
-    config = base_config(tmp_path, CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:1//",
-                         CELERY_RESULT_BACKEND="redis://127.0.0.1:1/0")
+    config = base_config(
+        tmp_path,
+        CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:1//",
+        CELERY_RESULT_BACKEND="redis://127.0.0.1:1/0",
+    )
     (tmp_path / "data").mkdir()
     ready = create_app(config).test_client().get("/readyz")
     assert ready.status_code == 503

@@ -1,0 +1,294 @@
+"""Detectron2 models (Faster R-CNN, RetinaNet, Mask R-CNN boxes, ...): the GPU backend."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from detectron2 import model_zoo
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import MetadataCatalog
+from detectron2.data.transforms import ResizeShortestEdge
+from detectron2.layers import FrozenBatchNorm2d
+from detectron2.modeling import build_model
+from torch import nn
+
+from detector.detection.base import DetectedObject, DetectorSettings, Predictor, WeightsError, to_objects
+from detector.detection.weights import HOW_TO_PROVIDE, resolve_weights
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
+
+# Model-zoo architectures that give no object boxes.
+_NOT_DETECTORS = ("ProposalNetwork", "SemanticSegmentor")
+
+
+class Detectron2Predictor(Predictor):
+    """A Detectron2 detector built from a model-zoo config name or a local config file.
+
+    The model is built with ``build_model`` and its weights loaded with
+    ``DetectionCheckpointer`` (not ``DefaultPredictor``), so frames go through
+    the model in batches. Each frame gets the config's test-time resize
+    (``INPUT.MIN_SIZE_TEST`` / ``INPUT.MAX_SIZE_TEST``) and channel order
+    (``INPUT.FORMAT``); boxes come back in pixels of the original frame.
+
+    Only boxes are kept, so the mask head (``MODEL.MASK_ON``) and keypoint head
+    (``MODEL.KEYPOINT_ON``) are turned off: a Mask R-CNN config runs as its
+    box detector and spends no time on masks that would be thrown away. Its
+    checkpoint still loads; the mask weights are simply not used.
+    """
+
+    def __init__(self, settings: DetectorSettings, device: str) -> None:
+        """Build the model and load its weights.
+
+        Args:
+            settings: ``model`` is a zoo config name such as
+                ``COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml`` (the default) or a
+                local ``.yaml`` config file; ``weights`` is ``default`` (the zoo
+                checkpoint; a local config has none), a file, a URL or ``random``.
+            device: a torch device, ``cpu`` or ``cuda:N``.
+
+        Raises:
+            ValueError: unknown config, or a config that does not detect objects.
+            WeightsError: the weights cannot be had or do not fit the model.
+        """
+        config_name = settings.model or DEFAULT_MODEL
+        config_file, default_url = _config_source(config_name)
+        self.name = f"detectron2/{config_name}"
+        self.device = device
+        self.batch_size = settings.batch_size
+        self.cfg = _build_config(config_file, device, settings.min_score)
+        self.input_format: str = self.cfg.INPUT.FORMAT
+        self.resize = ResizeShortestEdge(self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MAX_SIZE_TEST)
+        self.labels = _labels(self.cfg)
+
+        checkpoint = resolve_weights(settings.weights, default_url, settings.cache_dir)
+        torch.manual_seed(settings.seed)
+        model = build_model(self.cfg)
+        if checkpoint is None:
+            # Initialised on the CPU, so the same seed gives the same weights anywhere.
+            model.to("cpu")
+            seeded_random_init(model, settings.seed)
+            model.to(device)
+        else:
+            load_checkpoint(model, checkpoint)
+        self.model = model.eval()
+        self._pin = device.startswith("cuda")
+
+    @torch.inference_mode()
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+        if not frames:
+            return []
+        resized = [self.resize.get_transform(f).apply_image(f) for f in frames]
+        if all(r.shape == resized[0].shape for r in resized):
+            # One host-to-device copy for the whole batch.
+            host = torch.from_numpy(np.stack(resized))
+            if self._pin:
+                host = host.pin_memory()
+            images = list(host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).unbind(0))
+        else:
+            images = [
+                torch.from_numpy(np.ascontiguousarray(r)).to(self.device).permute(2, 0, 1) for r in resized
+            ]
+        if self.input_format == "RGB":
+            images = [image.flip(0) for image in images]
+        inputs = [
+            {"image": image.float(), "height": frame.shape[0], "width": frame.shape[1]}
+            for image, frame in zip(images, frames, strict=True)
+        ]
+        outputs = self.model(inputs)
+        return [self._objects(out) for out in outputs]
+
+    def _objects(self, output: dict[str, Any]) -> list[DetectedObject]:
+        """One frame's ``Instances`` (already rescaled to the frame) as objects, best first."""
+        instances = output["instances"]
+        scores = instances.scores
+        order = torch.sort(scores, descending=True, stable=True).indices
+        return to_objects(
+            instances.pred_boxes.tensor[order].cpu().numpy(),
+            scores[order].cpu().numpy(),
+            instances.pred_classes[order].cpu().numpy(),
+            self.labels,
+        )
+
+
+def _config_source(config_name: str) -> tuple[str, str | None]:
+    """The config file for ``config_name`` and its zoo checkpoint URL (None for a local file)."""
+    if config_name.endswith(".py"):
+        raise ValueError(f"{config_name}: Python (LazyConfig) configs are not supported; use a .yaml config")
+    if Path(config_name).expanduser().is_file():
+        return str(Path(config_name).expanduser()), None
+    try:
+        config_file = model_zoo.get_config_file(config_name)
+    except RuntimeError:
+        raise ValueError(
+            f"{config_name!r} is neither a config file nor a Detectron2 model-zoo config "
+            "(e.g. COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml)"
+        ) from None
+    try:
+        url: str | None = model_zoo.get_checkpoint_url(config_name)
+    except RuntimeError:
+        url = None  # a zoo config without a trained checkpoint
+    return config_file, url
+
+
+def _build_config(config_file: str, device: str, min_score: float) -> CfgNode:
+    """The frozen inference config: device, score floor, box heads only."""
+    cfg = get_cfg()
+    cfg.merge_from_file(config_file)
+    if cfg.MODEL.META_ARCHITECTURE in _NOT_DETECTORS:
+        raise ValueError(f"{config_file}: {cfg.MODEL.META_ARCHITECTURE} does not detect objects")
+    if cfg.INPUT.FORMAT not in ("BGR", "RGB"):
+        raise ValueError(f"{config_file}: INPUT.FORMAT {cfg.INPUT.FORMAT} is not supported (BGR or RGB)")
+    cfg.MODEL.DEVICE = device
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min_score
+    cfg.MODEL.RETINANET.SCORE_THRESH_TEST = min_score
+    cfg.MODEL.MASK_ON = False
+    cfg.MODEL.KEYPOINT_ON = False
+    cfg.freeze()
+    return cfg
+
+
+def _labels(cfg: CfgNode) -> list[str]:
+    """Class names from the test dataset's metadata; empty when it has none (ids become labels)."""
+    if not cfg.DATASETS.TEST:
+        return []
+    return list(getattr(MetadataCatalog.get(cfg.DATASETS.TEST[0]), "thing_classes", None) or [])
+
+
+class _Checkpointer(DetectionCheckpointer):
+    """A ``DetectionCheckpointer`` that keeps what did not fit, instead of only logging it."""
+
+    incompatible: Any = None
+
+    def _load_model(self, checkpoint: Any) -> Any:
+        self.incompatible = super()._load_model(checkpoint)
+        return self.incompatible
+
+
+def load_checkpoint(model: nn.Module, path: Path) -> None:
+    """Load a Detectron2 checkpoint (``.pkl`` from the zoo or ``.pth``) into ``model``.
+
+    Raises:
+        WeightsError: the file cannot be read, or parameters of the model are
+            missing from it or have other shapes (the model would silently keep
+            random weights there).
+    """
+    checkpointer = _Checkpointer(model)
+    try:
+        checkpointer.load(str(path))
+    except Exception as exc:
+        raise WeightsError(f"could not load weights from {path} ({exc}). {HOW_TO_PROVIDE}") from exc
+    incompatible = checkpointer.incompatible
+    if incompatible is None:
+        return
+    missing = list(incompatible.missing_keys) + [k for k, *_ in incompatible.incorrect_shapes]
+    if missing:
+        raise WeightsError(
+            f"weights file {path} does not fit this model: {len(missing)} parameters are missing "
+            f"or have other shapes (e.g. {', '.join(missing[:3])}). {HOW_TO_PROVIDE}"
+        )
+
+
+@torch.no_grad()
+def seeded_random_init(model: nn.Module, seed: int, spread: float = 1.5) -> None:
+    """Make a randomly initialised Detectron2 model give varied, deterministic detections.
+
+    Detectron2's own initialisation is made for loading pretrained weights:
+    its frozen batch norms are identities and the input is only mean-shifted
+    (pixel std 1), so activations grow to hundreds through the ResNet, boxes
+    come out degenerate and every score is 0 or 1. And the classifier's fixed
+    per-class offset (the mean feature is large) makes every box the same
+    class. So: each batch norm of the backbone gets the mean and variance of
+    its input on seeded calibration images (unit-variance features), and each classifier
+    layer (``cls_score``) is re-drawn, centred on the calibration features and
+    scaled so its logits vary by ``spread`` from box to box, which spreads the
+    scores over (0, 1). A sigmoid classifier (RetinaNet) keeps its prior bias.
+
+    Same seed, same weights (up to float rounding) on any machine. For tests
+    and benchmarks only: the detections mean nothing.
+
+    Args:
+        model: a model from ``build_model``, on the CPU.
+        seed: the random seed.
+        spread: the standard deviation of the classifier's logits.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    calibration = [
+        {"image": image, "height": image.shape[1], "width": image.shape[2]}
+        for image in _calibration_images(generator)
+    ]
+    model.eval()
+
+    norms = [
+        m
+        for m in model.backbone.modules()
+        if isinstance(m, (FrozenBatchNorm2d, nn.modules.batchnorm._BatchNorm))
+    ]
+    hooks = [m.register_forward_pre_hook(_normalise_input) for m in norms]
+    try:
+        model.backbone(model.preprocess_image(calibration).tensor)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    classifiers = [m for name, m in model.named_modules() if name.split(".")[-1] == "cls_score"]
+    priors = {}
+    for layer in classifiers:
+        priors[layer] = float(layer.bias.mean()) if layer.bias is not None else 0.0
+        nn.init.normal_(layer.weight, std=1.0 / math.sqrt(layer.weight[0].numel()), generator=generator)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+    logits: dict[nn.Module, list[torch.Tensor]] = {layer: [] for layer in classifiers}
+
+    def keep_logits(layer: nn.Module, args: Any, output: Any) -> None:
+        outs = output if isinstance(output, (list, tuple)) else [output]
+        for out in outs:
+            logits[layer].append(out.movedim(1, -1).reshape(-1, out.shape[1]) if out.dim() > 2 else out)
+
+    hooks = [layer.register_forward_hook(keep_logits) for layer in classifiers]
+    try:
+        model(calibration)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for layer in classifiers:
+        if not logits[layer]:
+            continue
+        rows = torch.cat(logits[layer])
+        mean = rows.mean(0)
+        scale = spread / float((rows - mean).std().clamp_min(1e-6))
+        layer.weight.mul_(scale)
+        if layer.bias is not None:
+            layer.bias.copy_(priors[layer] - mean * scale)
+
+
+def _normalise_input(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    """Forward pre-hook: set a batch norm's statistics to those of its input."""
+    x = args[0]
+    module.running_mean.copy_(x.mean((0, 2, 3)))
+    module.running_var.copy_(x.var((0, 2, 3), unbiased=False))
+    if module.weight is not None:
+        module.weight.fill_(1.0)
+    if module.bias is not None:
+        module.bias.zero_()
+
+
+def _calibration_images(generator: torch.Generator) -> list[torch.Tensor]:
+    """Seeded BGR float images of 240x320: noise, and flat patches of several sizes.
+
+    Flat patches matter: a model calibrated on pixel noise alone sees video
+    frames (large flat areas, edges) as far out of range.
+    """
+    images = []
+    for cell in (1, 4, 16, 60):
+        coarse = torch.rand(1, 3, 240 // cell, 320 // cell, generator=generator) * 255
+        images.append(nn.functional.interpolate(coarse, size=(240, 320), mode="nearest")[0])
+    return images

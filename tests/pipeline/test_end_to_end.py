@@ -1,0 +1,108 @@
+"""Upload -> process_video -> chord of detect_frames -> merge_chunks, through real
+worker processes, on the embedded defaults and on RabbitMQ + Redis.
+
+The detections must equal `detector predict` on the same video with the same
+seeded weights, frame by frame.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detector.app import create_app
+from detector.migrate import upgrade
+from detector.predict import predict_video
+from tests.conftest import RABBITMQ_URL, REDIS_URL, Auth, base_config, require_server
+from tests.pipeline.conftest import detector_config, wait_for_job
+
+THRESHOLD = 0.3
+
+
+@pytest.fixture(scope="module")
+def baseline(seeded_weights: Path, e2e_video: Path) -> dict[str, Any]:
+    page, _timing = predict_video(e2e_video, detector_config(seeded_weights), THRESHOLD)
+    return page
+
+
+def _app(config: dict[str, Any]):
+    Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    upgrade(config["DATABASE_URL"])
+    return create_app(config)
+
+
+def _upload(client, headers, path: Path, threshold: float = THRESHOLD) -> dict[str, Any]:
+    response = client.post(
+        "/api/jobs",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"video": (io.BytesIO(path.read_bytes()), path.name), "score_threshold": str(threshold)},
+    )
+    assert response.status_code == 202, response.json
+    return response.json
+
+
+def _all_frames(client, headers, job_id: str) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    start: int | None = 0
+    while start is not None:
+        page = client.get(f"/api/jobs/{job_id}/detections?start={start}&limit=30", headers=headers).json
+        frames += page["frames"]
+        start = page["next_start"]
+    return frames
+
+
+def assert_same_detections(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert [f["frame"] for f in got] == [f["frame"] for f in expected]
+    for g, e in zip(got, expected, strict=True):
+        assert g["timestamp"] == pytest.approx(e["timestamp"], abs=1e-6)
+        assert len(g["objects"]) == len(e["objects"]), f"frame {g['frame']}"
+        for a, b in zip(g["objects"], e["objects"], strict=True):
+            assert (a["label"], a["class_id"]) == (b["label"], b["class_id"])
+            assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+            assert a["box"] == pytest.approx(b["box"], abs=0.5)
+
+
+def _run_job(config, workers_factory, e2e_video, baseline) -> None:
+    app = _app(config)
+    client = app.test_client()
+    headers = Auth(client).headers()
+    with workers_factory(config) as workers:
+        job = _upload(client, headers, e2e_video)
+        done = wait_for_job(client, headers, job["id"], until=("succeeded", "failed", "cancelled"))
+        assert done["status"] == "succeeded", (done, workers.logs())
+    assert done["progress"] == {"frames_done": 80, "frames_total": 80, "percent": 100.0}
+    assert done["video"]["frame_count"] == 80
+    assert done["model"] == "torchvision/fasterrcnn_mobilenet_v3_large_320_fpn"
+    assert done["started_at"] and done["finished_at"]
+    frames = _all_frames(client, headers, job["id"])
+    # Every frame index 0..N-1 exactly once, with its timestamp.
+    assert [f["frame"] for f in frames] == list(range(80))
+    assert [f["timestamp"] for f in frames] == [pytest.approx(i / 8) for i in range(80)]
+    assert sum(len(f["objects"]) for f in frames) > 0, "a test with no detections proves nothing"
+    assert done["objects_total"] == sum(len(f["objects"]) for f in frames)
+    assert_same_detections(frames, baseline["frames"])
+
+
+@pytest.mark.slow
+def test_embedded_defaults(tmp_path, seeded_weights, e2e_video, baseline, workers_factory):
+    config = base_config(tmp_path, **detector_config(seeded_weights))
+    _run_job(config, workers_factory, e2e_video, baseline)
+
+
+@pytest.mark.slow
+def test_rabbitmq_and_redis(tmp_path, seeded_weights, e2e_video, baseline, workers_factory):
+    require_server(RABBITMQ_URL)
+    require_server(REDIS_URL)
+    config = base_config(
+        tmp_path,
+        CELERY_BROKER_URL=RABBITMQ_URL,
+        CELERY_RESULT_BACKEND=REDIS_URL,
+        **detector_config(seeded_weights),
+    )
+    app = _app(config)
+    app.extensions["celery"].control.purge()
+    _run_job(config, workers_factory, e2e_video, baseline)
