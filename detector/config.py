@@ -110,6 +110,9 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
         "CELERY_BROKER_URL": broker_url,
         "CELERY_RESULT_BACKEND": result_backend,
+        # Embedded broker only: keep consumed messages in DATA_DIR/broker/processed
+        # (to inspect them; the benchmark measures broker bytes per frame this way).
+        "BROKER_STORE_PROCESSED": _env_bool("BROKER_STORE_PROCESSED", False),
         # Frames per detect_frames task; chunk starts snap to nearby keyframes.
         "CHUNK_FRAMES": _env_int("CHUNK_FRAMES", 100),
         # How often a chunk may be delivered before the job fails (worker crashes).

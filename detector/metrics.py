@@ -49,8 +49,8 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ PORT_ENV = "METRICS_PORT"
 
 def multiprocess_dir() -> str | None:
     """The multiprocess-mode directory, or None in single-process mode."""
-    return os.environ.get(MULTIPROC_ENV) or os.environ.get("prometheus_multiproc_dir") or None
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 _mp_dir = multiprocess_dir()
@@ -183,11 +183,11 @@ class JobsCollector:
         from detector.models import Job, JobStatus
 
         jobs, up = self._jobs(), self._up()
-        counts = {status.value: 0 for status in JobStatus}
+        counts = {member.value: 0 for member in JobStatus}
         try:
             rows = db.session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-            for status, count in rows:
-                counts[JobStatus(status).value] = int(count)
+            for found, count in rows:
+                counts[JobStatus(found).value] = int(count)
         except Exception as exc:  # the database may be down; the rest of the scrape is still good
             log.warning("metrics: counting jobs failed: %s", exc)
             up.add_metric([], 0)
@@ -248,8 +248,11 @@ def init_app(app: Flask) -> None:
         start = g.pop("_metrics_start", None)
         if start is not None:
             rule = request.url_rule
-            labels = (request.method, rule.rule if rule is not None else "<unmatched>",
-                      str(response.status_code))
+            labels = (
+                request.method,
+                rule.rule if rule is not None else "<unmatched>",
+                str(response.status_code),
+            )
             HTTP_REQUESTS.labels(*labels).inc()
             HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - start)
         return response
@@ -311,18 +314,21 @@ def _process_index() -> int:
     return int(getattr(current_process(), "index", 0) or 0)
 
 
-def init_worker_metrics(port: int) -> int:
-    """Serve this worker's metrics over HTTP; returns the port used.
+def init_worker_metrics(port: int) -> int | None:
+    """Serve this worker's metrics over HTTP; returns the port used (None: it was taken).
 
     Multiprocess mode: call it once, in the worker's main process; it serves the
     sum over the pool's children on ``port``. Otherwise: call it in each pool
     child (after the fork); child k serves its own metrics on ``port + k``.
     """
-    if multiprocess_dir():
-        start_http_server(port, registry=_process_values())
-    else:
+    registry = _process_values()
+    if not multiprocess_dir():
         port += _process_index()
-        start_http_server(port, registry=REGISTRY)
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as exc:  # the port is taken: run without metrics rather than not at all
+        log.error("metrics: cannot serve on port %d (pid %d): %s", port, os.getpid(), exc)
+        return None
     log.info("metrics served on port %d (pid %d)", port, os.getpid())
     return port
 
@@ -347,10 +353,12 @@ def connect_worker_metrics() -> bool:
 
     connect_task_signals()
     if multiprocess_dir():
-        worker_init.connect(lambda **_: init_worker_metrics(port), weak=False,
-                            dispatch_uid="detector.metrics.server")
+        worker_init.connect(
+            lambda **_: init_worker_metrics(port), weak=False, dispatch_uid="detector.metrics.server"
+        )
         worker_process_shutdown.connect(_mark_dead, weak=False, dispatch_uid="detector.metrics.dead")
     else:
-        worker_process_init.connect(lambda **_: init_worker_metrics(port), weak=False,
-                                    dispatch_uid="detector.metrics.server")
+        worker_process_init.connect(
+            lambda **_: init_worker_metrics(port), weak=False, dispatch_uid="detector.metrics.server"
+        )
     return True

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ class Detectron2Predictor(Predictor):
         if checkpoint is None:
             # Initialised on the CPU, so the same seed gives the same weights anywhere.
             model.to("cpu")
-            seeded_random_init(model, settings.seed)
+            seeded_random_init(model, settings.seed, _typical_input_size(self.cfg))
             model.to(device)
         else:
             load_checkpoint(model, checkpoint)
@@ -94,9 +94,7 @@ class Detectron2Predictor(Predictor):
                 host = host.pin_memory()
             images = list(host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).unbind(0))
         else:
-            images = [
-                torch.from_numpy(np.ascontiguousarray(r)).to(self.device).permute(2, 0, 1) for r in resized
-            ]
+            images = [torch.tensor(r).to(self.device).permute(2, 0, 1) for r in resized]
         if self.input_format == "RGB":
             images = [image.flip(0) for image in images]
         inputs = [
@@ -156,6 +154,13 @@ def _build_config(config_file: str, device: str, min_score: float) -> CfgNode:
     return cfg
 
 
+def _typical_input_size(cfg: CfgNode) -> tuple[int, int]:
+    """``(height, width)`` the model sees a 4:3 frame at, rounded to multiples of 32."""
+    short = cfg.INPUT.MIN_SIZE_TEST or 480
+    long = min(short * 4 / 3, cfg.INPUT.MAX_SIZE_TEST or math.inf)
+    return max(32, round(short / 32) * 32), max(32, round(long / 32) * 32)
+
+
 def _labels(cfg: CfgNode) -> list[str]:
     """Class names from the test dataset's metadata; empty when it has none (ids become labels)."""
     if not cfg.DATASETS.TEST:
@@ -198,7 +203,9 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
 
 
 @torch.no_grad()
-def seeded_random_init(model: nn.Module, seed: int, spread: float = 1.5) -> None:
+def seeded_random_init(
+    model: nn.Module, seed: int, image_size: tuple[int, int] = (320, 448), spread: float = 1.5
+) -> None:
     """Make a randomly initialised Detectron2 model give varied, deterministic detections.
 
     Detectron2's own initialisation is made for loading pretrained weights:
@@ -218,23 +225,25 @@ def seeded_random_init(model: nn.Module, seed: int, spread: float = 1.5) -> None
     Args:
         model: a model from ``build_model``, on the CPU.
         seed: the random seed.
+        image_size: ``(height, width)`` of the calibration images: the size
+            the model sees frames at, each a multiple of 32.
         spread: the standard deviation of the classifier's logits.
     """
     generator = torch.Generator().manual_seed(seed)
     calibration = [
         {"image": image, "height": image.shape[1], "width": image.shape[2]}
-        for image in _calibration_images(generator)
+        for image in _calibration_images(generator, image_size)
     ]
     model.eval()
+    backbone = model.get_submodule("backbone")
+    preprocess = cast(Callable[[list[dict[str, Any]]], Any], model.preprocess_image)
 
     norms = [
-        m
-        for m in model.backbone.modules()
-        if isinstance(m, (FrozenBatchNorm2d, nn.modules.batchnorm._BatchNorm))
+        m for m in backbone.modules() if isinstance(m, (FrozenBatchNorm2d, nn.modules.batchnorm._BatchNorm))
     ]
     hooks = [m.register_forward_pre_hook(_normalise_input) for m in norms]
     try:
-        model.backbone(model.preprocess_image(calibration).tensor)
+        backbone(preprocess(calibration).tensor)
     finally:
         for hook in hooks:
             hook.remove()
@@ -270,7 +279,7 @@ def seeded_random_init(model: nn.Module, seed: int, spread: float = 1.5) -> None
             layer.bias.copy_(priors[layer] - mean * scale)
 
 
-def _normalise_input(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+def _normalise_input(module: Any, args: tuple[torch.Tensor, ...]) -> None:
     """Forward pre-hook: set a batch norm's statistics to those of its input."""
     x = args[0]
     module.running_mean.copy_(x.mean((0, 2, 3)))
@@ -281,14 +290,24 @@ def _normalise_input(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         module.bias.zero_()
 
 
-def _calibration_images(generator: torch.Generator) -> list[torch.Tensor]:
-    """Seeded BGR float images of 240x320: noise, and flat patches of several sizes.
+def _calibration_images(generator: torch.Generator, size: tuple[int, int]) -> list[torch.Tensor]:
+    """Two seeded BGR float images of ``size``, each in four bands: pixel noise and flat patches.
 
-    Flat patches matter: a model calibrated on pixel noise alone sees video
-    frames (large flat areas, edges) as far out of range.
+    Flat patches, up to a quarter of the image high, matter: a model
+    calibrated on pixel noise alone sees video frames (large flat areas,
+    edges) as far out of range. Patch sizes follow the image size, so the
+    calibration holds at the model's own input size.
     """
+    height, width = size
     images = []
-    for cell in (1, 4, 16, 60):
-        coarse = torch.rand(1, 3, 240 // cell, 320 // cell, generator=generator) * 255
-        images.append(nn.functional.interpolate(coarse, size=(240, 320), mode="nearest")[0])
+    for _ in range(2):
+        bands = []
+        for fraction in (0, 1 / 60, 1 / 15, 1 / 4):
+            cell = max(1, round(height * fraction))
+            band = height // 4
+            coarse = torch.rand(1, 3, -(-band // cell), -(-width // cell), generator=generator) * 255
+            bands.append(
+                nn.functional.interpolate(coarse, scale_factor=cell, mode="nearest")[0, :, :band, :width]
+            )
+        images.append(torch.cat(bands, dim=1))
     return images

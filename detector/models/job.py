@@ -115,6 +115,8 @@ class Chunk(Base):
     frames_done: Mapped[int] = mapped_column(Integer, default=0)
     frames_decoded: Mapped[int] = mapped_column(Integer, default=0)
     objects: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="chunks")

@@ -71,13 +71,18 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
             "control_folder": str(folder / "control"),
-            "store_processed": False,
-            "polling_interval": 0.2,
+            "store_processed": bool(config.get("BROKER_STORE_PROCESSED")),
+            # Seconds between looks at the queue folder: a short wait between chunks.
+            "polling_interval": 0.05,
         }
     elif broker.startswith(("amqp", "pyamqp")):
         # Publisher confirms: a publish under a RabbitMQ memory/disk alarm fails
         # loudly instead of vanishing.
         settings["broker_transport_options"] = {"confirm_publish": True}
+    if not backend.startswith(("redis://", "rediss://")):
+        # Stores without native chords poll for the header's end (celery.chord_unlock):
+        # look often, so a job is marked succeeded soon after its last chunk.
+        settings["result_chord_retry_interval"] = 0.2
     if backend.startswith("file://"):
         Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     return settings

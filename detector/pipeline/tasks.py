@@ -117,6 +117,7 @@ def detect_frames(
         chunk.deliveries += 1
         chunk.status = ChunkStatus.RUNNING
         chunk.frames_done = 0
+        chunk.started_at = utcnow()
         deliveries = chunk.deliveries
         plan = (chunk.seek_pts, list(chunk.frame_pts), list(chunk.timestamps))
         threshold, key = job.score_threshold, job.storage_key
@@ -205,6 +206,7 @@ def detect_frames(
                 frames_done=len(frames),
                 frames_decoded=stats.decoded,
                 objects=objects,
+                finished_at=utcnow(),
                 updated_at=utcnow(),
             )
         )

@@ -1,0 +1,435 @@
+"""`detector bench`: measure the pipeline against its limits on this machine.
+
+Generates its own videos, uses the configured model (seeded random weights by
+default, so it runs offline), and runs the real service: the API under gunicorn,
+a processor worker and one detector worker, on embedded defaults in a scratch
+directory. Every figure in the report is measured in the same run. A benchmark
+reports; it never fails because a number is low.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from detector.detection import DetectorSettings, get_predictor
+from detector.models import Chunk, Job
+from detector.predict import predict_video
+from detector.synthetic import make_video
+from detector.video import decode_frames, index_frames
+
+
+@dataclass
+class BenchOptions:
+    out_dir: Path
+    frames: int = 300
+    width: int = 640
+    height: int = 360
+    fps: int = 25
+    gop: int = 50
+    batch_size: int = 8
+    chunk_frames: int = 100
+    backend: str = "torchvision"
+    model: str = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    weights: str = "random"
+    device: str = "cpu"
+    score_threshold: float = 0.3
+    batch_sweep: tuple[int, ...] = (1, 2, 4, 8, 16)
+    chunk_sweep: tuple[int, ...] = (25, 50, 100, 300)
+    clients: int = 50
+    requests_per_client: int = 20
+    memory_frames: int = 60
+    memory_factor: int = 10
+
+
+@dataclass
+class BenchReport:
+    machine: dict[str, Any]
+    options: dict[str, Any]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Service:
+    """The API and both workers as real processes on embedded defaults."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}/api"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, **env: str) -> None:
+        argv = {
+            "api": ["api", "--port", str(self.port), "--workers", "2"],
+            "processor": ["worker", "-Q", "processor", "--concurrency", "1"],
+            "detector": ["worker", "-Q", "detector", "--concurrency", "1"],
+        }[name]
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115  (the child keeps it)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "detector.cli", *argv],
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # As `detector up` does: the detector yields the CPU to the API.
+            preexec_fn=(lambda: os.nice(10)) if name == "detector" else None,
+        )
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def restart(self, name: str, **env: str) -> None:
+        self.stop(name)
+        self.start(name, **env)
+
+    def worker_children(self, name: str) -> list[int]:
+        return _children(self.procs[name].pid)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.base.removesuffix("/api") + "/healthz", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the API did not start; see api.log")
+
+
+class Client:
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = requests.Session()
+        user = {"username": "bench", "password": "bench-password"}
+        self.session.post(f"{base}/auth/register", json=user, timeout=10)
+        token = self.session.post(f"{base}/auth/login", json=user, timeout=10).json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def upload(self, path: Path, threshold: float) -> str:
+        with path.open("rb") as f:
+            response = self.session.post(
+                f"{self.base}/jobs",
+                headers=self.headers,
+                files={"video": (path.name, f)},
+                data={"score_threshold": str(threshold)},
+                timeout=600,
+            )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def wait(self, job_id: str, timeout: float = 3600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.session.get(f"{self.base}/jobs/{job_id}", headers=self.headers, timeout=10).json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                if job["status"] != "succeeded":
+                    raise RuntimeError(f"job {job_id} {job['status']}: {job['error']}")
+                return dict(job)
+            time.sleep(0.05)
+        raise RuntimeError(f"job {job_id} did not finish in {timeout} s")
+
+    def run_job(self, path: Path, threshold: float) -> tuple[str, float]:
+        """Upload, wait; returns the job id and seconds from upload start to success."""
+        started = time.perf_counter()
+        job_id = self.upload(path, threshold)
+        self.wait(job_id)
+        return job_id, time.perf_counter() - started
+
+
+def _broker_bytes(data_dir: Path) -> int:
+    folder = data_dir / "broker"
+    return sum(p.stat().st_size for sub in ("queue", "processed") for p in (folder / sub).glob("*"))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _load(client: Client, urls: list[str], clients: int, per_client: int) -> dict[str, dict[str, float]]:
+    """``clients`` threads, each sending ``per_client`` GETs over ``urls`` in turn."""
+    latencies: dict[str, list[float]] = {u: [] for u in urls}
+    errors: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        session = requests.Session()
+        for i in range(per_client):
+            url = urls[i % len(urls)]
+            started = time.perf_counter()
+            response = session.get(url, headers=client.headers, timeout=30)
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies[url].append(elapsed * 1000)
+                if response.status_code >= 500:
+                    errors.append(response.status_code)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {
+        url: {
+            "requests": len(ms),
+            "p50_ms": round(_percentile(ms, 0.50), 1),
+            "p99_ms": round(_percentile(ms, 0.99), 1),
+            "server_errors": len(errors),
+        }
+        for url, ms in latencies.items()
+    }
+
+
+@contextmanager
+def _timer() -> Iterator[Callable[[], float]]:
+    started = time.perf_counter()
+    done: list[float] = []
+    yield lambda: done[0] if done else time.perf_counter() - started
+    done.append(time.perf_counter() - started)
+
+
+def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> BenchReport:
+    out = options.out_dir.resolve()
+    data = out / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    report = BenchReport(
+        machine={"cpus": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
+        options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+    )
+    figures = report.figures
+    config = {
+        "DETECTOR_BACKEND": options.backend,
+        "DETECTOR_MODEL": options.model,
+        "DETECTOR_WEIGHTS": options.weights,
+        "DETECTOR_DEVICE": options.device,
+        "DETECTOR_BATCH_SIZE": options.batch_size,
+        "DETECTOR_MIN_SCORE": 0.05,
+        "DETECTOR_SEED": 0,
+    }
+
+    log("generating videos")
+    size = {"width": options.width, "height": options.height, "fps": options.fps, "gop": options.gop}
+    video = make_video(out / "bench.mp4", frames=options.frames, **size)
+    warmup = make_video(out / "warmup.mp4", frames=options.batch_size, **size)
+    short = make_video(out / "short.mp4", frames=options.memory_frames, **size)
+    long = make_video(out / "long.mp4", frames=options.memory_frames * options.memory_factor, **size)
+
+    # 1. Decode only.
+    index = index_frames(video)
+    with _timer() as elapsed:
+        frames = list(decode_frames(video, index.pts[0], index.pts))
+    figures["decode_fps"] = round(len(frames) / elapsed(), 1)
+    log(f"decode only: {figures['decode_fps']} frames/s")
+
+    # 2. Model only, by batch size, on frames already decoded.
+    sweep = {}
+    sample = frames[: max(options.batch_sweep) * 4]
+    for batch in options.batch_sweep:
+        settings = DetectorSettings.from_config({**config, "DETECTOR_BATCH_SIZE": batch})
+        predictor = get_predictor(settings)
+        predictor.predict(sample[:batch], 0.0)  # warm-up
+        with _timer() as elapsed:
+            predictor.predict(sample, options.score_threshold)
+        sweep[batch] = round(len(sample) / elapsed(), 2)
+        log(f"model only, batch {batch}: {sweep[batch]} frames/s")
+    figures["model_fps_by_batch"] = sweep
+    if 1 in sweep and options.batch_size in sweep:
+        figures["batching_gain"] = round(sweep[options.batch_size] / sweep[1], 2)
+    del frames, sample
+
+    # 3. `detector predict`: the same decode + model loop in one process.
+    page, timing = predict_video(video, config, options.score_threshold)
+    figures["predict_fps"] = round(timing["frames_per_second"], 2)
+    log(f"detector predict: {figures['predict_fps']} frames/s")
+
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in config.items()},
+        "DETECTOR_ENV": "development",
+        "DATA_DIR": str(data),
+        "VIDEO_STORAGE": str(out / "videos"),
+        "CHUNK_FRAMES": str(options.chunk_frames),
+        "BROKER_STORE_PROCESSED": "1",
+        "LOGIN_RATE_LIMIT": "1000 per minute",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        env.pop(name, None)
+    subprocess.run([sys.executable, "-m", "detector.cli", "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    engine = create_engine(f"sqlite:///{data / 'detector.sqlite3'}")
+    service = Service(env, out)
+    try:
+        for name in ("api", "processor", "detector"):
+            service.start(name)
+        service.wait_ready()
+        client = Client(service.base)
+        warm_job, _ = client.run_job(warmup, options.score_threshold)  # loads the model
+
+        # 4. End to end, through the API and the workers.
+        before = _broker_bytes(data)
+        job_id, seconds = client.run_job(video, options.score_threshold)
+        broker_bytes = _broker_bytes(data) - before
+        figures["end_to_end_fps"] = round(options.frames / seconds, 2)
+        figures["pipeline_efficiency"] = round(figures["end_to_end_fps"] / figures["predict_fps"], 3)
+        figures["broker_bytes_per_frame"] = round(broker_bytes / options.frames, 1)
+        with Session(engine) as session:
+            job = session.get(Job, job_id)
+            chunks = session.scalars(select(Chunk).where(Chunk.job_id == job_id)).all()
+            assert job is not None and job.finished_at is not None
+            decoded = sum(c.frames_decoded for c in chunks)
+            figures["chunks"] = len(chunks)
+            figures["decoded_per_delivered"] = round(decoded / options.frames, 3)
+            first_start = min(c.started_at for c in chunks if c.started_at)
+            last_done = max(c.finished_at for c in chunks if c.finished_at)
+            figures["upload_to_first_chunk_s"] = round((first_start - job.created_at).total_seconds(), 3)
+            figures["last_chunk_to_succeeded_s"] = round((job.finished_at - last_done).total_seconds(), 3)
+        log(
+            f"end to end: {figures['end_to_end_fps']} frames/s, efficiency "
+            f"{figures['pipeline_efficiency']}, {figures['broker_bytes_per_frame']} broker bytes/frame"
+        )
+
+        # 5. The API under load while a job runs.
+        running = client.upload(video, options.score_threshold)
+        urls = [f"{service.base}/jobs/{running}", f"{service.base}/jobs/{warm_job}/detections?limit=100"]
+        load = _load(client, urls, options.clients, options.requests_per_client)
+        client.wait(running)
+        figures["api_under_load"] = {
+            "clients": options.clients,
+            "job": load[urls[0]],
+            "detections": load[urls[1]],
+        }
+        log(f"API under load: {json.dumps(figures['api_under_load'])}")
+
+        # 6. Detector worker memory, short video versus a longer one (fresh workers).
+        memory = {}
+        for label, path in (("short", short), ("long", long)):
+            service.restart("detector")
+            client.run_job(path, options.score_threshold)
+            memory[label] = {
+                "frames": index_frames(path).__len__(),
+                "peak_rss_mb": round(max(_peak_rss_mb(p) for p in service.worker_children("detector")), 1),
+            }
+        figures["detector_worker_memory"] = memory
+        log(f"detector worker memory: {json.dumps(memory)}")
+
+        # 7. End to end by chunk size.
+        by_chunk = {}
+        for chunk in options.chunk_sweep:
+            service.restart("processor", CHUNK_FRAMES=str(chunk))
+            _, seconds = client.run_job(video, options.score_threshold)
+            by_chunk[chunk] = round(options.frames / seconds, 2)
+            log(f"end to end, chunks of {chunk}: {by_chunk[chunk]} frames/s")
+        figures["end_to_end_fps_by_chunk"] = by_chunk
+    finally:
+        service.stop_all()
+        engine.dispose()
+
+    (out / "bench.json").write_text(json.dumps(asdict(report), indent=2))
+    _plot(report, out / "bench.png")
+    return report
+
+
+def _plot(report: BenchReport, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    figures = report.figures
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    batches = figures.get("model_fps_by_batch", {})
+    left.plot(list(batches), list(batches.values()), marker="o")
+    left.set(title="Model only, by batch size", xlabel="batch size", ylabel="frames/s")
+    left.set_xscale("log", base=2)
+    chunks = figures.get("end_to_end_fps_by_chunk", {})
+    right.plot(list(chunks), list(chunks.values()), marker="o", label="end to end")
+    if "predict_fps" in figures:
+        right.axhline(figures["predict_fps"], linestyle="--", color="grey", label="detector predict")
+    right.set(title="End to end, by chunk size", xlabel="frames per chunk", ylabel="frames/s")
+    right.legend()
+    options = report.options
+    fig.suptitle(f"{options['model']} on {options['device']}, {options['width']}x{options['height']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def format_table(report: BenchReport) -> str:
+    f = report.figures
+    rows = [
+        ("pipeline efficiency (end to end / predict)", f.get("pipeline_efficiency"), ">= 0.9"),
+        ("end-to-end frames/s", f.get("end_to_end_fps"), ""),
+        ("detector predict frames/s", f.get("predict_fps"), ""),
+        ("decode-only frames/s", f.get("decode_fps"), ""),
+        ("frames decoded / delivered", f.get("decoded_per_delivered"), "<= 1.05"),
+        ("batching gain (batch / batch 1)", f.get("batching_gain"), ""),
+        ("broker bytes per frame", f.get("broker_bytes_per_frame"), "< 1024"),
+        ("upload -> first chunk started (s)", f.get("upload_to_first_chunk_s"), ""),
+        ("last chunk done -> succeeded (s)", f.get("last_chunk_to_succeeded_s"), ""),
+    ]
+    memory = f.get("detector_worker_memory", {})
+    for label, m in memory.items():
+        rows.append((f"detector worker peak RSS, {m['frames']} frames (MB)", m["peak_rss_mb"], "flat"))
+    load = f.get("api_under_load", {})
+    for name in ("job", "detections"):
+        if name in load:
+            rows.append((f"GET {name} p50 / p99 ms, {load['clients']} clients",
+                         f"{load[name]['p50_ms']} / {load[name]['p99_ms']}", "p99 < 100"))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'figure'.ljust(width)}  {'measured':>14}  target", "-" * (width + 26)]
+    lines += [f"{name.ljust(width)}  {str(value):>14}  {target}" for name, value, target in rows]
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""The Detectron2 backend on the CPU, with seeded random weights (no download).
+
+The model is the zoo's Faster R-CNN R50-FPN through a local config file that
+lowers the test-time input size to 320 px (the default 800 px takes seconds
+per frame on a small CPU); that also exercises the local-config path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("detectron2", reason="detectron2 is not installed (it is the optional GPU backend)")
+
+import torch
+from detectron2 import model_zoo
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import MetadataCatalog
+from detectron2.data.transforms import ResizeShortestEdge
+
+from detector.detection.base import DetectedObject, DetectorSettings, WeightsError, build_predictor
+from detector.detection.detectron2_backend import DEFAULT_MODEL, Detectron2Predictor
+from detector.detection.weights import HOW_TO_PROVIDE
+from detector.synthetic import frame_image
+
+# Detectron2's anchor generator calls torch.meshgrid without `indexing`.
+pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")
+
+MIN_SIZE, MAX_SIZE = 320, 533
+MIN_SCORE = 0.05
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A local config: the zoo's default model at a 320 px test-time input size."""
+    path = tmp_path_factory.mktemp("config") / "faster_rcnn_320.yaml"
+    path.write_text(
+        f'_BASE_: "{model_zoo.get_config_file(DEFAULT_MODEL)}"\n'
+        f"INPUT:\n  MIN_SIZE_TEST: {MIN_SIZE}\n  MAX_SIZE_TEST: {MAX_SIZE}\n"
+    )
+    return str(path)
+
+
+def settings(config_file: str, **overrides: Any) -> DetectorSettings:
+    values: dict[str, Any] = {
+        "backend": "detectron2",
+        "model": config_file,
+        "weights": "random",
+        "device": "cpu",
+        "min_score": MIN_SCORE,
+        "seed": 0,
+    }
+    values.update(overrides)
+    return DetectorSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def predictor(config_file: str) -> Detectron2Predictor:
+    built = build_predictor(settings(config_file))
+    assert isinstance(built, Detectron2Predictor)
+    return built
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    """Eight 640x480 frames: the config resizes them to 427x320."""
+    return [frame_image(i * 5, 640, 480) for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def batch_of_8(predictor: Detectron2Predictor, frames: list[np.ndarray]) -> list[list[DetectedObject]]:
+    assert predictor.batch_size == 8
+    return predictor.predict(frames, 0.0)
+
+
+def assert_same(a: Sequence[Sequence[DetectedObject]], b: Sequence[Sequence[DetectedObject]]) -> None:
+    """Same detections: same count, classes and order; scores within 1e-4, boxes within 0.5 px."""
+    assert len(a) == len(b)
+    for objects_a, objects_b in zip(a, b, strict=True):
+        assert len(objects_a) == len(objects_b)
+        for x, y in zip(objects_a, objects_b, strict=True):
+            assert (x["class_id"], x["label"]) == (y["class_id"], y["label"])
+            assert x["score"] == pytest.approx(y["score"], abs=1e-4)
+            assert np.allclose(x["box"], y["box"], atol=0.5)
+
+
+def test_random_weights_give_varied_detections(predictor: Detectron2Predictor, batch_of_8):
+    assert predictor.name.startswith("detectron2/") and predictor.name.endswith("faster_rcnn_320.yaml")
+    assert predictor.device == "cpu"
+    scores = np.array([o["score"] for objects in batch_of_8 for o in objects])
+    assert all(objects for objects in batch_of_8)
+    assert (scores > 0.3).any(), "random weights should give some confident detections"
+    assert (scores < 0.5).any() and (scores > 0.5).any(), "scores should spread over (0, 1)"
+    assert len({o["class_id"] for objects in batch_of_8 for o in objects}) > 3
+
+
+def test_output_format(batch_of_8, frames: list[np.ndarray]):
+    thing_classes = MetadataCatalog.get("coco_2017_val").thing_classes
+    for objects, frame in zip(batch_of_8, frames, strict=True):
+        height, width = frame.shape[:2]
+        scores = [o["score"] for o in objects]
+        assert scores == sorted(scores, reverse=True)
+        for o in objects:
+            assert set(o) == {"label", "class_id", "score", "box"}
+            assert isinstance(o["label"], str) and isinstance(o["class_id"], int)
+            assert isinstance(o["score"], float) and MIN_SCORE <= o["score"] <= 1.0
+            assert len(o["box"]) == 4 and all(isinstance(v, float) for v in o["box"])
+            x1, y1, x2, y2 = o["box"]
+            assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
+            assert 0 <= o["class_id"] < 80 and o["label"] == thing_classes[o["class_id"]]
+
+
+def test_boxes_are_in_original_frame_pixels(predictor: Detectron2Predictor, batch_of_8):
+    # The model sees these frames at 427x320; boxes past that are in frame pixels.
+    boxes = np.array([o["box"] for objects in batch_of_8 for o in objects])
+    assert boxes[:, 2].max() > 500 and boxes[:, 3].max() > 400
+
+    # The same model input from a frame half the size: boxes exactly half as large.
+    # `small` is upscaled 2x by the config's resize; `large` is that upscaled image,
+    # which the resize leaves as it is.
+    small = frame_image(3, 213, 160)
+    large = ResizeShortestEdge(MIN_SIZE, MAX_SIZE).get_transform(small).apply_image(small)
+    assert large.shape == (320, 426, 3)
+    (objects_small,), (objects_large,) = predictor.predict([small], 0.0), predictor.predict([large], 0.0)
+    assert len(objects_small) == len(objects_large) > 0
+    assert max(o["box"][2] for o in objects_small) <= 213
+    for s, big in zip(objects_small, objects_large, strict=True):
+        assert s["class_id"] == big["class_id"] and s["score"] == pytest.approx(big["score"], abs=1e-5)
+        assert np.allclose(np.array(s["box"]) * 2, big["box"], atol=0.05)
+
+
+def test_score_threshold_filters(predictor: Detectron2Predictor, batch_of_8, frames):
+    above = predictor.predict(frames[:2], 0.5)
+    for high, everything in zip(above, batch_of_8[:2], strict=True):
+        expected = [o for o in everything if o["score"] >= 0.5]
+        assert 0 < len(expected) < len(everything)
+        assert_same([high], [expected])
+
+
+def test_batch_of_one_matches_batch_of_eight(predictor, batch_of_8, frames, monkeypatch):
+    monkeypatch.setattr(predictor, "batch_size", 1)
+    assert_same(predictor.predict(frames, 0.0), batch_of_8)
+
+
+def test_saved_random_weights_load_from_file(config_file: str, predictor, frames, tmp_path: Path):
+    DetectionCheckpointer(predictor.model, save_dir=str(tmp_path)).save("seeded")
+    path = tmp_path / "seeded.pth"
+    assert path.is_file()
+    loaded = build_predictor(settings(config_file, weights=str(path), seed=123))
+    assert isinstance(loaded, Detectron2Predictor)
+    for name, tensor in predictor.model.state_dict().items():
+        assert torch.equal(tensor, loaded.model.state_dict()[name]), name
+    assert loaded.predict(frames[:2], 0.0) == predictor.predict(frames[:2], 0.0)
+
+
+def test_same_seed_same_weights(config_file: str, predictor):
+    again = build_predictor(settings(config_file))
+    assert isinstance(again, Detectron2Predictor)
+    state = again.model.state_dict()
+    for name, tensor in predictor.model.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+
+
+def test_default_weights_without_network_say_how_to_provide_them(tmp_path: Path, monkeypatch):
+    def no_network(url: str, dst: str, *args: object, **kwargs: object) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(WeightsError) as error:
+        build_predictor(settings(DEFAULT_MODEL, weights="default", cache_dir=str(tmp_path)))
+    message = str(error.value)
+    assert model_zoo.get_checkpoint_url(DEFAULT_MODEL) in message and "network is unreachable" in message
+    assert HOW_TO_PROVIDE in message
+
+
+def test_local_config_has_no_default_weights(config_file: str):
+    with pytest.raises(WeightsError, match="no default weights"):
+        build_predictor(settings(config_file, weights="default"))
+
+
+def test_missing_weights_file(config_file: str, tmp_path: Path):
+    with pytest.raises(WeightsError, match="does not exist") as error:
+        build_predictor(settings(config_file, weights=str(tmp_path / "nope.pth")))
+    assert HOW_TO_PROVIDE in str(error.value)
+
+
+def test_weights_that_do_not_fit_the_model(config_file: str, tmp_path: Path):
+    path = tmp_path / "other.pth"
+    torch.save({"model": {"backbone.something.weight": torch.zeros(3)}}, path)
+    with pytest.raises(WeightsError, match="does not fit"):
+        build_predictor(settings(config_file, weights=str(path)))
+
+
+def test_unknown_config():
+    with pytest.raises(ValueError, match="model-zoo config"):
+        build_predictor(settings("COCO-Detection/no_such_model.yaml"))
