@@ -84,6 +84,14 @@ class Detectron2Predictor(Predictor):
 
     @torch.inference_mode()
     def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+        """Objects at or above ``min_score`` in each frame of one batch.
+
+        Args:
+            frames: BGR ``uint8`` arrays of shape ``(H, W, 3)``; sizes may differ.
+        Returns:
+            One list of objects per frame, highest score first, boxes
+            ``[x1, y1, x2, y2]`` in pixels of that frame.
+        """
         if not frames:
             return []
         resized = [self.resize.get_transform(f).apply_image(f) for f in frames]
@@ -105,7 +113,14 @@ class Detectron2Predictor(Predictor):
         return [self._objects(out) for out in outputs]
 
     def _objects(self, output: dict[str, Any]) -> list[DetectedObject]:
-        """One frame's ``Instances`` (already rescaled to the frame) as objects, best first."""
+        """One frame's detections as the service's objects, highest score first.
+
+        Args:
+            output: the model's output for one frame; its ``instances`` hold
+                ``pred_boxes`` ``(N, 4)`` already in frame pixels (the model
+                rescales them to the ``height``/``width`` it was given),
+                ``scores`` ``(N,)`` and ``pred_classes`` ``(N,)``.
+        """
         instances = output["instances"]
         scores = instances.scores
         order = torch.sort(scores, descending=True, stable=True).indices
@@ -186,6 +201,7 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
             missing from it or have other shapes (the model would silently keep
             random weights there).
     """
+    log.info("loading weights from %s", path)
     checkpointer = _Checkpointer(model)
     try:
         checkpointer.load(str(path))
@@ -194,7 +210,8 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
     incompatible = checkpointer.incompatible
     if incompatible is None:
         return
-    missing = list(incompatible.missing_keys) + [k for k, *_ in incompatible.incorrect_shapes]
+    # A parameter of another shape is left out of the load, so it is missing too.
+    missing = list(dict.fromkeys([k for k, *_ in incompatible.incorrect_shapes] + incompatible.missing_keys))
     if missing:
         raise WeightsError(
             f"weights file {path} does not fit this model: {len(missing)} parameters are missing "
@@ -214,10 +231,11 @@ def seeded_random_init(
     come out degenerate and every score is 0 or 1. And the classifier's fixed
     per-class offset (the mean feature is large) makes every box the same
     class. So: each batch norm of the backbone gets the mean and variance of
-    its input on seeded calibration images (unit-variance features), and each classifier
-    layer (``cls_score``) is re-drawn, centred on the calibration features and
-    scaled so its logits vary by ``spread`` from box to box, which spreads the
-    scores over (0, 1). A sigmoid classifier (RetinaNet) keeps its prior bias.
+    its input on seeded calibration images (unit-variance features), and
+    each classifier layer (``cls_score``) is re-drawn, centred on the
+    calibration features and scaled so its logits vary by ``spread`` from box
+    to box, which spreads the scores over (0, 1). A sigmoid classifier
+    (RetinaNet) keeps its prior bias.
 
     Same seed, same weights (up to float rounding) on any machine. For tests
     and benchmarks only: the detections mean nothing.

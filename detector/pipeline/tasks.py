@@ -159,6 +159,12 @@ def detect_frames(
         )
     except JobStopped:
         log.info("job=%s chunk=%d stopped: the job is no longer processing", job_id, chunk_index)
+        with db.transaction() as session:
+            session.execute(
+                update(Chunk)
+                .where(Chunk.job_id == job_id, Chunk.index == chunk_index)
+                .values(status=ChunkStatus.PENDING, updated_at=utcnow())
+            )
         return {**summary, "skipped": "job stopped"}
     except SoftTimeLimitExceeded:
         stop_job(

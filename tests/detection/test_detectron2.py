@@ -133,6 +133,24 @@ def test_boxes_are_in_original_frame_pixels(predictor: Detectron2Predictor, batc
         assert np.allclose(np.array(s["box"]) * 2, big["box"], atol=0.05)
 
 
+def test_frames_of_different_sizes_in_one_batch(predictor: Detectron2Predictor, batch_of_8, frames):
+    square = frame_image(1, 300, 300)
+    mixed = predictor.predict([frames[0], square], 0.0)
+    assert_same(mixed[:1], batch_of_8[:1])
+    assert mixed[1]
+    assert all(
+        0 <= o["box"][0] <= o["box"][2] <= 300 and 0 <= o["box"][1] <= o["box"][3] <= 300 for o in mixed[1]
+    )
+
+
+def test_rgb_config_gets_rgb_frames(predictor: Detectron2Predictor, frames, monkeypatch):
+    # A BGR model given a channel-swapped frame sees what an RGB model sees of the frame.
+    swapped = np.ascontiguousarray(frames[0][..., ::-1])
+    as_bgr = predictor.predict([swapped], 0.0)
+    monkeypatch.setattr(predictor, "input_format", "RGB")
+    assert predictor.predict([frames[0]], 0.0) == as_bgr
+
+
 def test_score_threshold_filters(predictor: Detectron2Predictor, batch_of_8, frames):
     above = predictor.predict(frames[:2], 0.5)
     for high, everything in zip(above, batch_of_8[:2], strict=True):

@@ -8,6 +8,7 @@ seeded weights, frame by frame.
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,38 @@ def test_rabbitmq_and_redis(tmp_path, seeded_weights, e2e_video, baseline, worke
     app = _app(config)
     app.extensions["celery"].control.purge()
     _run_job(config, workers_factory, e2e_video, baseline)
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_running_job(tmp_path, seeded_weights, e2e_video, workers_factory):
+    from detector.db import db
+    from detector.models import Chunk, ChunkStatus, FrameDetections
+
+    config = base_config(tmp_path, **detector_config(seeded_weights))
+    app = _app(config)
+    client = app.test_client()
+    headers = Auth(client).headers()
+    with workers_factory(config):
+        job = _upload(client, headers, e2e_video)
+        wait_for_job(client, headers, job["id"], until=("processing",))
+        while client.get(f"/api/jobs/{job['id']}", headers=headers).json["progress"]["frames_done"] == 0:
+            pass
+        cancelled = client.post(f"/api/jobs/{job['id']}/cancel", headers=headers)
+        assert cancelled.status_code == 200
+        assert cancelled.json["status"] == "cancelled"
+        # The running chunk notices at its next batch; the queued ones are skipped.
+        with app.app_context():
+            for _ in range(300):
+                db.session.rollback()
+                running = db.session.query(Chunk).filter_by(job_id=job["id"], status=ChunkStatus.RUNNING)
+                if running.count() == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the running chunk did not stop after the job was cancelled")
+            chunks = db.session.query(Chunk).filter_by(job_id=job["id"]).all()
+            assert sum(c.status is ChunkStatus.DONE for c in chunks) < len(chunks)
+            assert db.session.query(FrameDetections).filter_by(job_id=job["id"]).count() == 0
+    final = client.get(f"/api/jobs/{job['id']}", headers=headers).json
+    assert final["status"] == "cancelled"
+    assert client.get(f"/api/jobs/{job['id']}/detections", headers=headers).status_code == 409

@@ -12,12 +12,13 @@ chosen per job by the uploaded file's name (``hold-1.mp4``: chunk 1 stops
 mid-chunk until the test releases it). The service itself has no test hook.
 Every test leaves the servers up and a detector worker running.
 
-Videos are tiny (160x120, 24 frames in three chunks of eight) and the model is the
+Videos are tiny (160x120, 12 frames in three chunks of four) and the model is the
 fast test model, so a scenario costs seconds of CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -44,9 +45,9 @@ from tests.pipeline.conftest import Workers, detector_config, wait_for_job
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-FRAMES, FPS = 24, 8
-CHUNK_FRAMES = 8  # three chunks: frames 0-7, 8-15, 16-23 (a keyframe every 8 frames)
-BATCH = 2  # four batches per chunk: progress is stored three times before a chunk ends
+FRAMES, FPS = 12, 4
+CHUNK_FRAMES = 4  # three chunks: frames 0-3, 4-7, 8-11 (a keyframe every 4 frames)
+BATCH = 2  # two batches per chunk: a chunk stores progress once before it ends
 STALL = 20  # JOB_STALL_SECONDS: a job with no progress for this long is the watchdog's
 REDIS_START = [
     "redis-server",
@@ -141,7 +142,7 @@ class Faults:
         self.tmp_path = tmp_path
         self.fault_dir = tmp_path / "fault"
         self.fault_dir.mkdir()
-        self.video = make_video(tmp_path / "clip.mp4", frames=FRAMES, width=160, height=120, fps=FPS, gop=8)
+        self.video = make_video(tmp_path / "clip.mp4", frames=FRAMES, width=160, height=120, fps=FPS, gop=CHUNK_FRAMES)
         self.config = base_config(
             tmp_path,
             CELERY_BROKER_URL=RABBITMQ_URL,
@@ -298,7 +299,7 @@ def test_chunk_that_always_kills_its_worker_fails_the_job_after_bounded_deliveri
     job_id = faults.upload("crash-1.mp4")
     job = faults.wait(job_id)
     faults.assert_failed_clean(job_id)
-    assert job["error"].startswith("chunk 1 (frames 8-15) was started 3 times and its worker died")
+    assert job["error"].startswith("chunk 1 (frames 4-7) was started 3 times and its worker died")
     assert faults.chunks(job_id)[1].deliveries == 4
     assert faults.workers.log("detector").count("Worker exited prematurely: exitcode 1") >= 3
 
@@ -309,7 +310,7 @@ def test_chunk_that_raises_fails_the_job_once_and_cleans_up(faults: Faults):
     job_id = faults.upload("raise-2.mp4")
     job = faults.wait(job_id)
     faults.assert_failed_clean(job_id)
-    assert job["error"] == "chunk 2 (frames 16-23) failed: injected failure in chunk 2"
+    assert job["error"] == "chunk 2 (frames 8-11) failed: injected failure in chunk 2"
     chunks = faults.chunks(job_id)
     assert chunks[0].status is chunks[1].status is ChunkStatus.DONE  # they had stored frames
     logs = faults.workers.logs()
@@ -379,11 +380,8 @@ def test_rabbitmq_restart_during_a_job_and_an_upload_while_it_is_down(faults: Fa
 
 
 def _restart_redis() -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.shutdown(nosave=True)
-    except redis.ConnectionError:
-        pass  # the server closes the connection as it stops
+    with contextlib.suppress(redis.ConnectionError):  # the server hangs up as it stops
+        redis.Redis.from_url(REDIS_URL).shutdown(nosave=True)
     wait_until(lambda: not _redis_up(), 30, "Redis to stop")
 
 
