@@ -306,8 +306,9 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
     }
     for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
         env.pop(name, None)
-    subprocess.run([sys.executable, "-m", "detector.cli", "db", "upgrade"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "detector.cli", "db", "upgrade"], env=env, check=True, capture_output=True
+    )
     engine = create_engine(f"sqlite:///{data / 'detector.sqlite3'}")
     service = Service(env, out)
     try:
@@ -427,8 +428,13 @@ def format_table(report: BenchReport) -> str:
     load = f.get("api_under_load", {})
     for name in ("job", "detections"):
         if name in load:
-            rows.append((f"GET {name} p50 / p99 ms, {load['clients']} clients",
-                         f"{load[name]['p50_ms']} / {load[name]['p99_ms']}", "p99 < 100"))
+            rows.append(
+                (
+                    f"GET {name} p50 / p99 ms, {load['clients']} clients",
+                    f"{load[name]['p50_ms']} / {load[name]['p99_ms']}",
+                    "p99 < 100",
+                )
+            )
     width = max(len(r[0]) for r in rows)
     lines = [f"{'figure'.ljust(width)}  {'measured':>14}  target", "-" * (width + 26)]
     lines += [f"{name.ljust(width)}  {str(value):>14}  {target}" for name, value, target in rows]

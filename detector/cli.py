@@ -203,8 +203,14 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("bench-out"), show_default=True, help="scratch directory and reports")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench-out"),
+    show_default=True,
+    help="scratch directory and reports",
+)
 @click.option("--frames", default=300, show_default=True)
 @click.option("--width", default=640, show_default=True)
 @click.option("--height", default=360, show_default=True)
@@ -218,9 +224,22 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
 @click.option("--chunk-sweep", default="25,50,100,300", show_default=True)
 @click.option("--clients", default=50, show_default=True)
 @click.option("--memory-frames", default=60, show_default=True)
-def bench(out_dir: Path, frames: int, width: int, height: int, batch_size: int, chunk_frames: int,
-          backend: str, model: str, weights: str, device: str, batch_sweep: str, chunk_sweep: str,
-          clients: int, memory_frames: int) -> None:
+def bench(
+    out_dir: Path,
+    frames: int,
+    width: int,
+    height: int,
+    batch_size: int,
+    chunk_frames: int,
+    backend: str,
+    model: str,
+    weights: str,
+    device: str,
+    batch_sweep: str,
+    chunk_sweep: str,
+    clients: int,
+    memory_frames: int,
+) -> None:
     """Measure the pipeline: efficiency vs `detector predict`, decode, batching,
     broker bytes, overheads, worker memory, API latency under load.
 
@@ -229,11 +248,20 @@ def bench(out_dir: Path, frames: int, width: int, height: int, batch_size: int, 
     from detector.bench import BenchOptions, format_table, run_bench
 
     options = BenchOptions(
-        out_dir=out_dir, frames=frames, width=width, height=height, batch_size=batch_size,
-        chunk_frames=chunk_frames, backend=backend, model=model, weights=weights, device=device,
+        out_dir=out_dir,
+        frames=frames,
+        width=width,
+        height=height,
+        batch_size=batch_size,
+        chunk_frames=chunk_frames,
+        backend=backend,
+        model=model,
+        weights=weights,
+        device=device,
         batch_sweep=tuple(int(b) for b in batch_sweep.split(",") if b),
         chunk_sweep=tuple(int(c) for c in chunk_sweep.split(",") if c),
-        clients=clients, memory_frames=memory_frames,
+        clients=clients,
+        memory_frames=memory_frames,
     )
     report = run_bench(options, log=lambda line: click.echo(line, err=True))
     click.echo(format_table(report))

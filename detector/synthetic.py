@@ -47,7 +47,8 @@ def make_video(
         gop: keyframe interval (libx264/mpeg4); None for the encoder's default.
         pts: explicit presentation timestamps in 1/``fps``/100 s units, for
             variable-frame-rate videos; None for a constant rate.
-        rotation: display rotation written into the container's metadata.
+        rotation: display rotation (degrees counter-clockwise) written into the
+            container's display matrix; `probe` reads it back as ``rotation``.
     """
     path = Path(path)
     with av.open(str(path), mode="w", format=container_format) as out:
@@ -64,7 +65,8 @@ def make_video(
         if pts is not None:
             stream.codec_context.time_base = Fraction(1, fps * 100)
         if rotation:
-            stream.metadata["rotate"] = str(rotation)
+            # A display matrix, as phones write it; FFmpeg ignores a "rotate" tag on output.
+            stream.set_display_rotation(rotation)
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(frame_image(i, width, height), format="bgr24")
             if pts is not None:

@@ -14,15 +14,18 @@ attempt=1
 while :; do
     python - <<'PY'
 import sys
+from pathlib import Path
 
 from detector.config import ConfigError, load_config
 from detector.db import make_engine
 
 try:
-    url = load_config()["DATABASE_URL"]
+    config = load_config()
 except ConfigError as exc:
     print(f"migrate: {exc}", file=sys.stderr)
     sys.exit(2)
+url = config["DATABASE_URL"]
+Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)  # SQLite lives there
 try:
     with make_engine(url).connect():
         pass

@@ -98,11 +98,17 @@ def test_metrics_offers_openmetrics_to_prometheus(client: FlaskClient) -> None:
 
 
 def test_create_app_again_and_again_registers_nothing_twice(tmp_path: Path) -> None:
-    # The brief's way of building an app; several apps in one process must not raise
+    # Tests build many apps in one process: that must not raise
     # "Duplicated timeseries in CollectorRegistry".
     for _ in range(3):
         app = create_app(
-            {"DATA_DIR": str(tmp_path), "VIDEO_STORAGE": str(tmp_path / "videos"), "ENV": "test"}
+            {
+                "DATA_DIR": str(tmp_path),
+                "VIDEO_STORAGE": str(tmp_path / "videos"),
+                "ENV": "test",
+                # Explicit, so a DATABASE_URL in the environment or a .env is not used.
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'detector.sqlite3'}",
+            }
         )
     upgrade(app.config["DATABASE_URL"])
     text = app.test_client().get("/metrics").get_data(as_text=True)
@@ -111,7 +117,14 @@ def test_create_app_again_and_again_registers_nothing_twice(tmp_path: Path) -> N
 
 
 def test_jobs_gauge_reports_a_database_outage_without_failing_the_scrape(tmp_path: Path) -> None:
-    app = create_app({"DATA_DIR": str(tmp_path), "VIDEO_STORAGE": str(tmp_path / "videos"), "ENV": "test"})
+    app = create_app(
+        {
+            "DATA_DIR": str(tmp_path),
+            "VIDEO_STORAGE": str(tmp_path / "videos"),
+            "ENV": "test",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'detector.sqlite3'}",
+        }
+    )
     # No migrations: the jobs table does not exist, like a database that is down.
     response = app.test_client().get("/metrics")
     assert response.status_code == 200

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request, url_for
+from flask import current_app, g, request, url_for
 from flask_jwt_extended import current_user, jwt_required
 from flask_restx import Namespace, Resource, fields, inputs, reqparse
 from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import ClientDisconnected
 
 from detector.models import Job
 from detector.services import jobs as job_service
@@ -20,11 +21,31 @@ ns = Namespace(
     decorators=[jwt_required()],
 )
 
+
+class _Nullable(fields.Raw):
+    """A field that may be null: Swagger 2.0 has no `nullable`, so it says `x-nullable`."""
+
+    def schema(self) -> dict[str, Any]:
+        return {**super().schema(), "x-nullable": True}
+
+
+class NullableString(_Nullable, fields.String):
+    pass
+
+
+class NullableInteger(_Nullable, fields.Integer):
+    pass
+
+
+class NullableDateTime(_Nullable, fields.DateTime):
+    pass
+
+
 progress_model = ns.model(
     "Progress",
     {
         "frames_done": fields.Integer,
-        "frames_total": fields.Integer(description="null until planned"),
+        "frames_total": NullableInteger(description="null until planned"),
         "percent": fields.Float,
     },
 )
@@ -50,14 +71,14 @@ job_model = ns.model(
         "status": fields.String(enum=["queued", "processing", "succeeded", "failed", "cancelled"]),
         "filename": fields.String,
         "score_threshold": fields.Float,
-        "model": fields.String,
+        "model": NullableString,
         "progress": fields.Nested(progress_model),
         "video": fields.Nested(video_model),
-        "objects_total": fields.Integer,
-        "error": fields.String,
+        "objects_total": NullableInteger(description="null until the job has succeeded"),
+        "error": NullableString(description="why the job failed; null unless it failed"),
         "created_at": fields.DateTime,
-        "started_at": fields.DateTime,
-        "finished_at": fields.DateTime,
+        "started_at": NullableDateTime,
+        "finished_at": NullableDateTime,
         "detections_url": fields.String,
     },
 )
@@ -98,11 +119,13 @@ detections_model = ns.model(
         "frames_total": fields.Integer,
         "start": fields.Integer,
         "limit": fields.Integer,
-        "next_start": fields.Integer(description="start of the next page; null on the last page"),
+        "next_start": NullableInteger(description="start of the next page; null on the last page"),
         "frames": fields.List(fields.Nested(frame_model)),
     },
 )
 error_model = ns.model("Error", {"message": fields.String, "error": fields.String})
+CUT_OFF = "the upload was cut off: the request body ended before the video file did"
+UNAUTHORIZED = "Missing, malformed, expired or revoked access token"
 
 upload_parser = reqparse.RequestParser()
 upload_parser.add_argument("video", location="files", type=FileStorage, required=True, help="the video file")
@@ -114,13 +137,21 @@ upload_parser.add_argument(
     help="keep objects scoring at least this (0..1)",
 )
 
+# Bounded, so that a huge page or start is a 400, never an integer overflow in the database.
+MAX_PAGE = 1_000_000
+MAX_FRAME_INDEX = 2**31 - 1
+
 list_parser = reqparse.RequestParser()
-list_parser.add_argument("page", type=inputs.natural, default=1, location="args")
+list_parser.add_argument("page", type=inputs.int_range(1, MAX_PAGE), default=1, location="args")
 list_parser.add_argument("per_page", type=inputs.int_range(1, 100), default=20, location="args")
 
 detections_parser = reqparse.RequestParser()
 detections_parser.add_argument(
-    "start", type=inputs.natural, default=0, location="args", help="first frame index of the page"
+    "start",
+    type=inputs.int_range(0, MAX_FRAME_INDEX),
+    default=0,
+    location="args",
+    help="first frame index of the page",
 )
 detections_parser.add_argument(
     "limit", type=inputs.int_range(1, 1000), default=100, location="args", help="frames per page (1..1000)"
@@ -170,10 +201,12 @@ def _parse(parser: reqparse.RequestParser) -> dict[str, Any]:
 
 
 @ns.route("")
+@ns.response(401, UNAUTHORIZED, error_model)
 class JobList(Resource):
     @ns.doc(security="Bearer")
     @ns.expect(list_parser)
     @ns.response(200, "The caller's jobs, newest first", job_page_model)
+    @ns.response(400, "A bad page or per_page", error_model)
     def get(self) -> dict[str, Any]:
         """List your jobs, newest first."""
         args = _parse(list_parser)
@@ -196,11 +229,19 @@ class JobList(Resource):
     def post(self) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Upload a video (multipart field `video`) and start detecting objects in it."""
         config = current_app.config
+        try:
+            form, files = request.form, request.files
+        except ClientDisconnected:
+            raise InvalidInput(CUT_OFF) from None
         threshold = job_service.parse_score_threshold(
-            request.form.get("score_threshold"), config["DEFAULT_SCORE_THRESHOLD"]
+            form.get("score_threshold"), config["DEFAULT_SCORE_THRESHOLD"]
         )
-        upload = request.files.get("video")
+        upload = files.get("video")
         if upload is None:
+            if g.get("uploads") and not files:
+                # A file part was started but the form never ended (the server
+                # terminated a short body): the parser dropped the partial file.
+                raise InvalidInput(CUT_OFF)
             raise InvalidInput("multipart field 'video' with the video file is required")
         job = job_service.create_job(
             owner_id=current_user.id,
@@ -221,6 +262,7 @@ def _configured_model() -> str:
 
 
 @ns.route("/<string:job_id>", endpoint="jobs_job")
+@ns.response(401, UNAUTHORIZED, error_model)
 @ns.response(404, "No such job (or not yours)", error_model)
 class JobResource(Resource):
     @ns.doc(security="Bearer")
@@ -238,6 +280,7 @@ class JobResource(Resource):
 
 
 @ns.route("/<string:job_id>/cancel")
+@ns.response(401, UNAUTHORIZED, error_model)
 @ns.response(404, "No such job (or not yours)", error_model)
 class JobCancel(Resource):
     @ns.doc(security="Bearer")
@@ -249,11 +292,13 @@ class JobCancel(Resource):
 
 
 @ns.route("/<string:job_id>/detections", endpoint="jobs_detections")
+@ns.response(401, UNAUTHORIZED, error_model)
 @ns.response(404, "No such job (or not yours)", error_model)
 class JobDetections(Resource):
     @ns.doc(security="Bearer")
     @ns.expect(detections_parser)
     @ns.response(200, "One page of frames, in order", detections_model)
+    @ns.response(400, "A bad start or limit", error_model)
     @ns.response(409, "The job has not succeeded (yet)", error_model)
     def get(self, job_id: str) -> dict[str, Any]:
         """Per-frame detections, paged by frame index: follow `next_start`."""

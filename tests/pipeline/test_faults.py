@@ -142,7 +142,9 @@ class Faults:
         self.tmp_path = tmp_path
         self.fault_dir = tmp_path / "fault"
         self.fault_dir.mkdir()
-        self.video = make_video(tmp_path / "clip.mp4", frames=FRAMES, width=160, height=120, fps=FPS, gop=CHUNK_FRAMES)
+        self.video = make_video(
+            tmp_path / "clip.mp4", frames=FRAMES, width=160, height=120, fps=FPS, gop=CHUNK_FRAMES
+        )
         self.config = base_config(
             tmp_path,
             CELERY_BROKER_URL=RABBITMQ_URL,
@@ -315,9 +317,7 @@ def test_chunk_that_raises_fails_the_job_once_and_cleans_up(faults: Faults):
     assert chunks[0].status is chunks[1].status is ChunkStatus.DONE  # they had stored frames
     logs = faults.workers.logs()
     # The error callback ran (the chord failed) but found the job already failed.
-    wait_until(
-        lambda: "detector.chunk_failed" in faults.workers.log("processor"), 30, "the chord's errback"
-    )
+    wait_until(lambda: "detector.chunk_failed" in faults.workers.log("processor"), 30, "the chord's errback")
     assert faults.job(job_id)["error"] == job["error"]
     everything = faults.workers.log("processor") + faults.workers.log("detector")
     assert everything.count(f"job={job_id} failed:") == 1, logs
