@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -194,7 +193,7 @@ def _broker_bytes(data_dir: Path) -> int:
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _load(client: Client, urls: list[str], clients: int, per_client: int) -> dict[str, dict[str, float]]:
@@ -259,11 +258,21 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
     }
 
     log("generating videos")
-    size = {"width": options.width, "height": options.height, "fps": options.fps, "gop": options.gop}
-    video = make_video(out / "bench.mp4", frames=options.frames, **size)
-    warmup = make_video(out / "warmup.mp4", frames=options.batch_size, **size)
-    short = make_video(out / "short.mp4", frames=options.memory_frames, **size)
-    long = make_video(out / "long.mp4", frames=options.memory_frames * options.memory_factor, **size)
+
+    def video_of(name: str, frames: int) -> Path:
+        return make_video(
+            out / name,
+            frames=frames,
+            width=options.width,
+            height=options.height,
+            fps=options.fps,
+            gop=options.gop,
+        )
+
+    video = video_of("bench.mp4", options.frames)
+    warmup = video_of("warmup.mp4", options.batch_size)
+    short = video_of("short.mp4", options.memory_frames)
+    long = video_of("long.mp4", options.memory_frames * options.memory_factor)
 
     # 1. Decode only.
     index = index_frames(video)
@@ -289,7 +298,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
     del frames, sample
 
     # 3. `detector predict`: the same decode + model loop in one process.
-    page, timing = predict_video(video, config, options.score_threshold)
+    _page, timing = predict_video(video, config, options.score_threshold)
     figures["predict_fps"] = round(timing["frames_per_second"], 2)
     log(f"detector predict: {figures['predict_fps']} frames/s")
 
@@ -423,7 +432,7 @@ def format_table(report: BenchReport) -> str:
         ("last chunk done -> succeeded (s)", f.get("last_chunk_to_succeeded_s"), ""),
     ]
     memory = f.get("detector_worker_memory", {})
-    for label, m in memory.items():
+    for m in memory.values():
         rows.append((f"detector worker peak RSS, {m['frames']} frames (MB)", m["peak_rss_mb"], "flat"))
     load = f.get("api_under_load", {})
     for name in ("job", "detections"):
@@ -437,5 +446,5 @@ def format_table(report: BenchReport) -> str:
             )
     width = max(len(r[0]) for r in rows)
     lines = [f"{'figure'.ljust(width)}  {'measured':>14}  target", "-" * (width + 26)]
-    lines += [f"{name.ljust(width)}  {str(value):>14}  {target}" for name, value, target in rows]
+    lines += [f"{name.ljust(width)}  {value!s:>14}  {target}" for name, value, target in rows]
     return "\n".join(lines)

@@ -13,8 +13,8 @@ pytest.importorskip(
 from detector.predict import predict_video
 from detector.synthetic import make_video
 from tests.conftest import Auth, base_config
-from tests.pipeline.test_end_to_end import _all_frames, _app, _upload, assert_same_detections
 from tests.pipeline.conftest import wait_for_job
+from tests.pipeline.test_end_to_end import _all_frames, _app, _upload, assert_same_detections
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")
 
