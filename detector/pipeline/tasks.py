@@ -7,6 +7,8 @@ does no harm.
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ from celery.utils.log import get_task_logger
 from flask import current_app
 from sqlalchemy import delete, func, insert, select, update
 
+from detector import metrics
 from detector.db import db
 from detector.detection import DetectorSettings, get_predictor
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
@@ -132,7 +135,12 @@ def detect_frames(
         return {**summary, "skipped": "too many deliveries"}
     log.info("job=%s chunk=%d started (delivery %d)", job_id, chunk_index, deliveries)
 
+    done_before = 0
+
     def progress(frames_done: int) -> None:
+        nonlocal done_before
+        metrics.observe_batch(frames_done - done_before)
+        done_before = frames_done
         with db.transaction() as session:
             session.execute(
                 update(Chunk)
@@ -145,7 +153,11 @@ def detect_frames(
 
     stats = DecodeStats()
     try:
-        predictor = get_predictor(DetectorSettings.from_config(config), _process_index())
+        settings = DetectorSettings.from_config(config)
+        load_started = time.perf_counter()
+        predictor = get_predictor(settings, _process_index())
+        if (load_seconds := time.perf_counter() - load_started) > 0.05:  # built, not cached
+            metrics.observe_model_load(load_seconds, settings.backend, predictor.device)
         frames = detect_range(
             _storage().path(key),
             predictor,
@@ -179,6 +191,7 @@ def detect_frames(
         raise
 
     objects = sum(len(f["objects"]) for f in frames)
+    metrics.observe_frames(len(frames), predictor.device)
     with db.transaction() as session:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None or job.status is not JobStatus.PROCESSING:
@@ -265,12 +278,32 @@ def merge_chunks(self: Task, chunk_summaries: list[dict[str, Any]] | None, job_i
     }
 
 
+_DEPENDENCY = re.compile(r"Dependency (?P<task>\S+) raised (?P<reason>.*)", re.DOTALL)
+
+
 @shared_task(name="detector.chunk_failed", ignore_result=True)
 def chunk_failed(request: Any, exc: Any, traceback: Any, job_id: str) -> None:
-    """The chord's error callback: fail the job, naming the chunk."""
-    task_id = getattr(request, "id", "") or ""
-    chunk = task_id.rsplit("-", 1)[-1] if task_id.startswith(f"{job_id}-") else "?"
-    stop_job(job_id, JobStatus.FAILED, f"chunk {chunk} failed: {exc}")
+    """The chord's error callback: fail the job, naming the chunk.
+
+    Celery calls it in the process that saw a chunk fail, with a stand-in request
+    (its id is the chord callback's, not the chunk's) and a ChordError that names
+    the failed task: "Dependency <job_id>-<chunk> raised <error>". Usually the
+    chunk has failed the job itself already, and this finds it finished.
+    """
+    text = str(exc)
+    match = _DEPENDENCY.search(text)
+    task_id = match["task"] if match else str(getattr(request, "id", "") or "")
+    reason = match["reason"] if match else text
+    where = "a chunk"
+    index = task_id.removeprefix(f"{job_id}-")
+    if index != task_id and index.isdigit():
+        chunk = db.session.get(Chunk, (job_id, int(index)))
+        where = f"chunk {index}"
+        if chunk is not None:
+            where += f" (frames {chunk.start_frame}-{chunk.end_frame - 1})"
+        db.session.rollback()
+    log.info("job=%s chord failed: %s", job_id, text)
+    stop_job(job_id, JobStatus.FAILED, f"{where} failed: {reason}")
 
 
 @shared_task(name="detector.watchdog", ignore_result=True)

@@ -114,7 +114,7 @@ class Workers:
     def stop(self, queue: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         proc = self.procs.pop(queue)
         if proc.poll() is None:
-            os.killpg(proc.pid, sig)
+            os.kill(proc.pid, sig)  # the main process, as `docker stop` does
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:

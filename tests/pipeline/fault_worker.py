@@ -9,6 +9,9 @@ that chunk has been detected and its progress stored, the process:
 - ``crash-<i>``: exits at once with ``os._exit(1)``, on every delivery (a poison
   chunk: a segfault or an out-of-memory kill, as the pool sees it);
 - ``raise-<i>``: raises ``RuntimeError("injected failure in chunk <i>")``;
+- ``badstore-<i>``: returns the chunk's frames with its first frame twice, so
+  that storing them fails in the database (a duplicate key) after detection, outside
+  the task's own error handling: the chord's error callback must fail the job;
 - ``hold-<i>``: on the chunk's first delivery only, writes its pid to
   ``$FAULT_DIR/<job id>.held`` and waits until ``$FAULT_DIR/<job id>.release``
   exists (at most ``FAULT_HOLD_SECONDS``, default 120), so that a test can act
@@ -37,7 +40,7 @@ app = celery = detector.worker.app
 
 FAULT_DIR = Path(os.environ.get("FAULT_DIR", "."))
 HOLD_SECONDS = float(os.environ.get("FAULT_HOLD_SECONDS", "120"))
-_FAULT = re.compile(r"^(crash|raise|hold)-(\d+)\.mp4$")
+_FAULT = re.compile(r"^(crash|raise|hold|badstore)-(\d+)\.mp4$")
 
 
 def _hold(job_id: str) -> None:
@@ -51,17 +54,21 @@ def _hold(job_id: str) -> None:
         time.sleep(0.05)
 
 
-def _fault(job_id: str, chunk: int) -> None:
+def _fault_for(job_id: str, chunk: int) -> str | None:
     filename = db.session.scalar(select(Job.original_filename).where(Job.id == job_id)) or ""
     db.session.rollback()
     match = _FAULT.match(filename)
-    if match is None or int(match[2]) != chunk:
-        return
-    if match[1] == "crash":
+    return match[1] if match is not None and int(match[2]) == chunk else None
+
+
+def _fault(job_id: str, chunk: int) -> None:
+    fault = _fault_for(job_id, chunk)
+    if fault == "crash":
         os._exit(1)
-    if match[1] == "raise":
+    if fault == "raise":
         raise RuntimeError(f"injected failure in chunk {chunk}")
-    _hold(job_id)
+    if fault == "hold":
+        _hold(job_id)
 
 
 _real_detect_range = tasks.detect_range
@@ -79,7 +86,10 @@ def _detect_range(*args: Any, on_batch: Any = None, **kwargs: Any) -> list[dict[
             first_batch = False
             _fault(job_id, int(chunk))
 
-    return _real_detect_range(*args, on_batch=hooked, **kwargs)
+    frames = _real_detect_range(*args, on_batch=hooked, **kwargs)
+    if _fault_for(job_id, int(chunk)) == "badstore":
+        return [*frames, frames[0]]
+    return frames
 
 
 tasks.detect_range = _detect_range

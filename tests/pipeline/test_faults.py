@@ -14,6 +14,10 @@ Every test leaves the servers up and a detector worker running.
 
 Videos are tiny (160x120, 12 frames in three chunks of four) and the model is the
 fast test model, so a scenario costs seconds of CPU.
+
+Two tests restart the local RabbitMQ (``rabbitmqctl stop_app``/``start_app``) and
+Redis (``SHUTDOWN NOSAVE``, then the command in REDIS_START): run them against
+servers of your own, never shared ones. They skip when the servers are not local.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import redis
@@ -246,6 +251,7 @@ def module_faults(tmp_path_factory: pytest.TempPathFactory, seeded_weights: Path
         faults.workers.wait_ready("processor")
         faults.workers.wait_ready("detector")
         yield faults
+    faults.app.extensions["celery"].control.purge()  # chunks of jobs failed while no worker ran
 
 
 @pytest.fixture
@@ -315,14 +321,31 @@ def test_chunk_that_raises_fails_the_job_once_and_cleans_up(faults: Faults):
     assert job["error"] == "chunk 2 (frames 8-11) failed: injected failure in chunk 2"
     chunks = faults.chunks(job_id)
     assert chunks[0].status is chunks[1].status is ChunkStatus.DONE  # they had stored frames
-    logs = faults.workers.logs()
-    # The error callback ran (the chord failed) but found the job already failed.
-    wait_until(lambda: "detector.chunk_failed" in faults.workers.log("processor"), 30, "the chord's errback")
+    # The chord failed: its error callback ran, found the job already failed and left it.
+    wait_until(
+        lambda: f"job={job_id} chord failed: " in faults.workers.log("detector"),
+        30,
+        "the chord's error callback",
+    )
     assert faults.job(job_id)["error"] == job["error"]
     everything = faults.workers.log("processor") + faults.workers.log("detector")
-    assert everything.count(f"job={job_id} failed:") == 1, logs
+    assert everything.count(f"job={job_id} failed:") == 1, faults.workers.logs()
     merges = [line for line in everything.splitlines() if "merge_chunks" in line and job_id in line]
     assert merges == []
+
+
+def test_chunk_whose_frames_cannot_be_stored_fails_the_job_naming_the_chunk(faults: Faults):
+    """Storing a chunk's frames fails in the database, after detection and outside
+    the task's own error handling: the chord's error callback fails the job, and its
+    message still names the chunk (Celery hands the callback a stand-in request, so
+    the chunk comes from the ChordError: "Dependency <job>-<chunk> raised ...")."""
+    job_id = faults.upload("badstore-1.mp4")
+    job = faults.wait(job_id)
+    faults.assert_failed_clean(job_id)
+    assert job["error"].startswith("chunk 1 (frames 4-7) failed: "), job["error"]
+    assert "IntegrityError" in job["error"] and "Dependency" not in job["error"]
+    everything = faults.workers.log("processor") + faults.workers.log("detector")
+    assert everything.count(f"job={job_id} failed:") == 1, faults.workers.logs()
 
 
 # -- deploys -----------------------------------------------------------------------------
@@ -352,17 +375,26 @@ def test_sigterm_lets_the_running_chunk_finish_then_a_new_worker_completes_the_j
 # -- the servers -------------------------------------------------------------------------
 
 
+def _require_local_server(url: str, tool: str) -> None:
+    """Restarting a server needs it to be this machine's, and its command-line tool."""
+    host = urlparse(url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1") or shutil.which(tool) is None:
+        pytest.skip(f"restarting {url} needs a local server and {tool}")
+
+
 def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
 def test_rabbitmq_restart_during_a_job_and_an_upload_while_it_is_down(faults: Faults):
-    """RabbitMQ restarts while a chunk runs, and a video is uploaded while it is
-    down. Durable queues keep the queued chunks; the running chunk's message is
-    redelivered (its rerun overwrites, never duplicates); the upload is accepted
-    and its lost process_video message is sent again by the watchdog."""
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("needs rabbitmqctl to restart the local RabbitMQ")
+    """RabbitMQ restarts while a chunk runs, and a video is uploaded while it is down.
+
+    Durable queues keep the queued chunks. The running chunk finishes but cannot be
+    acked (its channel is gone), so RabbitMQ delivers it again: the second delivery
+    finds the chunk done and changes nothing. The upload is accepted (202, queued)
+    although its process_video message could not be sent; the watchdog sends it
+    again after JOB_STALL_SECONDS."""
+    _require_local_server(RABBITMQ_URL, "rabbitmqctl")
     running = faults.upload("hold-1.mp4")
     faults.held(running)
     try:
@@ -375,8 +407,12 @@ def test_rabbitmq_restart_during_a_job_and_an_upload_while_it_is_down(faults: Fa
     faults.release(running)
     assert faults.wait(running)["status"] == "succeeded"
     faults.assert_complete(running)
+    runs = f"Task detector.detect_frames[{running}-1] succeeded"
+    wait_until(lambda: faults.workers.log("detector").count(runs) == 2, 60, "chunk 1's redelivery")
+    assert [c.deliveries for c in faults.chunks(running).values()] == [1, 1, 1]
     assert faults.wait(late, timeout=STALL + 90)["status"] == "succeeded"
     faults.assert_complete(late)
+    assert "'resent': 1" in faults.workers.log("processor")
 
 
 def _restart_redis() -> None:
@@ -403,8 +439,7 @@ def test_redis_restart_loses_the_chord_and_the_watchdog_finishes_the_job(faults:
     bookkeeping is gone, so its callback never fires. The watchdog notices that every
     chunk is done but the job was never merged, and merges it. A job finished before
     keeps its detections, and so do both after a FLUSHDB of the result database."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server to restart the local Redis")
+    _require_local_server(REDIS_URL, "redis-server")
     finished = faults.upload("clip.mp4")
     assert faults.wait(finished)["status"] == "succeeded"
     before = faults.assert_complete(finished)
