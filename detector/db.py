@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -17,9 +16,9 @@ if TYPE_CHECKING:
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite"):
-        # Several worker processes share the file: no pooled connections across forks,
-        # and wait for a writer instead of failing with "database is locked".
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+        # Several processes share the file: wait for a writer instead of failing with
+        # "database is locked". Pooled connections are dropped after a fork (after_fork).
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

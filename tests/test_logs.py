@@ -7,8 +7,9 @@ from detector import logs
 
 
 def test_json_lines_carry_the_job_and_chunk_of_the_running_task(monkeypatch):
-    task = SimpleNamespace(name="detector.detect_frames",
-                           request=SimpleNamespace(id="t-1", args=["a" * 32, 3, 0, 10], kwargs={}))
+    task = SimpleNamespace(
+        name="detector.detect_frames", request=SimpleNamespace(id="t-1", args=["a" * 32, 3, 0, 10], kwargs={})
+    )
     monkeypatch.setattr("celery.current_task", task)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

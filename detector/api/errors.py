@@ -11,11 +11,17 @@ from typing import Any
 from flask_jwt_extended.exceptions import JWTExtendedException
 from flask_restx import Api
 from jwt.exceptions import ExpiredSignatureError, PyJWTError
+from werkzeug.exceptions import HTTPException
 
 from detector.services.errors import ServiceError
 
 
 def register(api: Api) -> None:
+    @api.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return {"message": exc.description or exc.name, "error": code}, exc.code or 500
+
     @api.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> tuple[dict[str, Any], int]:
         return {"message": exc.message, "error": exc.code}, exc.status

@@ -55,6 +55,9 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "result_expires": 7 * 24 * 3600,
         "result_extended": True,
         "broker_connection_retry_on_startup": True,
+        # After a broker reconnect a running chunk goes on; its redelivered copy then
+        # finds the chunk done (or replaces its rows): idempotent either way.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,

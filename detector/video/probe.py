@@ -99,7 +99,7 @@ def probe(path: StrPath, max_pixels: int | None = None) -> VideoInfo:
             fps=round(fps, 6),
             frame_count=int(frame_count),
             duration=round(duration, 6),
-            rotation=int(getattr(first, "rotation", 0) or 0),
+            rotation=int(getattr(first, "rotation", 0) or 0) % 360,
         )
 
 
