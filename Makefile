@@ -20,6 +20,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
+bench: install
+	$(BIN)/detector bench --out bench-out
+
 lint: install
 	$(BIN)/ruff check detector tests
 	$(BIN)/ruff format --check detector tests

@@ -1,0 +1,28 @@
+"""The benchmark's arithmetic and parsing (the benchmark itself is run by hand: `make bench`)."""
+
+from detector.bench import _WRK_LINE, BenchReport, _percentile, format_table
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(101)]  # 0 .. 100
+    assert _percentile(values, 0.5) == 50.0
+    assert _percentile(values, 0.99) == 99.0
+    assert _percentile([7.0], 0.99) == 7.0
+
+
+def test_wrk_latency_lines_in_any_unit():
+    out = "  Latency Distribution\n     50%  812.00us\n     75%   54.72ms\n     99%    1.20s\n"
+    assert _WRK_LINE.findall(out) == [("50", "812.00", "us"), ("99", "1.20", "s")]
+
+
+def test_table_shows_targets_and_missing_figures():
+    report = BenchReport(machine={}, options={}, figures={
+        "pipeline_efficiency": 0.95, "broker_bytes_per_frame": 200.0,
+        "api_under_load": {"clients": 50, "tool": "wrk",
+                           "job": {"p50_ms": 40.0, "p99_ms": 90.0},
+                           "detections": {"p50_ms": 45.0, "p99_ms": 99.0}},
+    })
+    table = format_table(report)
+    assert "0.95" in table and ">= 0.9" in table
+    assert "40.0 / 90.0" in table and "(wrk)" in table
+    assert "None" in table  # figures not measured are shown as such, not invented
