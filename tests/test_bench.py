@@ -16,12 +16,20 @@ def test_wrk_latency_lines_in_any_unit():
 
 
 def test_table_shows_targets_and_missing_figures():
-    report = BenchReport(machine={}, options={}, figures={
-        "pipeline_efficiency": 0.95, "broker_bytes_per_frame": 200.0,
-        "api_under_load": {"clients": 50, "tool": "wrk",
-                           "job": {"p50_ms": 40.0, "p99_ms": 90.0},
-                           "detections": {"p50_ms": 45.0, "p99_ms": 99.0}},
-    })
+    report = BenchReport(
+        machine={},
+        options={},
+        figures={
+            "pipeline_efficiency": 0.95,
+            "broker_bytes_per_frame": 200.0,
+            "api_under_load": {
+                "clients": 50,
+                "tool": "wrk",
+                "job": {"p50_ms": 40.0, "p99_ms": 90.0},
+                "detections": {"p50_ms": 45.0, "p99_ms": 99.0},
+            },
+        },
+    )
     table = format_table(report)
     assert "0.95" in table and ">= 0.9" in table
     assert "40.0 / 90.0" in table and "(wrk)" in table

@@ -69,6 +69,7 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         folder = Path(config["DATA_DIR"]) / "broker"
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
+        settings["broker_transport"] = "detector.pipeline.filesystem_broker:Transport"
         settings["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),

@@ -1,0 +1,48 @@
+"""The embedded broker never hands a consumer a half-written message.
+
+kombu's stock filesystem transport fails this test (the consumer reads files
+the producer has created but not yet written: JSONDecodeError).
+"""
+
+import multiprocessing
+
+from kombu import Connection
+
+from detector.config import load_config
+from detector.pipeline.celery_app import celery_config
+from tests.conftest import base_config
+
+COUNT, PAD = 400, "x" * 200_000  # big messages widen the window a partial read needs
+
+
+def _connect(settings: dict) -> Connection:
+    return Connection(
+        settings["broker_url"],
+        transport=settings["broker_transport"],
+        transport_options=settings["broker_transport_options"],
+    )
+
+
+def _publish(settings: dict) -> None:
+    with _connect(settings) as connection:
+        queue = connection.SimpleQueue("stress")
+        for i in range(COUNT):
+            queue.put({"i": i, "pad": PAD})
+
+
+def test_concurrent_publish_and_consume_deliver_every_message_whole(tmp_path):
+    settings = celery_config(load_config(base_config(tmp_path)))
+    assert settings["broker_transport"] == "detector.pipeline.filesystem_broker:Transport"
+    producer = multiprocessing.get_context("fork").Process(target=_publish, args=(settings,))
+    received = []
+    with _connect(settings) as connection:
+        queue = connection.SimpleQueue("stress")
+        producer.start()
+        while len(received) < COUNT:
+            message = queue.get(timeout=30)
+            assert message.payload["pad"] == PAD
+            received.append(message.payload["i"])
+            message.ack()
+    producer.join(30)
+    assert producer.exitcode == 0
+    assert sorted(received) == list(range(COUNT))
