@@ -14,8 +14,8 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import threading
