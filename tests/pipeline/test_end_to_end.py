@@ -142,3 +142,22 @@ def test_cancel_stops_a_running_job(tmp_path, seeded_weights, e2e_video, workers
     final = client.get(f"/api/jobs/{job['id']}", headers=headers).json
     assert final["status"] == "cancelled"
     assert client.get(f"/api/jobs/{job['id']}/detections", headers=headers).status_code == 409
+
+
+@pytest.mark.slow
+def test_without_weights_the_job_fails_saying_how_to_provide_them(tmp_path, small_video, workers_factory):
+    config = base_config(
+        tmp_path,
+        DETECTOR_MODEL="fasterrcnn_mobilenet_v3_large_320_fpn",
+        DETECTOR_WEIGHTS=str(tmp_path / "missing.pth"),
+        DETECTOR_DEVICE="cpu",
+    )
+    app = _app(config)
+    client = app.test_client()
+    headers = Auth(client).headers()
+    with workers_factory(config):
+        job = _upload(client, headers, small_video)
+        done = wait_for_job(client, headers, job["id"], timeout=120)
+    assert done["status"] == "failed"
+    assert "does not exist" in done["error"] and "DETECTOR_WEIGHTS" in done["error"]
+    assert "chunk 0" in done["error"]

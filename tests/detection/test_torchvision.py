@@ -1,0 +1,69 @@
+"""The torchvision backend: weights from a file, seeded random weights, no silent fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from detector.detection import DetectorSettings, WeightsError, build_predictor
+from detector.detection.weights import HOW_TO_PROVIDE
+from detector.synthetic import frame_image
+
+MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
+
+
+def settings(**overrides) -> DetectorSettings:
+    values = {"model": MODEL, "weights": "random", "device": "cpu", "batch_size": 4, "seed": 0}
+    values.update(overrides)
+    return DetectorSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return [frame_image(i * 4, 320, 240) for i in range(4)]
+
+
+def test_seeded_random_weights_are_deterministic_and_give_varied_scores(frames):
+    first = build_predictor(settings()).predict(frames, 0.0)
+    second = build_predictor(settings()).predict(frames, 0.0)
+    assert first == second
+    scores = [o["score"] for objects in first for o in objects]
+    assert len(set(scores)) > 10
+    assert max(scores) > 0.3
+    other_seed = build_predictor(settings(seed=1)).predict(frames, 0.0)
+    assert other_seed != first
+
+
+def test_weights_saved_to_a_file_load_through_the_real_path(tmp_path, frames):
+    random_built = build_predictor(settings())
+    path = tmp_path / "seeded.pth"
+    torch.save(random_built.model.state_dict(), path)  # type: ignore[attr-defined]
+    from_file = build_predictor(settings(weights=str(path), seed=99))
+    assert from_file.predict(frames, 0.0) == random_built.predict(frames, 0.0)
+
+
+def test_objects_are_well_formed_and_inside_the_frame(frames):
+    for objects in build_predictor(settings()).predict(frames, 0.2):
+        for o in objects:
+            assert set(o) == {"label", "class_id", "score", "box"}
+            x1, y1, x2, y2 = o["box"]
+            assert 0 <= x1 <= x2 <= 320 and 0 <= y1 <= y2 <= 240
+            assert 0.2 <= o["score"] <= 1
+            assert isinstance(o["label"], str) and o["label"]
+
+
+def test_missing_weights_file_is_a_clear_error():
+    with pytest.raises(WeightsError, match="does not exist"):
+        build_predictor(settings(weights="/nonexistent/weights.pth"))
+
+
+def test_no_internet_and_no_opt_in_fails_with_how_to_provide(monkeypatch, tmp_path):
+    def offline(*_args, **_kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr("torch.hub.download_url_to_file", offline)
+    with pytest.raises(WeightsError) as error:
+        build_predictor(settings(weights="default", cache_dir=str(tmp_path)))
+    assert HOW_TO_PROVIDE in str(error.value)
+    assert "could not download" in str(error.value)
