@@ -83,10 +83,6 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         # Publisher confirms: a publish under a RabbitMQ memory/disk alarm fails
         # loudly instead of vanishing.
         settings["broker_transport_options"] = {"confirm_publish": True}
-    if not backend.startswith(("redis://", "rediss://")):
-        # Stores without native chords poll for the header's end (celery.chord_unlock):
-        # look often, so a job is marked succeeded soon after its last chunk.
-        settings["result_chord_retry_interval"] = 0.2
     if backend.startswith("file://"):
         Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     return settings

@@ -1,0 +1,91 @@
+"""The watchdog, called directly: it resumes, resends or fails jobs that stopped moving."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from detector.db import db
+from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, User, utcnow
+from detector.pipeline.tasks import watchdog
+
+
+def _sent_tasks(app) -> list[str]:
+    folder = Path(app.config["DATA_DIR"]) / "broker" / "queue"
+    return [json.loads(p.read_text())["headers"]["task"] for p in sorted(folder.glob("*.msg"))]
+
+
+def _job(status: JobStatus, age: timedelta, chunks: list[ChunkStatus], dispatched: bool = True) -> str:
+    session = db.session
+    user = session.query(User).first() or User(username="w", password_hash="x")
+    session.add(user)
+    session.flush()
+    then = utcnow() - age
+    job = Job(
+        owner_id=user.id,
+        original_filename="v.mp4",
+        storage_key="0" * 32,
+        status=status,
+        score_threshold=0.5,
+        created_at=then,
+        started_at=then,
+        frames_total=len(chunks),
+        chunk_count=len(chunks),
+        dispatched=dispatched,
+    )
+    session.add(job)
+    session.flush()
+    for i, state in enumerate(chunks):
+        session.add(
+            Chunk(
+                job_id=job.id,
+                index=i,
+                start_frame=i,
+                end_frame=i + 1,
+                seek_pts=0,
+                frame_pts=[i],
+                timestamps=[float(i)],
+                status=state,
+                updated_at=then,
+            )
+        )
+        if state is ChunkStatus.DONE:
+            session.add(FrameDetections(job_id=job.id, index=i, timestamp=float(i), objects=[]))
+    session.commit()
+    return job.id
+
+
+def test_all_chunks_done_but_never_merged_is_merged(app):
+    with app.app_context():
+        _job(JobStatus.PROCESSING, timedelta(minutes=5), [ChunkStatus.DONE, ChunkStatus.DONE])
+        assert watchdog() == {"resent": 0, "resumed": 1, "failed": 0}
+        assert _sent_tasks(app) == ["detector.merge_chunks"]
+
+
+def test_stalled_job_is_failed_naming_its_chunks(app):
+    app.config["JOB_STALL_SECONDS"] = 60
+    with app.app_context():
+        job_id = _job(JobStatus.PROCESSING, timedelta(minutes=5), [ChunkStatus.DONE, ChunkStatus.PENDING])
+        assert watchdog()["failed"] == 1
+        job = db.session.get(Job, job_id)
+        assert job.status is JobStatus.FAILED
+        assert "no progress" in job.error and "[1]" in job.error
+        assert db.session.query(FrameDetections).filter_by(job_id=job_id).count() == 0
+
+
+def test_moving_jobs_are_left_alone(app):
+    app.config["JOB_STALL_SECONDS"] = 600
+    with app.app_context():
+        job_id = _job(JobStatus.PROCESSING, timedelta(minutes=1), [ChunkStatus.RUNNING])
+        assert watchdog() == {"resent": 0, "resumed": 0, "failed": 0}
+        assert db.session.get(Job, job_id).status is JobStatus.PROCESSING
+
+
+def test_queued_job_whose_message_was_lost_is_sent_again(app):
+    app.config["JOB_STALL_SECONDS"] = 60
+    with app.app_context():
+        job_id = _job(JobStatus.QUEUED, timedelta(minutes=5), [], dispatched=False)
+        assert watchdog()["resent"] == 1
+        assert _sent_tasks(app) == ["detector.process_video"]
+        assert db.session.get(Job, job_id).status is JobStatus.QUEUED
