@@ -456,11 +456,13 @@ def _plot(report: BenchReport, path: Path) -> None:
     left.plot(list(batches), list(batches.values()), marker="o")
     left.set(title="Model only, by batch size", xlabel="batch size", ylabel="frames/s")
     left.set_xscale("log", base=2)
+    left.set_ylim(bottom=0)
     chunks = figures.get("end_to_end_fps_by_chunk", {})
     right.plot(list(chunks), list(chunks.values()), marker="o", label="end to end")
     if "predict_fps" in figures:
         right.axhline(figures["predict_fps"], linestyle="--", color="grey", label="detector predict")
     right.set(title="End to end, by chunk size", xlabel="frames per chunk", ylabel="frames/s")
+    right.set_ylim(bottom=0)
     right.legend()
     options = report.options
     fig.suptitle(f"{options['model']} on {options['device']}, {options['width']}x{options['height']}")
