@@ -158,8 +158,10 @@ detections_parser.add_argument(
 )
 
 
-def job_dict(job: Job) -> dict[str, Any]:
-    done = job_service.frames_done(job)
+def job_dict(job: Job, done: int | None = None) -> dict[str, Any]:
+    """The job as the API shows it; ``done`` is its frames done, when already known."""
+    if done is None:
+        done = job_service.frames_done([job])[job.id]
     total = job.frames_total
     return {
         "id": job.id,
@@ -212,8 +214,9 @@ class JobList(Resource):
         args = _parse(list_parser)
         page = max(1, args["page"])
         jobs, total = job_service.list_jobs(current_user.id, page, args["per_page"])
+        done = job_service.frames_done(jobs)
         return {
-            "jobs": [job_dict(j) for j in jobs],
+            "jobs": [job_dict(j, done[j.id]) for j in jobs],
             "page": page,
             "per_page": args["per_page"],
             "total": total,
