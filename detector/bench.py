@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from detector.detection import DetectorSettings, get_predictor
 from detector.models import Chunk, Job
 from detector.predict import predict_video
+from detector.priority import run_in_background
 from detector.synthetic import make_video
 from detector.video import decode_frames, index_frames
 
@@ -114,7 +115,7 @@ class Service:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             # As `detector up` does: the detector yields the CPU to the API.
-            preexec_fn=(lambda: os.nice(10)) if name == "detector" else None,
+            preexec_fn=run_in_background if name == "detector" else None,
         )
 
     def stop(self, name: str) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -13,6 +15,7 @@ from urllib.parse import urlparse
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
 
 from detector.app import create_app
 from detector.migrate import upgrade
@@ -58,6 +61,22 @@ def config(tmp_path: Path) -> dict[str, Any]:
     return base_config(tmp_path)
 
 
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL for a fresh schema on the local PostgreSQL, dropped afterwards."""
+    require_server(POSTGRES_URL)
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
 @pytest.fixture
 def app(config: dict[str, Any]) -> Iterator[Flask]:
     Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -67,6 +86,7 @@ def app(config: dict[str, Any]) -> Iterator[Flask]:
     from detector.db import db
 
     db.session.remove()
+    db.engine.dispose()
 
 
 @pytest.fixture

@@ -1,15 +1,13 @@
 """Committed migrations build exactly the models' schema, on SQLite and PostgreSQL."""
 
-import uuid
-
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from detector.migrate import alembic_config, upgrade
 from detector.models import Base
-from tests.conftest import POSTGRES_URL, require_server
+from tests.conftest import postgres_schema
 
 
 def test_exactly_one_head():
@@ -31,15 +29,5 @@ def test_upgrade_head_on_empty_sqlite_gives_the_models_schema(tmp_path):
 
 
 def test_upgrade_head_on_empty_postgres_gives_the_models_schema():
-    require_server(POSTGRES_URL)
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    try:
+    with postgres_schema() as url:
         _assert_schema_matches_models(url)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()

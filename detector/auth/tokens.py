@@ -5,11 +5,39 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import g
 from flask_jwt_extended import JWTManager
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, select
 
 from detector.db import db
 from detector.models import RevokedToken, User, utcnow
+
+# Built once: every authenticated request runs it.
+_USER_AND_REVOCATION = (
+    select(User, RevokedToken.jti)
+    .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
+    .where(User.id == bindparam("user_id"))
+)
+
+
+def _user_and_revocation(payload: dict[str, Any]) -> tuple[User | None, bool]:
+    """The token's user and whether the token is revoked, in one query per request.
+
+    flask-jwt-extended asks twice (blocklist first, then the user); both answers
+    come from this query, kept on ``g`` for the request.
+    """
+    cached = g.get("_token_lookup")
+    if cached is not None and cached[0] == payload.get("jti"):
+        return cached[1], cached[2]
+    try:
+        user_id = int(payload["sub"])
+        jti = str(payload["jti"])
+    except (KeyError, ValueError):
+        return None, False
+    row = db.session.execute(_USER_AND_REVOCATION, {"user_id": user_id, "jti": jti}).first()
+    user, revoked = (row[0], row[1] is not None) if row is not None else (None, False)
+    g._token_lookup = (jti, user, revoked)
+    return user, revoked
 
 
 def init_jwt(jwt: JWTManager) -> None:
@@ -19,14 +47,11 @@ def init_jwt(jwt: JWTManager) -> None:
 
     @jwt.user_lookup_loader
     def _lookup(_header: dict[str, Any], payload: dict[str, Any]) -> User | None:
-        try:
-            return db.session.get(User, int(payload["sub"]))
-        except (KeyError, ValueError):
-            return None
+        return _user_and_revocation(payload)[0]
 
     @jwt.token_in_blocklist_loader
     def _revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
-        return db.session.get(RevokedToken, payload["jti"]) is not None
+        return _user_and_revocation(payload)[1]
 
 
 def revoke_token(payload: dict[str, Any]) -> None:

@@ -30,6 +30,10 @@ from detector.video import DecodeStats, VideoError, index_frames, plan_chunks
 
 log = get_task_logger(__name__)
 
+# An upload file nobody has written to for this long was abandoned: an upload in
+# progress is written to all the time, and a request ends within API_TIMEOUT.
+UNFINISHED_UPLOAD_SECONDS = 3600
+
 
 class JobStopped(Exception):
     """The job was cancelled, failed or deleted while a chunk was running."""
@@ -363,4 +367,6 @@ def watchdog() -> dict[str, int]:
             )
             counts["failed"] += 1
     session.rollback()
+    # Uploads whose API process died mid-request (killed, or past API_TIMEOUT).
+    counts["uploads_swept"] = _storage().sweep_uploads(older_than=UNFINISHED_UPLOAD_SECONDS)
     return counts

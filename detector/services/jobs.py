@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Text, bindparam, cast, func, select
 
 from detector.db import db
 from detector.models import Chunk, FrameDetections, Job, JobStatus
@@ -15,6 +15,14 @@ from detector.storage import VideoStorage
 from detector.video import NotAVideoError, VideoError, probe
 
 log = logging.getLogger(__name__)
+
+
+class FrameRow(NamedTuple):
+    """One frame of detections as stored: its objects are a JSON array, as text."""
+
+    frame: int
+    timestamp: float
+    objects_json: str
 
 
 def parse_score_threshold(raw: Any, default: float) -> float:
@@ -71,12 +79,44 @@ def create_job(
     return job
 
 
-def get_job(owner_id: int, job_id: str) -> Job:
-    """The caller's job; someone else's job is "not found", exactly like a missing one."""
-    job = db.session.get(Job, job_id) if isinstance(job_id, str) and len(job_id) <= 32 else None
+# The statements of the hot read paths (a polled job, paged detections) are built
+# once: building a select costs more than SQLite takes to run it.
+_FRAMES_DONE = (
+    select(func.coalesce(func.sum(Chunk.frames_done), 0)).where(Chunk.job_id == Job.id).scalar_subquery()
+)
+_JOB = select(Job).where(Job.id == bindparam("job_id"))
+_JOB_WITH_PROGRESS = select(Job, _FRAMES_DONE).where(Job.id == bindparam("job_id"))
+_FRAME_PAGE = (
+    select(FrameDetections.index, FrameDetections.timestamp, cast(FrameDetections.objects, Text))
+    .where(FrameDetections.job_id == bindparam("job_id"), FrameDetections.index >= bindparam("start"))
+    .order_by(FrameDetections.index)
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
+def _owned(job: Job | None, owner_id: int, job_id: str) -> Job:
+    """Someone else's job is "not found", exactly like a missing one."""
     if job is None or job.owner_id != owner_id:
         raise NotFound(f"job {job_id} not found")
     return job
+
+
+def _valid_id(job_id: Any) -> bool:
+    return isinstance(job_id, str) and len(job_id) <= 32
+
+
+def get_job(owner_id: int, job_id: str) -> Job:
+    """The caller's job."""
+    job = db.session.scalars(_JOB, {"job_id": job_id}).first() if _valid_id(job_id) else None
+    return _owned(job, owner_id, job_id)
+
+
+def get_job_with_progress(owner_id: int, job_id: str) -> tuple[Job, int]:
+    """The caller's job and its frames done so far, in one query."""
+    row = db.session.execute(_JOB_WITH_PROGRESS, {"job_id": job_id}).first() if _valid_id(job_id) else None
+    job = _owned(row[0] if row else None, owner_id, job_id)
+    done = job.frames_total or 0 if job.status is JobStatus.SUCCEEDED else int(row[1])  # type: ignore[index]
+    return job, done
 
 
 def list_jobs(owner_id: int, page: int, per_page: int) -> tuple[list[Job], int]:
@@ -106,17 +146,17 @@ def frames_done(jobs: list[Job]) -> dict[str, int]:
     return {job.id: done.get(job.id, 0) for job in jobs}
 
 
-def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[Job, list[FrameDetections]]:
+def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[Job, list[FrameRow]]:
+    """A page of a succeeded job's frames: (index, timestamp, objects as JSON text).
+
+    The objects stay the JSON text the worker stored: the API sends them on as
+    they are instead of parsing and re-encoding every box.
+    """
     job = get_job(owner_id, job_id)
     if job.status is not JobStatus.SUCCEEDED:
         raise Conflict(f"job {job_id} is {job.status.value}; detections are ready when it has succeeded")
-    frames = db.session.scalars(
-        select(FrameDetections)
-        .where(FrameDetections.job_id == job.id, FrameDetections.index >= start)
-        .order_by(FrameDetections.index)
-        .limit(limit)
-    ).all()
-    return job, list(frames)
+    rows = db.session.execute(_FRAME_PAGE, {"job_id": job.id, "start": start, "limit": limit})
+    return job, [FrameRow(index, timestamp, objects) for index, timestamp, objects in rows]
 
 
 def cancel_job(owner_id: int, job_id: str) -> Job:

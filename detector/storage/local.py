@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import IO, Protocol
@@ -33,6 +35,9 @@ class VideoStorage(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the video; no error if it is already gone."""
+
+    def sweep_uploads(self, older_than: float) -> int:
+        """Remove uploads left unfinished (their process died) for ``older_than`` seconds."""
 
 
 class LocalVideoStorage:
@@ -67,3 +72,14 @@ class LocalVideoStorage:
     def delete(self, key: str) -> None:
         if _KEY.match(key):
             (self.root / key).unlink(missing_ok=True)
+
+    def sweep_uploads(self, older_than: float) -> int:
+        # An upload in progress is written to continuously, so its mtime is recent.
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.incoming.glob("upload-*"):
+            with contextlib.suppress(FileNotFoundError):  # finished or swept meanwhile
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed

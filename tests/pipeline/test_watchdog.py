@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -59,7 +61,7 @@ def _job(status: JobStatus, age: timedelta, chunks: list[ChunkStatus], dispatche
 def test_all_chunks_done_but_never_merged_is_merged(app):
     with app.app_context():
         _job(JobStatus.PROCESSING, timedelta(minutes=5), [ChunkStatus.DONE, ChunkStatus.DONE])
-        assert watchdog() == {"resent": 0, "resumed": 1, "failed": 0}
+        assert watchdog() == {"resent": 0, "resumed": 1, "failed": 0, "uploads_swept": 0}
         assert _sent_tasks(app) == ["detector.merge_chunks"]
 
 
@@ -78,7 +80,7 @@ def test_moving_jobs_are_left_alone(app):
     app.config["JOB_STALL_SECONDS"] = 600
     with app.app_context():
         job_id = _job(JobStatus.PROCESSING, timedelta(minutes=1), [ChunkStatus.RUNNING])
-        assert watchdog() == {"resent": 0, "resumed": 0, "failed": 0}
+        assert watchdog() == {"resent": 0, "resumed": 0, "failed": 0, "uploads_swept": 0}
         assert db.session.get(Job, job_id).status is JobStatus.PROCESSING
 
 
@@ -89,3 +91,18 @@ def test_queued_job_whose_message_was_lost_is_sent_again(app):
         assert watchdog()["resent"] == 1
         assert _sent_tasks(app) == ["detector.process_video"]
         assert db.session.get(Job, job_id).status is JobStatus.QUEUED
+
+
+def test_abandoned_uploads_are_swept_and_fresh_ones_kept(app):
+    """An API process killed mid-upload leaves its file in the incoming area."""
+    storage = app.extensions["video_storage"]
+    abandoned, in_progress = storage.new_upload(), storage.new_upload()
+    for upload in (abandoned, in_progress):
+        upload.write(b"part of a video")
+        upload.close()
+    hours_ago = time.time() - 2 * 3600
+    os.utime(abandoned.name, (hours_ago, hours_ago))
+    with app.app_context():
+        assert watchdog()["uploads_swept"] == 1
+    assert not Path(abandoned.name).exists()
+    assert Path(in_progress.name).exists()
