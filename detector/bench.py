@@ -103,7 +103,7 @@ class Service:
 
     def start(self, name: str, **env: str) -> None:
         argv = {
-            "api": ["api", "--port", str(self.port), "--workers", "2"],
+            "api": ["api", "--port", str(self.port)],  # as `detector up` runs it
             "processor": ["worker", "-Q", "processor", "--concurrency", "1"],
             "detector": ["worker", "-Q", "detector", "--concurrency", "1"],
         }[name]
