@@ -22,7 +22,6 @@ from sqlalchemy import delete, func, insert, select, update
 from detector import metrics
 from detector.db import db
 from detector.detection import DetectorSettings, get_predictor
-from detector.memory import release_free_memory
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
 from detector.pipeline.dispatch import chunk_task_id, send_process_video, stop_job
 from detector.pipeline.frames import detect_range
@@ -194,8 +193,6 @@ def detect_frames(
     except Exception as exc:
         stop_job(job_id, JobStatus.FAILED, f"{where} failed: {exc}")
         raise
-    finally:
-        release_free_memory()  # the decoded frames and activations of this chunk
 
     objects = sum(len(f["objects"]) for f in frames)
     metrics.observe_frames(len(frames), predictor.device)
