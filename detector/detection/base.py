@@ -12,8 +12,6 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from detector.memory import keep_freed_memory_for_reuse
-
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torchvision", "detectron2")
@@ -159,7 +157,6 @@ def get_predictor(settings: DetectorSettings, process_index: int = 0) -> Predict
     with _cache_lock:
         if key not in _cache:
             log.info("building predictor %s in pid %d", settings, os.getpid())
-            keep_freed_memory_for_reuse()  # this process runs a model from now on
             _cache[key] = build_predictor(settings, process_index)
         return _cache[key]
 
