@@ -338,13 +338,9 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
 
     # 3. `detector predict`: the same decode + model loop in one process.
     def predict_fps() -> float:
-        """The `detector predict` command's own frames/s (model loading excluded).
-
-        A fresh process, as a user runs it and as a worker child starts: run in
-        this process, after the sweeps, it was up to a quarter faster, its
-        allocator already grown (glibc maps large blocks fresh, and page-faults
-        them in, until frees raise its threshold).
-        """
+        """Frames/s of the `detector predict` command itself (model loading excluded),
+        in a fresh process as a user runs it and as a worker child starts, rather
+        than in this process after the sweeps."""
         argv = [
             sys.executable,
             "-m",
