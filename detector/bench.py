@@ -341,17 +341,9 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
         """Frames/s of the `detector predict` command itself (model loading excluded),
         in a fresh process as a user runs it and as a worker child starts, rather
         than in this process after the sweeps."""
-        argv = [
-            sys.executable,
-            "-m",
-            "detector.cli",
-            "predict",
-            str(video),
-            "--out",
-            str(out / "predict.json"),
-        ]
+        argv = [sys.executable, "-m", "detector.cli", "predict", str(video)]
         run = subprocess.run(
-            [*argv, "--score-threshold", str(options.score_threshold)],
+            [*argv, "--out", str(out / "predict.json"), "--score-threshold", str(options.score_threshold)],
             env={**os.environ, **{k: str(v) for k, v in config.items()}},
             capture_output=True,
             text=True,

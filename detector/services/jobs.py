@@ -114,9 +114,14 @@ def get_job(owner_id: int, job_id: str) -> Job:
 def get_job_with_progress(owner_id: int, job_id: str) -> tuple[Job, int]:
     """The caller's job and its frames done so far, in one query."""
     row = db.session.execute(_JOB_WITH_PROGRESS, {"job_id": job_id}).first() if _valid_id(job_id) else None
-    job = _owned(row[0] if row else None, owner_id, job_id)
-    done = job.frames_total or 0 if job.status is JobStatus.SUCCEEDED else int(row[1])  # type: ignore[index]
-    return job, done
+    job, summed = row if row is not None else (None, 0)
+    job = _owned(job, owner_id, job_id)
+    return job, _frames_done(job, summed)
+
+
+def _frames_done(job: Job, chunks_sum: int | None) -> int:
+    """All of a succeeded job's frames; otherwise what its chunks have done so far."""
+    return job.frames_total or 0 if job.status is JobStatus.SUCCEEDED else int(chunks_sum or 0)
 
 
 def list_jobs(owner_id: int, page: int, per_page: int) -> tuple[list[Job], int]:
@@ -134,16 +139,16 @@ def list_jobs(owner_id: int, page: int, per_page: int) -> tuple[list[Job], int]:
 
 def frames_done(jobs: list[Job]) -> dict[str, int]:
     """Frames detected so far for each job, in one query (a list page needs them all)."""
-    done = {job.id: job.frames_total or 0 for job in jobs if job.status is JobStatus.SUCCEEDED}
-    running = [job.id for job in jobs if job.id not in done]
+    running = [job.id for job in jobs if job.status is not JobStatus.SUCCEEDED]
+    sums: dict[str, int] = {}
     if running:
         rows = db.session.execute(
             select(Chunk.job_id, func.sum(Chunk.frames_done))
             .where(Chunk.job_id.in_(running))
             .group_by(Chunk.job_id)
         )
-        done.update({job_id: int(total or 0) for job_id, total in rows})
-    return {job.id: done.get(job.id, 0) for job in jobs}
+        sums = {job_id: total for job_id, total in rows}
+    return {job.id: _frames_done(job, sums.get(job.id)) for job in jobs}
 
 
 def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[Job, list[FrameRow]]:
