@@ -31,6 +31,7 @@ import requests
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from detector.allocator import loaded_allocator
 from detector.detection import DetectorSettings, get_predictor
 from detector.models import Chunk, Job
 from detector.priority import run_in_background
@@ -279,7 +280,12 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
     data = out / "data"
     out.mkdir(parents=True, exist_ok=True)
     report = BenchReport(
-        machine={"cpus": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
+        machine={
+            "cpus": os.cpu_count(),
+            "platform": sys.platform,
+            "python": sys.version.split()[0],
+            "allocator": loaded_allocator(),
+        },
         options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
     )
     figures = report.figures

@@ -13,6 +13,11 @@ from typing import Any
 
 import click
 
+from detector.allocator import (
+    AllocatorError,
+    model_env,
+    restart_with_model_allocator,
+)
 from detector.priority import run_in_background
 
 
@@ -42,6 +47,22 @@ def db_upgrade(revision: str) -> None:
     Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     upgrade(config["DATABASE_URL"], revision)
     click.echo(f"database at {revision}")
+
+
+def _on_model_allocator() -> None:
+    """Restart this command on tcmalloc when it is not on it yet (detector.allocator)."""
+    try:
+        restart_with_model_allocator()
+    except AllocatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _model_env() -> dict[str, str]:
+    """The environment for a process that runs the model (detector.allocator)."""
+    try:
+        return model_env(os.environ)
+    except AllocatorError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _env_int(name: str, default: int) -> int:
@@ -127,9 +148,13 @@ def _worker_argv(
 def worker(
     queue: str, concurrency: int | None, autoscale: str | None, beat: bool, celery_args: tuple[str, ...]
 ) -> None:
-    """Run a Celery worker for one queue (extra arguments go to celery)."""
+    """Run a Celery worker for one queue (extra arguments go to celery).
+
+    It runs on tcmalloc when the system has it: see DETECTOR_ALLOCATOR.
+    """
     argv = _worker_argv(queue, concurrency, autoscale, beat, celery_args)
-    os.execvp(argv[0], argv)
+    env = _model_env()
+    os.execve(argv[0], argv, env)
 
 
 @main.command()
@@ -154,6 +179,7 @@ def up(host: str, port: int, detectors: int) -> None:
         "detector": _worker_argv("detector", detectors, None, beat=False),
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    worker_env = _model_env()
     stopping = False
 
     def stop(*_args: object) -> None:
@@ -166,7 +192,8 @@ def up(host: str, port: int, detectors: int) -> None:
         # On one machine the detector yields the CPU to the API and the processor,
         # so requests stay fast while a video is being analysed.
         nice = run_in_background if name == "detector" else None
-        procs[name] = subprocess.Popen(argv, start_new_session=True, preexec_fn=nice)
+        env = None if name == "api" else worker_env
+        procs[name] = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=nice)
     click.echo(
         f"detector is up: API and Swagger UI at http://{host}:{port}/api/ "
         f"(database {config['DATABASE_URL']}, broker {config['CELERY_BROKER_URL']}); "
@@ -207,9 +234,11 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
     """Detect objects in VIDEO in this process (no queue): the pipeline's baseline.
 
     Prints the same JSON as GET /api/jobs/<id>/detections, with every frame.
+    Runs on tcmalloc when the system has it, as the workers do (DETECTOR_ALLOCATOR).
     """
     from detector.predict import predict_video
 
+    _on_model_allocator()
     config = _config()
     threshold = config["DEFAULT_SCORE_THRESHOLD"] if score_threshold is None else score_threshold
     page, timing = predict_video(video, config, threshold)
@@ -221,7 +250,7 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
     click.echo(
         f"{timing['frames']} frames in {timing['seconds']:.2f} s "
         f"({timing['frames_per_second']:.2f} frames/s, {timing['model']} on "
-        f"{timing['device']}, batch {timing['batch_size']})",
+        f"{timing['device']}, batch {timing['batch_size']}, allocator {timing['allocator']})",
         err=True,
     )
 
@@ -271,6 +300,7 @@ def bench(
     """
     from detector.bench import BenchOptions, format_table, run_bench
 
+    _on_model_allocator()
     options = BenchOptions(
         out_dir=out_dir,
         frames=frames,

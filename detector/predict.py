@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from detector.allocator import loaded_allocator
 from detector.detection import DetectorSettings, get_predictor
 from detector.pipeline.frames import detect_range
 from detector.video import index_frames
@@ -45,4 +46,5 @@ def predict_video(
         "frames": len(frames),
         "seconds": seconds,
         "frames_per_second": len(frames) / seconds if seconds else 0.0,
+        "allocator": loaded_allocator(),
     }

@@ -12,6 +12,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from detector.allocator import loaded_allocator
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torchvision", "detectron2")
@@ -156,7 +158,9 @@ def get_predictor(settings: DetectorSettings, process_index: int = 0) -> Predict
     key = (settings, process_index)
     with _cache_lock:
         if key not in _cache:
-            log.info("building predictor %s in pid %d", settings, os.getpid())
+            log.info(
+                "building predictor %s in pid %d (allocator: %s)", settings, os.getpid(), loaded_allocator()
+            )
             _cache[key] = build_predictor(settings, process_index)
         return _cache[key]
 

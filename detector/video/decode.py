@@ -71,7 +71,7 @@ def _decode(
                         f"(next decodable frame is at {pts})"
                     )
                 stats.delivered += 1
-                yield frame.to_ndarray(format="bgr24")
+                yield frame.to_ndarray(format="bgr24", threads=1)
                 if pts == last:
                     return
                 expected = next(wanted)

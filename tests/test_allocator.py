@@ -1,0 +1,112 @@
+"""The model's processes run on tcmalloc when the system has it (detector.allocator)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from detector import allocator
+from detector.allocator import AllocatorError, find_tcmalloc, model_env
+from detector.cli import main
+from tests.pipeline.conftest import TEST_MODEL
+
+FOUND = "libtcmalloc_minimal.so.4"
+
+
+def found() -> str:
+    return FOUND
+
+
+def missing() -> None:
+    return None
+
+
+def test_auto_preloads_tcmalloc_when_installed():
+    env = model_env({"PATH": "/bin"}, find=found)
+    assert env["LD_PRELOAD"] == FOUND
+    assert env["PATH"] == "/bin"
+    assert int(env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"]) >= 1 << 40  # no stderr noise
+
+
+def test_a_setting_of_tcmalloc_own_is_kept():
+    env = model_env({"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": "1000"}, find=found)
+    assert env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"] == "1000"
+
+
+def test_auto_without_tcmalloc_keeps_the_system_malloc_and_says_how_to_get_it(caplog):
+    with caplog.at_level(logging.WARNING, logger="detector.allocator"):
+        env = model_env({"PATH": "/bin"}, find=missing)
+    assert env == {"PATH": "/bin"}
+    assert "apt-get install libtcmalloc-minimal4" in caplog.text
+
+
+def test_tcmalloc_required_but_missing_is_an_error():
+    with pytest.raises(AllocatorError, match="apt-get install libtcmalloc-minimal4"):
+        model_env({"DETECTOR_ALLOCATOR": "tcmalloc"}, find=missing)
+
+
+@pytest.mark.parametrize("environ", [{"DETECTOR_ALLOCATOR": "system"}, {"LD_PRELOAD": "libjemalloc.so.2"}])
+def test_system_or_a_preload_of_ones_own_is_left_alone(environ):
+    assert model_env(environ, find=found) == environ
+
+
+def test_an_unknown_choice_is_an_error():
+    with pytest.raises(AllocatorError, match="auto, tcmalloc, system"):
+        model_env({"DETECTOR_ALLOCATOR": "jemalloc"}, find=found)
+
+
+def test_worker_command_starts_celery_on_tcmalloc(monkeypatch):
+    started = {}
+    monkeypatch.setattr(allocator, "find_tcmalloc", found)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.delenv("DETECTOR_ALLOCATOR", raising=False)
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: started.update(argv=argv, env=env))
+    result = CliRunner().invoke(main, ["worker", "-Q", "detector", "--concurrency", "1"])
+    assert result.exit_code == 0, result.output
+    assert started["argv"][1:4] == ["-m", "celery", "-A"]
+    assert started["env"]["LD_PRELOAD"] == FOUND
+
+
+def test_worker_command_refuses_a_missing_required_tcmalloc(monkeypatch):
+    monkeypatch.setattr(allocator, "find_tcmalloc", missing)
+    monkeypatch.setenv("DETECTOR_ALLOCATOR", "tcmalloc")
+    monkeypatch.setattr(os, "execve", lambda *args: pytest.fail("the worker started"))
+    result = CliRunner().invoke(main, ["worker", "-Q", "detector"])
+    assert result.exit_code != 0
+    assert "tcmalloc is not installed" in result.output
+
+
+@pytest.mark.skipif(
+    find_tcmalloc() is None, reason="tcmalloc is not installed (apt-get install libtcmalloc-minimal4)"
+)
+@pytest.mark.parametrize(("choice", "expected"), [("auto", "tcmalloc"), ("system", "system")])
+def test_predict_restarts_itself_on_tcmalloc(tmp_path, small_video, choice, expected):
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
+        "DETECTOR_ALLOCATOR": choice,
+        "DETECTOR_MODEL": TEST_MODEL,
+        "DETECTOR_WEIGHTS": "random",
+        "DETECTOR_DEVICE": "cpu",
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "detector.cli",
+            "predict",
+            str(small_video),
+            "--out",
+            str(tmp_path / "out.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"allocator {expected})" in run.stderr
