@@ -27,10 +27,12 @@ def test_table_shows_targets_and_missing_figures():
                 "tool": "wrk",
                 "job": {"p50_ms": 40.0, "p99_ms": 90.0},
                 "detections": {"p50_ms": 45.0, "p99_ms": 99.0},
+                "detections_page_frames": 100,
             },
         },
     )
     table = format_table(report)
     assert "0.95" in table and ">= 0.9" in table
     assert "40.0 / 90.0" in table and "(wrk)" in table
+    assert "GET detections (100 frames)" in table
     assert "None" in table  # figures not measured are shown as such, not invented
