@@ -179,7 +179,7 @@ def up(host: str, port: int, detectors: int) -> None:
         "detector": _worker_argv("detector", detectors, None, beat=False),
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    worker_env = _model_env()
+    env = _model_env()  # all of them on tcmalloc when installed, as `detector bench` runs them
     stopping = False
 
     def stop(*_args: object) -> None:
@@ -192,7 +192,6 @@ def up(host: str, port: int, detectors: int) -> None:
         # On one machine the detector yields the CPU to the API and the processor,
         # so requests stay fast while a video is being analysed.
         nice = run_in_background if name == "detector" else None
-        env = None if name == "api" else worker_env
         procs[name] = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=nice)
     click.echo(
         f"detector is up: API and Swagger UI at http://{host}:{port}/api/ "
