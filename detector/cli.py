@@ -74,9 +74,9 @@ def _env_int(name: str, default: int) -> int:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
     "--workers",
-    default=lambda: _env_int("API_WORKERS", 2 * (os.cpu_count() or 1) + 1),
+    default=lambda: _env_int("API_WORKERS", (os.cpu_count() or 1) + 1),
     type=click.IntRange(1),
-    help="gunicorn processes, each serving one request at a time  [default: API_WORKERS, else 2 x CPUs + 1]",
+    help="gunicorn processes, each serving one request at a time  [default: API_WORKERS, else CPUs + 1]",
 )
 @click.option(
     "--timeout",
@@ -90,8 +90,11 @@ def api(host: str, port: int, workers: int, timeout: int) -> None:
     Sync workers: each process takes a connection only when it is free, so load
     spreads evenly over them. (With threaded workers, keep-alive connections
     stay with whichever process accepted them, and under load one process could
-    hold most of them: p99 was 105-215 ms, against 45-93 ms with sync workers;
-    docs/performance.md.)
+    hold most of them: p99 was 105-215 ms, against 45-93 ms with sync workers.)
+    A request here is CPU work, so processes beyond the cores only contend:
+    on 2 cores, 3 processes served 42 % more requests per second than 5
+    (docs/performance.md). Raise API_WORKERS when requests wait on a database
+    on another host, or on slow uploads with no buffering proxy in front.
     """
     os.execvp(
         sys.executable,

@@ -84,3 +84,18 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, (os.cpu_count() or 1) + 1), ({"API_WORKERS": "7"}, 7)])
+def test_api_runs_sync_gunicorn_workers(monkeypatch, env, expected):
+    started = {}
+    monkeypatch.delenv("API_WORKERS", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(os, "execvp", lambda path, argv: started.update(argv=argv))
+    result = CliRunner().invoke(main, ["api", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    argv = started["argv"]
+    assert argv[argv.index("--workers") + 1] == str(expected)
+    assert "--worker-class" not in argv  # sync: see `detector api --help`
+    assert argv[argv.index("--bind") + 1] == "127.0.0.1:8123"
