@@ -51,6 +51,9 @@ def db_upgrade(revision: str) -> None:
 
 def _on_model_allocator() -> None:
     """Restart this command on tcmalloc when it is not on it yet (detector.allocator)."""
+    from detector.config import load_env_file
+
+    load_env_file()  # DETECTOR_ALLOCATOR may be set in .env
     try:
         restart_with_model_allocator()
     except AllocatorError as exc:
@@ -59,6 +62,9 @@ def _on_model_allocator() -> None:
 
 def _model_env() -> dict[str, str]:
     """The environment for a process that runs the model (detector.allocator)."""
+    from detector.config import load_env_file
+
+    load_env_file()  # DETECTOR_ALLOCATOR may be set in .env
     try:
         return model_env(os.environ)
     except AllocatorError as exc:

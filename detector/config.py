@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 PROFILES = ("development", "test", "production")
 
@@ -72,6 +72,14 @@ def _dev_secret(data_dir: Path, name: str) -> str:
     return value
 
 
+def load_env_file() -> None:
+    """Put the settings of a ``.env`` file into the environment, below what is set there.
+
+    The file is the working directory's ``.env``, or the nearest one above it.
+    """
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+
+
 def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Build the settings dict for `create_app` and the Celery workers.
 
@@ -79,7 +87,7 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     file in the working directory is loaded without overriding the environment),
     then the profile's defaults.
     """
-    load_dotenv(override=False)
+    load_env_file()
     overrides = dict(overrides or {})
     profile = overrides.get("ENV") or _env("DETECTOR_ENV", "development")
     if profile not in PROFILES:

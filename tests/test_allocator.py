@@ -110,3 +110,16 @@ def test_predict_restarts_itself_on_tcmalloc(tmp_path, small_video, choice, expe
     )
     assert run.returncode == 0, run.stderr
     assert f"allocator {expected})" in run.stderr
+
+
+def test_the_choice_may_come_from_the_dot_env_file(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("DETECTOR_ALLOCATOR=system\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DETECTOR_ALLOCATOR", raising=False)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.setattr(allocator, "find_tcmalloc", found)
+    started = {}
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: started.update(env=env))
+    result = CliRunner().invoke(main, ["worker", "-Q", "detector"])
+    assert result.exit_code == 0, result.output
+    assert "LD_PRELOAD" not in started["env"]
