@@ -82,15 +82,14 @@ def model_env(environ: Mapping[str, str], find: Callable[[], str | None] | None 
     return {**_QUIET, **env, "LD_PRELOAD": library}
 
 
-def restart_with_model_allocator() -> None:
-    """Start this very command again on the allocator for the model, if it is not on it yet.
+def restart_with_model_allocator(env: Mapping[str, str]) -> None:
+    """Start this very command again with ``env`` (from :func:`model_env`), if it changes the allocator.
 
     Returns, and the command goes on, when nothing needs to change, or when the
     command was called from other Python code (a test, a notebook) rather than
     started as ``detector`` or ``python -m detector.cli``: that process is not
     ours to restart.
     """
-    env = model_env(os.environ)
     if env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
         return
     if Path(sys.argv[0]).name not in ("detector", "cli.py"):

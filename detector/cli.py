@@ -49,17 +49,6 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-def _on_model_allocator() -> None:
-    """Restart this command on tcmalloc when it is not on it yet (detector.allocator)."""
-    from detector.config import load_env_file
-
-    load_env_file()  # DETECTOR_ALLOCATOR may be set in .env
-    try:
-        restart_with_model_allocator()
-    except AllocatorError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
 def _model_env() -> dict[str, str]:
     """The environment for a process that runs the model (detector.allocator)."""
     from detector.config import load_env_file
@@ -69,6 +58,11 @@ def _model_env() -> dict[str, str]:
         return model_env(os.environ)
     except AllocatorError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _on_model_allocator() -> None:
+    """Restart this command on tcmalloc when it is not on it yet (detector.allocator)."""
+    restart_with_model_allocator(_model_env())
 
 
 def _env_int(name: str, default: int) -> int:
