@@ -30,7 +30,7 @@ import ctypes.util
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def find_tcmalloc() -> str | None:
     return None
 
 
-def model_env(environ: Mapping[str, str], find: Callable[[], str | None] | None = None) -> dict[str, str]:
+def model_env(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` with the allocator that DETECTOR_ALLOCATOR asks for, for a process to start with.
 
     Raises:
@@ -69,7 +69,7 @@ def model_env(environ: Mapping[str, str], find: Callable[[], str | None] | None 
         raise AllocatorError(f"DETECTOR_ALLOCATOR must be one of {', '.join(CHOICES)}, got {choice!r}")
     if choice == "system" or env.get("LD_PRELOAD"):
         return env
-    library = (find or find_tcmalloc)()
+    library = find_tcmalloc()
     if library is None:
         if choice == "tcmalloc":
             raise AllocatorError(f"DETECTOR_ALLOCATOR=tcmalloc but tcmalloc is not installed; {INSTALL_HINT}")

@@ -18,12 +18,11 @@ from detector.allocator import (
     model_env,
     restart_with_model_allocator,
 )
+from detector.config import env_int, load_config, load_env_file
 from detector.priority import run_in_background
 
 
 def _config() -> dict[str, Any]:
-    from detector.config import load_config
-
     return load_config()
 
 
@@ -51,8 +50,6 @@ def db_upgrade(revision: str) -> None:
 
 def _model_env() -> dict[str, str]:
     """The environment for a process that runs the model (detector.allocator)."""
-    from detector.config import load_env_file
-
     load_env_file()  # DETECTOR_ALLOCATOR may be set in .env
     try:
         return model_env(os.environ)
@@ -65,22 +62,18 @@ def _on_model_allocator() -> None:
     restart_with_model_allocator(_model_env())
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
-
-
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
     "--workers",
-    default=lambda: _env_int("API_WORKERS", (os.cpu_count() or 1) + 1),
+    default=lambda: env_int("API_WORKERS", (os.cpu_count() or 1) + 1),
     type=click.IntRange(1),
     help="gunicorn processes, each serving one request at a time  [default: API_WORKERS, else CPUs + 1]",
 )
 @click.option(
     "--timeout",
-    default=lambda: _env_int("API_TIMEOUT", 300),
+    default=lambda: env_int("API_TIMEOUT", 300),
     type=click.IntRange(1),
     help="seconds one request (an upload included) may take  [default: API_TIMEOUT, else 300]",
 )

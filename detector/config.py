@@ -33,7 +33,8 @@ def _env(name: str, default: str | None = None) -> str | None:
     return default if value is None or value.strip() == "" else value.strip()
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """An integer setting from the environment; a clear error when it is not one."""
     raw = _env(name)
     if raw is None:
         return default
@@ -106,14 +107,14 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "DATA_DIR": str(data_dir),
         "SECRET_KEY": _env("SECRET_KEY"),
         "JWT_SECRET_KEY": _env("JWT_SECRET_KEY"),
-        "JWT_ACCESS_TOKEN_EXPIRES": _env_int("JWT_ACCESS_MINUTES", 60) * 60,
-        "JWT_REFRESH_TOKEN_EXPIRES": _env_int("JWT_REFRESH_DAYS", 30) * 86400,
+        "JWT_ACCESS_TOKEN_EXPIRES": env_int("JWT_ACCESS_MINUTES", 60) * 60,
+        "JWT_REFRESH_TOKEN_EXPIRES": env_int("JWT_REFRESH_DAYS", 30) * 86400,
         "DATABASE_URL": _env("DATABASE_URL", f"sqlite:///{data_dir / 'detector.sqlite3'}"),
         "VIDEO_STORAGE": str(Path(_env("VIDEO_STORAGE", "video_storage") or "").resolve()),
         # Uploads larger than this are refused with 413 before they are read.
-        "MAX_CONTENT_LENGTH": _env_int("MAX_UPLOAD_MB", 2048) * 1024 * 1024,
+        "MAX_CONTENT_LENGTH": env_int("MAX_UPLOAD_MB", 2048) * 1024 * 1024,
         # Videos larger than this many pixels per frame are refused (8K UHD by default).
-        "MAX_FRAME_PIXELS": _env_int("MAX_FRAME_PIXELS", 7680 * 4320),
+        "MAX_FRAME_PIXELS": env_int("MAX_FRAME_PIXELS", 7680 * 4320),
         "LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute"),
         "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
         "CELERY_BROKER_URL": broker_url,
@@ -122,23 +123,23 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         # (to inspect them; the benchmark measures broker bytes per frame this way).
         "BROKER_STORE_PROCESSED": _env_bool("BROKER_STORE_PROCESSED", False),
         # Frames per detect_frames task; chunk starts snap to nearby keyframes.
-        "CHUNK_FRAMES": _env_int("CHUNK_FRAMES", 100),
+        "CHUNK_FRAMES": env_int("CHUNK_FRAMES", 100),
         # How often a chunk may be delivered before the job fails (worker crashes).
-        "MAX_CHUNK_DELIVERIES": _env_int("MAX_CHUNK_DELIVERIES", 3),
+        "MAX_CHUNK_DELIVERIES": env_int("MAX_CHUNK_DELIVERIES", 3),
         # Hard limit for one chunk; below RabbitMQ's 30-minute consumer_timeout.
-        "CHUNK_TIME_LIMIT": _env_int("CHUNK_TIME_LIMIT", 20 * 60),
+        "CHUNK_TIME_LIMIT": env_int("CHUNK_TIME_LIMIT", 20 * 60),
         # A processing job with no progress for this long is failed by the watchdog.
-        "JOB_STALL_SECONDS": _env_int("JOB_STALL_SECONDS", 30 * 60),
-        "WATCHDOG_INTERVAL": _env_int("WATCHDOG_INTERVAL", 60),
+        "JOB_STALL_SECONDS": env_int("JOB_STALL_SECONDS", 30 * 60),
+        "WATCHDOG_INTERVAL": env_int("WATCHDOG_INTERVAL", 60),
         "DEFAULT_SCORE_THRESHOLD": _env_float("DEFAULT_SCORE_THRESHOLD", 0.5),
         # The detection engine; see detector.detection.DetectorSettings.
         "DETECTOR_BACKEND": _env("DETECTOR_BACKEND", "torchvision"),
         "DETECTOR_MODEL": _env("DETECTOR_MODEL"),
         "DETECTOR_WEIGHTS": _env("DETECTOR_WEIGHTS", "default"),
         "DETECTOR_DEVICE": _env("DETECTOR_DEVICE", "auto"),
-        "DETECTOR_BATCH_SIZE": _env_int("DETECTOR_BATCH_SIZE", 8),
+        "DETECTOR_BATCH_SIZE": env_int("DETECTOR_BATCH_SIZE", 8),
         "DETECTOR_MIN_SCORE": _env_float("DETECTOR_MIN_SCORE", 0.05),
-        "DETECTOR_SEED": _env_int("DETECTOR_SEED", 0),
+        "DETECTOR_SEED": env_int("DETECTOR_SEED", 0),
         "DETECTOR_CACHE_DIR": _env("DETECTOR_CACHE_DIR"),
         "LOG_FORMAT": _env("LOG_FORMAT", "text"),
         "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),

@@ -26,38 +26,48 @@ def missing() -> None:
     return None
 
 
-def test_auto_preloads_tcmalloc_when_installed():
-    env = model_env({"PATH": "/bin"}, find=found)
+@pytest.fixture
+def installed(monkeypatch):
+    monkeypatch.setattr(allocator, "find_tcmalloc", found)
+
+
+@pytest.fixture
+def not_installed(monkeypatch):
+    monkeypatch.setattr(allocator, "find_tcmalloc", missing)
+
+
+def test_auto_preloads_tcmalloc_when_installed(installed):
+    env = model_env({"PATH": "/bin"})
     assert env["LD_PRELOAD"] == FOUND
     assert env["PATH"] == "/bin"
     assert int(env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"]) >= 1 << 40  # no stderr noise
 
 
-def test_a_setting_of_tcmalloc_own_is_kept():
-    env = model_env({"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": "1000"}, find=found)
+def test_a_setting_of_tcmalloc_own_is_kept(installed):
+    env = model_env({"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": "1000"})
     assert env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"] == "1000"
 
 
-def test_auto_without_tcmalloc_keeps_the_system_malloc_and_says_how_to_get_it(caplog):
+def test_auto_without_tcmalloc_keeps_the_system_malloc_and_says_how_to_get_it(not_installed, caplog):
     with caplog.at_level(logging.WARNING, logger="detector.allocator"):
-        env = model_env({"PATH": "/bin"}, find=missing)
+        env = model_env({"PATH": "/bin"})
     assert env == {"PATH": "/bin"}
     assert "apt-get install libtcmalloc-minimal4" in caplog.text
 
 
-def test_tcmalloc_required_but_missing_is_an_error():
+def test_tcmalloc_required_but_missing_is_an_error(not_installed):
     with pytest.raises(AllocatorError, match="apt-get install libtcmalloc-minimal4"):
-        model_env({"DETECTOR_ALLOCATOR": "tcmalloc"}, find=missing)
+        model_env({"DETECTOR_ALLOCATOR": "tcmalloc"})
 
 
 @pytest.mark.parametrize("environ", [{"DETECTOR_ALLOCATOR": "system"}, {"LD_PRELOAD": "libjemalloc.so.2"}])
-def test_system_or_a_preload_of_ones_own_is_left_alone(environ):
-    assert model_env(environ, find=found) == environ
+def test_system_or_a_preload_of_ones_own_is_left_alone(installed, environ):
+    assert model_env(environ) == environ
 
 
-def test_an_unknown_choice_is_an_error():
+def test_an_unknown_choice_is_an_error(installed):
     with pytest.raises(AllocatorError, match="auto, tcmalloc, system"):
-        model_env({"DETECTOR_ALLOCATOR": "jemalloc"}, find=found)
+        model_env({"DETECTOR_ALLOCATOR": "jemalloc"})
 
 
 def test_worker_command_starts_celery_on_tcmalloc(monkeypatch):

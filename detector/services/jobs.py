@@ -121,7 +121,7 @@ def get_job_with_progress(owner_id: int, job_id: str) -> tuple[Job, int]:
 
 def _frames_done(job: Job, chunks_sum: int | None) -> int:
     """All of a succeeded job's frames; otherwise what its chunks have done so far."""
-    return job.frames_total or 0 if job.status is JobStatus.SUCCEEDED else int(chunks_sum or 0)
+    return (job.frames_total or 0) if job.status is JobStatus.SUCCEEDED else int(chunks_sum or 0)
 
 
 def list_jobs(owner_id: int, page: int, per_page: int) -> tuple[list[Job], int]:
