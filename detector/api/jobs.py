@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, current_app, g, request, url_for
 from flask_jwt_extended import current_user, jwt_required
 from flask_restx import Namespace, Resource, fields, inputs, reqparse
+from sqlalchemy import Row
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import ClientDisconnected
 
@@ -159,8 +160,8 @@ detections_parser.add_argument(
 )
 
 
-def job_dict(job: Job, done: int | None = None) -> dict[str, Any]:
-    """The job as the API shows it; ``done`` is its frames done, when already known."""
+def job_dict(job: Job | Row[Any], done: int | None = None) -> dict[str, Any]:
+    """The job (an object or a row) as the API shows it; ``done`` is its frames done, when known."""
     if done is None:
         done = job_service.frames_done([job])[job.id]
     total = job.frames_total
@@ -328,8 +329,8 @@ def detections_json(page: dict[str, Any], frames: list[job_service.FrameRow]) ->
     cost; the stored text is JSON written by the workers, so it goes out unchanged.
     """
     head = json.dumps(page)
+    # A finite float's repr is its JSON text (json.dumps writes the same); timestamps are finite.
     frames_json = ", ".join(
-        f'{{"frame": {f.frame}, "timestamp": {json.dumps(f.timestamp)}, "objects": {f.objects_json}}}'
-        for f in frames
+        f'{{"frame": {f.frame}, "timestamp": {f.timestamp!r}, "objects": {f.objects_json}}}' for f in frames
     )
     return f'{head[:-1]}, "frames": [{frames_json}]}}\n'

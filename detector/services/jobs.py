@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import IO, Any, NamedTuple
+from collections.abc import Sequence
+from typing import IO, Any, NamedTuple, TypeVar
 
-from sqlalchemy import Integer, Text, bindparam, cast, func, select
+from sqlalchemy import Integer, Row, Text, bindparam, cast, func, select
 
 from detector.db import db
 from detector.models import Chunk, FrameDetections, Job, JobStatus
@@ -80,12 +81,17 @@ def create_job(
 
 
 # The statements of the hot read paths (a polled job, paged detections) are built
-# once: building a select costs more than SQLite takes to run it.
+# once: building a select costs more than SQLite takes to run it. They run on the
+# session's connection and give plain rows (a job row has Job's attribute names):
+# loading ORM objects cost more than the queries themselves.
 _FRAMES_DONE = (
     select(func.coalesce(func.sum(Chunk.frames_done), 0)).where(Chunk.job_id == Job.id).scalar_subquery()
 )
 _JOB = select(Job).where(Job.id == bindparam("job_id"))
-_JOB_WITH_PROGRESS = select(Job, _FRAMES_DONE).where(Job.id == bindparam("job_id"))
+_JOB_ROW = select(*Job.__table__.c).where(Job.id == bindparam("job_id"))
+_JOB_ROW_WITH_PROGRESS = select(*Job.__table__.c, _FRAMES_DONE.label("chunks_frames_done")).where(
+    Job.id == bindparam("job_id")
+)
 _FRAME_PAGE = (
     select(FrameDetections.index, FrameDetections.timestamp, cast(FrameDetections.objects, Text))
     .where(FrameDetections.job_id == bindparam("job_id"), FrameDetections.index >= bindparam("start"))
@@ -94,7 +100,10 @@ _FRAME_PAGE = (
 )
 
 
-def _owned(job: Job | None, owner_id: int, job_id: str) -> Job:
+_J = TypeVar("_J", Job, Row[Any])
+
+
+def _owned(job: _J | None, owner_id: int, job_id: str) -> _J:
     """Someone else's job is "not found", exactly like a missing one."""
     if job is None or job.owner_id != owner_id:
         raise NotFound(f"job {job_id} not found")
@@ -111,15 +120,21 @@ def get_job(owner_id: int, job_id: str) -> Job:
     return _owned(job, owner_id, job_id)
 
 
-def get_job_with_progress(owner_id: int, job_id: str) -> tuple[Job, int]:
-    """The caller's job and its frames done so far, in one query."""
-    row = db.session.execute(_JOB_WITH_PROGRESS, {"job_id": job_id}).first() if _valid_id(job_id) else None
-    job, summed = row if row is not None else (None, 0)
-    job = _owned(job, owner_id, job_id)
-    return job, _frames_done(job, summed)
+def _job_row(statement: Any, owner_id: int, job_id: str) -> Row[Any]:
+    """The caller's job as a read-only row."""
+    row: Row[Any] | None = None
+    if _valid_id(job_id):
+        row = db.session.connection().execute(statement, {"job_id": job_id}).first()
+    return _owned(row, owner_id, job_id)
 
 
-def _frames_done(job: Job, chunks_sum: int | None) -> int:
+def get_job_with_progress(owner_id: int, job_id: str) -> tuple[Row[Any], int]:
+    """The caller's job (a read-only row) and its frames done so far, in one query."""
+    job = _job_row(_JOB_ROW_WITH_PROGRESS, owner_id, job_id)
+    return job, _frames_done(job, job.chunks_frames_done)
+
+
+def _frames_done(job: Job | Row[Any], chunks_sum: int | None) -> int:
     """All of a succeeded job's frames; otherwise what its chunks have done so far."""
     return (job.frames_total or 0) if job.status is JobStatus.SUCCEEDED else int(chunks_sum or 0)
 
@@ -137,7 +152,7 @@ def list_jobs(owner_id: int, page: int, per_page: int) -> tuple[list[Job], int]:
     return list(jobs), int(total or 0)
 
 
-def frames_done(jobs: list[Job]) -> dict[str, int]:
+def frames_done(jobs: Sequence[Job | Row[Any]]) -> dict[str, int]:
     """Frames detected so far for each job, in one query (a list page needs them all)."""
     running = [job.id for job in jobs if job.status is not JobStatus.SUCCEEDED]
     sums: dict[str, int] = {}
@@ -151,17 +166,17 @@ def frames_done(jobs: list[Job]) -> dict[str, int]:
     return {job.id: _frames_done(job, sums.get(job.id)) for job in jobs}
 
 
-def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[Job, list[FrameRow]]:
+def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[Row[Any], list[FrameRow]]:
     """A page of a succeeded job's frames: (index, timestamp, objects as JSON text).
 
     The objects stay the JSON text the worker stored: the API sends them on as
     they are instead of parsing and re-encoding every box.
     """
-    job = get_job(owner_id, job_id)
+    job = _job_row(_JOB_ROW, owner_id, job_id)
     if job.status is not JobStatus.SUCCEEDED:
         raise Conflict(f"job {job_id} is {job.status.value}; detections are ready when it has succeeded")
-    rows = db.session.execute(_FRAME_PAGE, {"job_id": job.id, "start": start, "limit": limit})
-    return job, [FrameRow(index, timestamp, objects) for index, timestamp, objects in rows]
+    rows = db.session.connection().execute(_FRAME_PAGE, {"job_id": job.id, "start": start, "limit": limit})
+    return job, [FrameRow(*row) for row in rows.all()]
 
 
 def cancel_job(owner_id: int, job_id: str) -> Job:

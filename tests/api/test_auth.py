@@ -19,6 +19,18 @@ def test_register_login_me(client, auth: Auth):
     assert "password" not in str(me.json)
 
 
+def test_tokens_are_for_headers_only_and_no_cookie_is_set(client, auth: Auth):
+    auth.register("carol", "s3cret-password")
+    login = client.post("/api/auth/login", json={"username": "carol", "password": "s3cret-password"})
+    assert "Set-Cookie" not in login.headers
+    for kind in ("access_token", "refresh_token"):
+        claims = pyjwt.decode(login.json[kind], options={"verify_signature": False})
+        assert "csrf" not in claims  # a cookie-only claim
+    me = client.get("/api/auth/me", headers={"Authorization": f"Bearer {login.json['access_token']}"})
+    assert me.status_code == 200 and "Set-Cookie" not in me.headers
+    assert set(me.json) == {"id", "username", "created_at"}
+
+
 def test_passwords_are_hashed_slowly(app, auth: Auth):
     from detector.db import db
     from detector.models import User
