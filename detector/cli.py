@@ -272,6 +272,13 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
 @click.option("--chunk-sweep", default="25,50,100,300", show_default=True)
 @click.option("--clients", default=50, show_default=True)
 @click.option("--memory-frames", default=60, show_default=True)
+@click.option(
+    "--load-rounds",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="rounds of the API load (5 s per endpoint each); the report takes the median",
+)
 def bench(
     out_dir: Path,
     frames: int,
@@ -287,6 +294,7 @@ def bench(
     chunk_sweep: str,
     clients: int,
     memory_frames: int,
+    load_rounds: int,
 ) -> None:
     """Measure the pipeline: efficiency vs `detector predict`, decode, batching,
     broker bytes, overheads, worker memory, API latency under load.
@@ -311,6 +319,7 @@ def bench(
         chunk_sweep=tuple(int(c) for c in chunk_sweep.split(",") if c),
         clients=clients,
         memory_frames=memory_frames,
+        load_rounds=load_rounds,
     )
     report = run_bench(options, log=lambda line: click.echo(line, err=True))
     click.echo(format_table(report))
