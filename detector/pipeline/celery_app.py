@@ -22,6 +22,10 @@ ROUTES = {
 }
 
 
+# Seconds between a file result store's checks for a chord's end (see below).
+EMBEDDED_CHORD_POLL_S = 10.0
+
+
 def celery_config(config: dict[str, Any]) -> dict[str, Any]:
     """Celery settings from the service's settings (see ENGINEERING.md for the why)."""
     broker = config["CELERY_BROKER_URL"]
@@ -85,6 +89,12 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         settings["broker_transport_options"] = {"confirm_publish": True}
     if backend.startswith("file://"):
         Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        # A file result store has no native chords: Celery polls for the chord's
+        # end with a `celery.chord_unlock` message, once a second by default, a
+        # 2.5 KB message each time (most of the embedded broker's traffic). Here it
+        # is only a fallback: the last chunk sends merge_chunks itself and a failed
+        # chunk fails its job itself (tasks.py), so it can poll less often.
+        settings["result_chord_retry_interval"] = EMBEDDED_CHORD_POLL_S
     return settings
 
 

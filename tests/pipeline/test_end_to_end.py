@@ -8,6 +8,7 @@ seeded weights, frame by frame.
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from detector.app import create_app
 from detector.migrate import upgrade
+from detector.pipeline.celery_app import EMBEDDED_CHORD_POLL_S
 from detector.predict import predict_video
 from tests.conftest import RABBITMQ_URL, REDIS_URL, Auth, base_config, require_server
 from tests.pipeline.conftest import detector_config, wait_for_job
@@ -90,8 +92,15 @@ def _run_job(config, workers_factory, e2e_video, baseline) -> None:
 
 @pytest.mark.slow
 def test_embedded_defaults(tmp_path, seeded_weights, e2e_video, baseline, workers_factory):
-    config = base_config(tmp_path, **detector_config(seeded_weights))
+    config = base_config(tmp_path, BROKER_STORE_PROCESSED=True, **detector_config(seeded_weights))
+    started = time.monotonic()
     _run_job(config, workers_factory, e2e_video, baseline)
+    elapsed = time.monotonic() - started
+    # The file result store's chord polling is a slow fallback, not a message a second.
+    broker = tmp_path / "data" / "broker"
+    tasks = [json.loads(p.read_text())["headers"]["task"] for p in broker.glob("*/*.msg")]
+    assert "detector.merge_chunks" in tasks  # the folder does hold the job's messages
+    assert tasks.count("celery.chord_unlock") <= elapsed / EMBEDDED_CHORD_POLL_S + 2, (elapsed, tasks)
 
 
 @pytest.mark.slow
