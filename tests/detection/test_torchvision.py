@@ -67,3 +67,26 @@ def test_no_internet_and_no_opt_in_fails_with_how_to_provide(monkeypatch, tmp_pa
         build_predictor(settings(weights="default", cache_dir=str(tmp_path)))
     assert HOW_TO_PROVIDE in str(error.value)
     assert "could not download" in str(error.value)
+
+
+def test_large_frames_are_shrunk_on_the_host_and_boxes_come_back_in_frame_pixels():
+    """A frame twice the model's input size, made by doubling every pixel of a
+    small one, shrinks back to exactly that small frame: the detections must be
+    the small frame's, with every box twice as large."""
+    import cv2
+
+    predictor = build_predictor(settings())
+    small = frame_image(8, 568, 320)  # the 320-pixel model's own input size: not resized
+    big = cv2.resize(small, (1136, 640), interpolation=cv2.INTER_NEAREST)
+    seen: list[tuple[int, ...]] = []
+    predictor.model.transform.register_forward_pre_hook(  # type: ignore[attr-defined]
+        lambda _module, args: seen.extend(tuple(image.shape) for image in args[0])
+    )
+    expected = predictor.predict([small], 0.0)[0]
+    got = predictor.predict([big], 0.0)[0]
+    assert seen == [(3, 320, 568), (3, 320, 568)]  # the model never saw the big frame
+    assert len(got) == len(expected) > 10
+    for g, e in zip(got, expected, strict=True):
+        assert (g["label"], g["class_id"]) == (e["label"], e["class_id"])
+        assert g["score"] == pytest.approx(e["score"], abs=1e-5)
+        assert g["box"] == pytest.approx([2 * v for v in e["box"]], abs=0.02)
