@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import IO, Any, NamedTuple, TypeVar
 
-from sqlalchemy import Integer, Row, Text, bindparam, cast, func, select
+from sqlalchemy import Integer, Row, Select, Text, bindparam, cast, func, select
 
 from detector.db import db
 from detector.models import Chunk, FrameDetections, Job, JobStatus
@@ -89,9 +89,7 @@ _FRAMES_DONE = (
 )
 _JOB = select(Job).where(Job.id == bindparam("job_id"))
 _JOB_ROW = select(*Job.__table__.c).where(Job.id == bindparam("job_id"))
-_JOB_ROW_WITH_PROGRESS = select(*Job.__table__.c, _FRAMES_DONE.label("chunks_frames_done")).where(
-    Job.id == bindparam("job_id")
-)
+_JOB_ROW_WITH_PROGRESS = _JOB_ROW.add_columns(_FRAMES_DONE.label("chunks_frames_done"))
 _FRAME_PAGE = (
     select(FrameDetections.index, FrameDetections.timestamp, cast(FrameDetections.objects, Text))
     .where(FrameDetections.job_id == bindparam("job_id"), FrameDetections.index >= bindparam("start"))
@@ -120,7 +118,7 @@ def get_job(owner_id: int, job_id: str) -> Job:
     return _owned(job, owner_id, job_id)
 
 
-def _job_row(statement: Any, owner_id: int, job_id: str) -> Row[Any]:
+def _job_row(statement: Select[Any], owner_id: int, job_id: str) -> Row[Any]:
     """The caller's job as a read-only row."""
     row: Row[Any] | None = None
     if _valid_id(job_id):
