@@ -340,6 +340,10 @@ def watchdog() -> dict[str, int]:
         if now - job.created_at > stall:
             send_process_video(job.id)  # its message was lost (broker down at upload?)
             counts["resent"] += 1
+    # A job just resent may already be processing in another worker: read jobs
+    # afresh, or the session's copy (still queued, never started) would look
+    # stalled and be sent a second time.
+    session.expire_all()
     processing = session.scalars(select(Job).where(Job.status == JobStatus.PROCESSING)).all()
     for job in processing:
         chunks = job.chunks

@@ -106,3 +106,29 @@ def test_abandoned_uploads_are_swept_and_fresh_ones_kept(app):
         assert watchdog()["uploads_swept"] == 1
     assert not Path(abandoned.name).exists()
     assert Path(in_progress.name).exists()
+
+
+def test_a_resent_job_that_starts_at_once_is_not_sent_twice(app, monkeypatch):
+    """The resent process_video can start (in another worker process) before the
+    watchdog has finished its pass: the job it then sees processing is the one
+    it just sent, not a stalled one to send again."""
+    import detector.pipeline.tasks as tasks
+
+    app.config["JOB_STALL_SECONDS"] = 60
+    sent: list[str] = []
+
+    def send_and_start_at_once(job_id: str) -> None:
+        sent.append(job_id)
+        with db.engine.begin() as other_process:  # not the watchdog's session
+            other_process.execute(
+                Job.__table__.update()
+                .where(Job.id == job_id)
+                .values(status=JobStatus.PROCESSING, started_at=utcnow())
+            )
+
+    monkeypatch.setattr(tasks, "send_process_video", send_and_start_at_once)
+    with app.app_context():
+        job_id = _job(JobStatus.QUEUED, timedelta(minutes=5), [], dispatched=False)
+        db.session.remove()
+        assert watchdog()["resent"] == 1
+        assert sent == [job_id]
