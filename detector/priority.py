@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 
-BACKGROUND_NICE = 10
+# The lowest priority. At nice 10 (CFS weight 110 against the API's 1024) the
+# detector still took a tenth of the CPU from an API under full load, about
+# 0.23 cores on two; at 19 (weight 15) it takes 0.07, and the API gets that
+# CPU back (docs/performance.md, "API latency under load").
+BACKGROUND_NICE = 19
 
 
 def run_in_background() -> None:
