@@ -1,6 +1,6 @@
 """The benchmark's arithmetic and parsing (the benchmark itself is run by hand: `make bench`)."""
 
-from detector.bench import _WRK_LINE, BenchReport, _percentile, combine_rounds, format_table
+from detector.bench import _WRK_LINE, BenchReport, _percentile, check_targets, combine_rounds, format_table
 
 
 def test_percentile_is_nearest_rank():
@@ -65,3 +65,55 @@ def test_load_rounds_combine_to_medians_and_totals():
         )
     )
     assert "80.0, 140.0, 95.0" in table
+
+
+def _memory(short_mb: float, long_mb: float) -> dict[str, dict[str, float]]:
+    return {
+        "short": {"frames": 60, "peak_rss_mb": short_mb},
+        "long": {"frames": 600, "peak_rss_mb": long_mb},
+    }
+
+
+def test_targets_are_judged_from_the_figures_and_unmeasured_ones_left_out():
+    met = {
+        "pipeline_efficiency": 0.9,
+        "decoded_per_delivered": 1.05,
+        "broker_bytes_per_frame": 1023.9,
+        "detector_worker_memory": _memory(1300, 1430),
+        "api_under_load": {"job": {"p99_ms": 99.9}, "detections": {"p99_ms": 99.9}},
+    }
+    assert check_targets(met) == {
+        "pipeline_efficiency": True,
+        "decoded_per_delivered": True,
+        "broker_bytes_per_frame": True,
+        "worker_memory_flat": True,
+        "api_job_p99": True,
+        "api_detections_p99": True,
+    }
+    missed = {
+        "pipeline_efficiency": 0.899,
+        "decoded_per_delivered": 1.06,
+        "broker_bytes_per_frame": 1024,
+        "detector_worker_memory": _memory(1300, 1431),
+        "api_under_load": {"job": {"p99_ms": 100.0}, "detections": {"p99_ms": 140.0}},
+    }
+    assert not any(check_targets(missed).values())
+    assert check_targets({"pipeline_efficiency": 1.0}) == {"pipeline_efficiency": True}
+
+
+def test_table_says_which_targets_were_missed():
+    report = BenchReport(
+        machine={},
+        options={},
+        figures={
+            "pipeline_efficiency": 0.85,
+            "broker_bytes_per_frame": 54.1,
+            "detector_worker_memory": _memory(1300, 1310),
+        },
+    )
+    lines = format_table(report).splitlines()
+    row = {line.split("  ")[0]: line for line in lines}
+    assert row["pipeline efficiency (end to end / predict)"].endswith(">= 0.9: MISSED")
+    assert row["broker bytes per frame"].endswith("< 1024: met")
+    assert row["detector worker peak RSS, 600 frames (MB)"].endswith("flat (+10% at most): met")
+    assert row["frames decoded / delivered"].endswith("<= 1.05")  # not measured: no verdict
