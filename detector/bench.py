@@ -59,6 +59,7 @@ class BenchOptions:
     clients: int = 50
     requests_per_client: int = 20
     load_rounds: int = 3
+    load_seconds: int = 5  # per endpoint and round, with wrk
     memory_frames: int = 60
     memory_factor: int = 10
     repeats: int = 3
@@ -458,7 +459,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
             tool = "wrk"
             for _ in range(options.load_rounds):
                 for url in urls:
-                    rounds[url].append(_wrk(url, client.headers, options.clients, 5))
+                    rounds[url].append(_wrk(url, client.headers, options.clients, options.load_seconds))
         else:  # a Python client: its own CPU use inflates the latencies it measures
             tool = "python threads"
             for _ in range(options.load_rounds):

@@ -277,7 +277,14 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
     default=3,
     show_default=True,
     type=click.IntRange(1),
-    help="rounds of the API load (5 s per endpoint each); the report takes the median",
+    help="rounds of the API load (each endpoint in turn); the report takes the median",
+)
+@click.option(
+    "--load-seconds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1),
+    help="seconds of load per endpoint and round (with wrk)",
 )
 def bench(
     out_dir: Path,
@@ -295,6 +302,7 @@ def bench(
     clients: int,
     memory_frames: int,
     load_rounds: int,
+    load_seconds: int,
 ) -> None:
     """Measure the pipeline: efficiency vs `detector predict`, decode, batching,
     broker bytes, overheads, worker memory, API latency under load.
@@ -320,6 +328,7 @@ def bench(
         clients=clients,
         memory_frames=memory_frames,
         load_rounds=load_rounds,
+        load_seconds=load_seconds,
     )
     report = run_bench(options, log=lambda line: click.echo(line, err=True))
     click.echo(format_table(report))

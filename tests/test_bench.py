@@ -1,4 +1,14 @@
-"""The benchmark's arithmetic and parsing (the benchmark itself is run by hand: `make bench`)."""
+"""The benchmark's arithmetic and parsing, and a tiny smoke run of the whole of it.
+
+The real benchmark is run by hand (`make bench`); no timing here is asserted.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from detector.bench import _WRK_LINE, BenchReport, _percentile, check_targets, combine_rounds, format_table
 
@@ -117,3 +127,50 @@ def test_table_says_which_targets_were_missed():
     assert row["broker bytes per frame"].endswith("< 1024: met")
     assert row["detector worker peak RSS, 600 frames (MB)"].endswith("flat (+10% at most): met")
     assert row["frames decoded / delivered"].endswith("<= 1.05")  # not measured: no verdict
+
+
+@pytest.mark.slow
+def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
+    """`detector bench` on a few small frames: every stage runs (the real API and
+    workers included) and the report has every figure and every target's verdict.
+    The numbers themselves mean nothing at this size and are not checked."""
+    out = tmp_path / "bench"
+    argv = [sys.executable, "-m", "detector.cli", "bench", "--out", str(out)]
+    argv += ["--frames", "16", "--width", "160", "--height", "96", "--batch-size", "4"]
+    argv += ["--chunk-frames", "8", "--batch-sweep", "1,4", "--chunk-sweep", "8", "--clients", "4"]
+    argv += ["--memory-frames", "8", "--load-rounds", "1", "--load-seconds", "1"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((out / "bench.json").read_text())
+    figures = report["figures"]
+    for name in (
+        "decode_fps",
+        "model_fps_by_batch",
+        "batching_gain",
+        "predict_fps",
+        "end_to_end_fps",
+        "pipeline_efficiency",
+        "decoded_per_delivered",
+        "broker_bytes_per_frame",
+        "upload_to_first_chunk_s",
+        "last_chunk_to_succeeded_s",
+        "api_under_load",
+        "detector_worker_memory",
+        "end_to_end_fps_by_chunk",
+    ):
+        assert name in figures, name
+    assert figures["chunks"] == 2  # 16 frames in chunks of 8
+    assert set(figures["model_fps_by_batch"]) == {"1", "4"}
+    assert figures["api_under_load"]["job"]["requests"] > 0
+    assert figures["api_under_load"]["job"]["non_2xx"] == 0
+    assert figures["detector_worker_memory"]["long"]["frames"] == 80
+    assert set(report["targets_met"]) == {
+        "pipeline_efficiency",
+        "decoded_per_delivered",
+        "broker_bytes_per_frame",
+        "worker_memory_flat",
+        "api_job_p99",
+        "api_detections_p99",
+    }
+    assert (out / "bench.png").stat().st_size > 0
+    assert "pipeline efficiency (end to end / predict)" in run.stdout
