@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from billiard.process import current_process
 from celery import Task, chord, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from flask import current_app
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select, update
 
 from detector import metrics
 from detector.db import db
@@ -33,6 +33,12 @@ log = get_task_logger(__name__)
 # An upload file nobody has written to for this long was abandoned: an upload in
 # progress is written to all the time, and a request ends within API_TIMEOUT.
 UNFINISHED_UPLOAD_SECONDS = 3600
+
+# How long a worker that started planning a job holds it. Another delivery of
+# process_video (the watchdog's resend, or a redelivery racing the first) waits;
+# after this it takes over from a planner that died. Planning reads the video's
+# packet index, seconds even for hours of video.
+PLANNING_LEASE = timedelta(minutes=5)
 
 
 class JobStopped(Exception):
@@ -52,14 +58,36 @@ def _process_index() -> int:
 def process_video(self: Task, job_id: str) -> dict[str, Any]:
     """Index the video's frames, plan chunks and start the chord of detect_frames."""
     session = db.session
+    now = utcnow()
+    # Claim the job in one statement, so that two deliveries never both plan it.
+    claim = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.dispatched.is_(False),
+            or_(
+                Job.status == JobStatus.QUEUED,
+                and_(
+                    Job.status == JobStatus.PROCESSING,
+                    or_(Job.started_at.is_(None), Job.started_at < now - PLANNING_LEASE),
+                ),
+            ),
+        )
+        .values(status=JobStatus.PROCESSING, started_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = cast("CursorResult[Any]", claim).rowcount == 1
+    session.commit()
     job = session.get(Job, job_id)
     if job is None or job.status.finished:
         return {"job_id": job_id, "skipped": "job is gone or finished"}
     if job.dispatched:
         return {"job_id": job_id, "skipped": "already dispatched"}
-    job.status = JobStatus.PROCESSING
-    job.started_at = job.started_at or utcnow()
-    session.commit()
+    if not claimed:
+        # Another delivery claimed it less than PLANNING_LEASE ago and is planning it.
+        wait = ((job.started_at or now) + PLANNING_LEASE - now).total_seconds()
+        log.info("job=%s is being planned by another worker; looking again in %d s", job_id, wait)
+        raise self.retry(countdown=max(1.0, wait))
 
     try:
         index = index_frames(_storage().path(job.storage_key))
