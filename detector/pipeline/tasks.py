@@ -37,7 +37,7 @@ UNFINISHED_UPLOAD_SECONDS = 3600
 # How long a worker that started planning a job holds it. Another delivery of
 # process_video (the watchdog's resend, or a redelivery racing the first) waits;
 # after this it takes over from a planner that died. Planning reads the video's
-# packet index, seconds even for hours of video.
+# packet index: about 5 ms for 150 frames of 1080p here, so minutes are ample.
 PLANNING_LEASE = timedelta(minutes=5)
 
 
