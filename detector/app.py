@@ -8,8 +8,8 @@ from typing import IO, Any
 from flask import Flask, Request, current_app, g
 from flask.sessions import SessionInterface
 
+from detector.api.extensions import db, jwt, limiter
 from detector.config import load_config
-from detector.extensions import db, jwt, limiter
 from detector.storage import LocalVideoStorage
 
 
@@ -85,7 +85,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from detector.api import init_app as init_api
 
     init_api(app)
-    from detector.metrics import init_app as init_metrics
+    from detector.observability.metrics import init_app as init_metrics
 
     init_metrics(app)
 
@@ -99,6 +99,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _configure_logging(app: Flask) -> None:
-    from detector.logs import configure_logging
+    from detector.observability.logs import configure_logging
 
     configure_logging(str(app.config["LOG_LEVEL"]), str(app.config["LOG_FORMAT"]))

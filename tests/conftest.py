@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
 from detector.app import create_app
-from detector.migrate import upgrade
-from detector.synthetic import make_video
+from detector.db.migrate import upgrade
+from detector.video.synthetic import make_video
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")

@@ -1,4 +1,4 @@
-"""The model's processes run on tcmalloc when the system has it (detector.allocator)."""
+"""The model's processes run on tcmalloc when the system has it (detector.runtime.allocator)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from detector import allocator
-from detector.allocator import AllocatorError, find_tcmalloc, model_env
+from detector.runtime import allocator
 from detector.cli import main
+from detector.runtime.allocator import AllocatorError, find_tcmalloc, model_env
 from tests.pipeline.conftest import TEST_MODEL
 
 FOUND = "libtcmalloc_minimal.so.4"
@@ -49,7 +49,7 @@ def test_a_setting_of_tcmalloc_own_is_kept(installed):
 
 
 def test_auto_without_tcmalloc_keeps_the_system_malloc_and_says_how_to_get_it(not_installed, caplog):
-    with caplog.at_level(logging.WARNING, logger="detector.allocator"):
+    with caplog.at_level(logging.WARNING, logger="detector.runtime.allocator"):
         env = model_env({"PATH": "/bin"})
     assert env == {"PATH": "/bin"}
     assert "apt-get install libtcmalloc-minimal4" in caplog.text

@@ -633,7 +633,7 @@ def test_api_never_imports_torch(tmp_path: Path) -> None:
         f"app = create_app({{'DATA_DIR': {str(tmp_path)!r}, 'VIDEO_STORAGE': {str(tmp_path / 'v')!r},"
         " 'ENV': 'test'})\n"
         "app.test_client().get('/healthz')\n"
-        "import detector.wsgi, detector.migrate\n"
+        "import detector.wsgi, detector.db.migrate\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'detectron2'))\n"
         "assert not bad, bad\n"
     )

@@ -3,7 +3,7 @@ import json
 import logging
 from types import SimpleNamespace
 
-from detector import logs
+from detector.observability import logs
 
 
 def test_json_lines_carry_the_job_and_chunk_of_the_running_task(monkeypatch):

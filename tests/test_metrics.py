@@ -18,11 +18,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from detector import metrics
 from detector.app import create_app
 from detector.db import db
-from detector.migrate import upgrade
+from detector.db.migrate import upgrade
 from detector.models import Job, JobStatus, User
+from detector.observability import metrics
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -208,12 +208,12 @@ def test_worker_metrics_are_off_without_metrics_port(monkeypatch: pytest.MonkeyP
 def test_multiprocess_mode_sums_over_processes(tmp_path: Path) -> None:
     """What the API (gunicorn processes) and a worker's pool do with PROMETHEUS_MULTIPROC_DIR."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    observe = "from detector import metrics; metrics.observe_frames({n}, 'cuda:0')"
+    observe = "from detector.observability import metrics; metrics.observe_frames({n}, 'cuda:0')"
     for n in (5, 7):
         subprocess.run([sys.executable, "-c", observe.format(n=n)], env=env, check=True, timeout=120)
     read = textwrap.dedent("""
         from prometheus_client import generate_latest
-        from detector import metrics
+        from detector.observability import metrics
         print(generate_latest(metrics._process_values()).decode())
     """)
     out = subprocess.run(

@@ -5,7 +5,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-from detector.migrate import alembic_config, upgrade
+from detector.db.migrate import alembic_config, upgrade
 from detector.models import Base
 from tests.conftest import postgres_schema
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.priority import BACKGROUND_NICE, run_in_background
+from detector.runtime.priority import BACKGROUND_NICE, run_in_background
 
 
 def _sleeper(**kwargs: object) -> subprocess.Popen[bytes]:

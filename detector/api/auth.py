@@ -14,8 +14,8 @@ from flask_jwt_extended import (
 )
 from flask_restx import Namespace, Resource, fields
 
+from detector.api.extensions import limiter
 from detector.auth.tokens import revoke_token
-from detector.extensions import limiter
 from detector.services import users
 from detector.services.errors import InvalidInput
 

@@ -12,7 +12,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from detector.allocator import loaded_allocator
+from detector.runtime.allocator import loaded_allocator
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from celery.utils.log import get_task_logger
 from flask import current_app
 from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select, update
 
-from detector import metrics
 from detector.db import db
 from detector.detection import DetectorSettings, get_predictor
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
+from detector.observability import metrics
 from detector.pipeline.dispatch import chunk_task_id, send_process_video, stop_job
 from detector.pipeline.frames import detect_range
 from detector.storage import StorageError, VideoStorage

@@ -170,7 +170,7 @@ def test_debug_is_off_and_errors_do_not_propagate(app):
 
 def test_login_is_rate_limited(tmp_path):
     from detector.app import create_app
-    from detector.migrate import upgrade
+    from detector.db.migrate import upgrade
     from tests.conftest import base_config
 
     config = base_config(tmp_path, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="3 per minute")

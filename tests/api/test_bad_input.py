@@ -24,8 +24,8 @@ import pytest
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from detector.app import create_app
-from detector.migrate import upgrade
-from detector.synthetic import frame_image, make_video
+from detector.db.migrate import upgrade
+from detector.video.synthetic import frame_image, make_video
 from tests.api.test_jobs import job_count, stored_videos, upload
 from tests.conftest import Auth, base_config
 from tests.pipeline.conftest import Workers, detector_config, wait_for_job

@@ -36,7 +36,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from detector.app import create_app
 from detector.db import db
-from detector.migrate import upgrade
+from detector.db.migrate import upgrade
 from detector.models import Job, JobStatus, User
 from tests.api.test_jobs import stored_videos, upload
 from tests.conftest import Auth, base_config

@@ -28,7 +28,7 @@ from detectron2.data.transforms import ResizeShortestEdge
 from detector.detection.base import DetectedObject, DetectorSettings, WeightsError, build_predictor
 from detector.detection.detectron2_backend import DEFAULT_MODEL, Detectron2Predictor
 from detector.detection.weights import HOW_TO_PROVIDE
-from detector.synthetic import frame_image
+from detector.video.synthetic import frame_image
 
 # Detectron2's anchor generator calls torch.meshgrid without `indexing`.
 pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")

@@ -8,7 +8,7 @@ import torch
 
 from detector.detection import DetectorSettings, WeightsError, build_predictor
 from detector.detection.weights import HOW_TO_PROVIDE
-from detector.synthetic import frame_image
+from detector.video.synthetic import frame_image
 
 MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from detector.synthetic import make_video
+from detector.video.synthetic import make_video
 
 # A small, fast model: the 320 px MobileNetV3 Faster R-CNN, with seeded random weights.
 TEST_MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"

@@ -10,8 +10,8 @@ pytest.importorskip(
     "detectron2", reason="detectron2 is not importable (the optional GPU backend)", exc_type=ImportError
 )
 
-from detector.predict import predict_video
-from detector.synthetic import make_video
+from detector.pipeline.predict import predict_video
+from detector.video.synthetic import make_video
 from tests.conftest import Auth, base_config
 from tests.pipeline.conftest import wait_for_job
 from tests.pipeline.test_end_to_end import _all_frames, _app, _upload, assert_same_detections

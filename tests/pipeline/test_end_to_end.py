@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from detector.app import create_app
-from detector.migrate import upgrade
+from detector.db.migrate import upgrade
 from detector.pipeline.celery_app import EMBEDDED_CHORD_POLL_S
-from detector.predict import predict_video
+from detector.pipeline.predict import predict_video
 from tests.conftest import RABBITMQ_URL, REDIS_URL, Auth, base_config, require_server
 from tests.pipeline.conftest import detector_config, wait_for_job
 

@@ -41,9 +41,9 @@ from sqlalchemy import func, select
 
 from detector.app import create_app
 from detector.db import db
-from detector.migrate import upgrade
+from detector.db.migrate import upgrade
 from detector.models import Chunk, ChunkStatus, FrameDetections
-from detector.synthetic import make_video
+from detector.video.synthetic import make_video
 from tests.conftest import RABBITMQ_URL, REDIS_URL, Auth, base_config, require_server
 from tests.pipeline.conftest import Workers, detector_config, wait_for_job
 

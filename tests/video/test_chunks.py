@@ -7,7 +7,6 @@ import random
 import numpy as np
 import pytest
 
-from detector.synthetic import frame_image, make_video
 from detector.video import (
     DecodeStats,
     FrameIndex,
@@ -17,6 +16,7 @@ from detector.video import (
     plan_chunks,
     probe,
 )
+from detector.video.synthetic import frame_image, make_video
 
 
 def _index(n: int, keyframes: list[int]) -> FrameIndex:

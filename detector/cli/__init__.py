@@ -13,13 +13,13 @@ from typing import Any
 
 import click
 
-from detector.allocator import (
+from detector.config import env_int, load_config, load_env_file
+from detector.runtime.allocator import (
     AllocatorError,
     model_env,
     restart_with_model_allocator,
 )
-from detector.config import env_int, load_config, load_env_file
-from detector.priority import run_in_background
+from detector.runtime.priority import run_in_background
 
 
 def _config() -> dict[str, Any]:
@@ -40,7 +40,7 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply the committed migrations to DATABASE_URL."""
-    from detector.migrate import upgrade
+    from detector.db.migrate import upgrade
 
     config = _config()
     Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -49,7 +49,7 @@ def db_upgrade(revision: str) -> None:
 
 
 def _model_env() -> dict[str, str]:
-    """The environment for a process that runs the model (detector.allocator)."""
+    """The environment for a process that runs the model (detector.runtime.allocator)."""
     load_env_file()  # DETECTOR_ALLOCATOR may be set in .env
     try:
         return model_env(os.environ)
@@ -58,7 +58,7 @@ def _model_env() -> dict[str, str]:
 
 
 def _on_model_allocator() -> None:
-    """Restart this command on tcmalloc when it is not on it yet (detector.allocator)."""
+    """Restart this command on tcmalloc when it is not on it yet (detector.runtime.allocator)."""
     restart_with_model_allocator(_model_env())
 
 
@@ -164,7 +164,7 @@ def up(host: str, port: int, detectors: int) -> None:
     (SQLite, a filesystem broker, a file result store) when none are set.
     Ctrl-C stops them all.
     """
-    from detector.migrate import upgrade
+    from detector.db.migrate import upgrade
 
     config = _config()
     Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -231,7 +231,7 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
     Prints the same JSON as GET /api/jobs/<id>/detections, with every frame.
     Runs on tcmalloc when the system has it, as the workers do (DETECTOR_ALLOCATOR).
     """
-    from detector.predict import predict_video
+    from detector.pipeline.predict import predict_video
 
     _on_model_allocator()
     config = _config()

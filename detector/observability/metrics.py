@@ -303,9 +303,9 @@ def connect_task_signals() -> None:
     """Record task duration and failures from Celery's signals (idempotent)."""
     from celery.signals import task_failure, task_postrun, task_prerun
 
-    task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="detector.metrics.prerun")
-    task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="detector.metrics.postrun")
-    task_failure.connect(on_task_failure, weak=False, dispatch_uid="detector.metrics.failure")
+    task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="detector.observability.metrics.prerun")
+    task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="detector.observability.metrics.postrun")
+    task_failure.connect(on_task_failure, weak=False, dispatch_uid="detector.observability.metrics.failure")
 
 
 def _process_index() -> int:
@@ -354,11 +354,17 @@ def connect_worker_metrics() -> bool:
     connect_task_signals()
     if multiprocess_dir():
         worker_init.connect(
-            lambda **_: init_worker_metrics(port), weak=False, dispatch_uid="detector.metrics.server"
+            lambda **_: init_worker_metrics(port),
+            weak=False,
+            dispatch_uid="detector.observability.metrics.server",
         )
-        worker_process_shutdown.connect(_mark_dead, weak=False, dispatch_uid="detector.metrics.dead")
+        worker_process_shutdown.connect(
+            _mark_dead, weak=False, dispatch_uid="detector.observability.metrics.dead"
+        )
     else:
         worker_process_init.connect(
-            lambda **_: init_worker_metrics(port), weak=False, dispatch_uid="detector.metrics.server"
+            lambda **_: init_worker_metrics(port),
+            weak=False,
+            dispatch_uid="detector.observability.metrics.server",
         )
     return True

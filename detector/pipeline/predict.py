@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from detector.allocator import loaded_allocator
 from detector.detection import DetectorSettings, get_predictor
 from detector.pipeline.frames import detect_range
+from detector.runtime.allocator import loaded_allocator
 from detector.video import index_frames
 
 

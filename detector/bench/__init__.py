@@ -31,12 +31,12 @@ import requests
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from detector.allocator import loaded_allocator
 from detector.detection import DetectorSettings, get_predictor
 from detector.models import Chunk, Job
-from detector.priority import run_in_background
-from detector.synthetic import make_video
+from detector.runtime.allocator import loaded_allocator
+from detector.runtime.priority import run_in_background
 from detector.video import decode_frames, index_frames
+from detector.video.synthetic import make_video
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Metrics, logs and the hooks that feed them (HTTP, Celery, the job table)."""
