@@ -26,9 +26,9 @@ from urllib.parse import urlparse
 import click
 import pytest
 
-from detector.cli import _worker_argv
 from detector.cli import main as cli_main
 from detector.config import EXAMPLE_SECRETS
+from detector.runtime.processes import worker_argv
 
 yaml = pytest.importorskip("yaml")
 
@@ -219,11 +219,13 @@ def check_detector_cli(argv: list[str]) -> None:
     if path == ["detector", "worker"]:
         # `detector worker` passes unknown options on to celery: check them there too.
         params = ctx.params
-        celery_argv = _worker_argv(
-            params["queue"], params["concurrency"], params["autoscale"], False, params["celery_args"]
+        celery_argv = worker_argv(
+            params["queue"],
+            concurrency=params["concurrency"],
+            autoscale=params["autoscale"],
+            beat_schedule=Path("/data/celerybeat-schedule") if params["beat"] else None,
+            extra=params["celery_args"],
         )
-        if params["beat"]:
-            celery_argv += ["--beat", "--schedule", "/data/celerybeat-schedule"]
         check_celery([*celery_argv[celery_argv.index("-A") :]])
 
 

@@ -92,7 +92,8 @@ def restart_with_model_allocator(env: Mapping[str, str]) -> None:
     """
     if env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
         return
-    if Path(sys.argv[0]).name not in ("detector", "cli.py"):
+    started_as = Path(sys.argv[0])
+    if started_as.name != "detector" and started_as.parts[-3:] != ("detector", "cli", "__main__.py"):
         return
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from detector.runtime.processes import ProcessGroup, worker_argv
 from detector.video.synthetic import make_video
 
 # A small, fast model: the 320 px MobileNetV3 Faster R-CNN, with seeded random weights.
@@ -69,42 +69,27 @@ def worker_env(config: dict[str, Any]) -> dict[str, str]:
 
 
 class Workers:
-    """A processor and a detector worker, each a real `celery worker` process."""
+    """A processor and a detector worker, each a real `celery worker` process,
+    started as `detector up` starts them (detector.runtime.processes)."""
 
     def __init__(self, config: dict[str, Any], log_dir: Path, detector_concurrency: int = 1) -> None:
         self.env = worker_env(config)
         self.log_dir = log_dir
         self.detector_concurrency = detector_concurrency
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.group = ProcessGroup(self.env, log_dir)
+
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        return self.group.procs
 
     def start(self, queue: str, concurrency: int = 1) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{queue}.log", "ab")  # noqa: SIM115  (the worker keeps it)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "detector.worker",
-                "worker",
-                "-Q",
-                queue,
-                "--concurrency",
-                str(concurrency),
-                "--loglevel",
-                "INFO",
-                "-n",
-                f"{queue}-{os.getpid()}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        argv = worker_argv(
+            queue,
+            concurrency=concurrency,
+            node_name=f"{queue}-{os.getpid()}@%h",
+            extra=["--without-gossip", "--without-mingle"],
         )
-        self.procs[queue] = proc
-        return proc
+        return self.group.start(queue, argv)
 
     def __enter__(self) -> Workers:
         self.start("processor", 2)
@@ -112,14 +97,7 @@ class Workers:
         return self
 
     def stop(self, queue: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        proc = self.procs.pop(queue)
-        if proc.poll() is None:
-            os.kill(proc.pid, sig)  # the main process, as `docker stop` does
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        self.group.stop(queue, sig, timeout)  # the main process, as `docker stop` does
 
     def __exit__(self, *exc: object) -> None:
         for queue in list(self.procs):

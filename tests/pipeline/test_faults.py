@@ -43,6 +43,7 @@ from detector.app import create_app
 from detector.db import db
 from detector.db.migrate import upgrade
 from detector.models import Chunk, ChunkStatus, FrameDetections
+from detector.runtime.processes import worker_argv
 from detector.video.synthetic import make_video
 from tests.conftest import RABBITMQ_URL, REDIS_URL, Auth, base_config, require_server
 from tests.pipeline.conftest import Workers, detector_config, wait_for_job
@@ -101,25 +102,17 @@ class FaultWorkers(Workers):
 
     def start(self, queue: str, concurrency: int = 1) -> subprocess.Popen[bytes]:
         if queue == "beat":
-            args = ["-A", "detector.worker", "beat", "-s", str(self.log_dir / "beat-schedule")]
+            argv = [sys.executable, "-m", "celery", "-A", "detector.worker", "beat"]
+            argv += ["-s", str(self.log_dir / "beat-schedule"), "--loglevel", "INFO"]
         else:
-            module = "tests.pipeline.fault_worker" if queue == "detector" else "detector.worker"
-            args = [
-                *("-A", module, "worker", "-Q", queue, "--concurrency", str(concurrency)),
-                *("-n", f"{queue}-{os.getpid()}-{time.monotonic_ns()}@%h"),
-                *("--without-gossip", "--without-mingle"),
-            ]
-        log = open(self.log_dir / f"{queue}.log", "ab")  # noqa: SIM115  (the process keeps it)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", *args, "--loglevel", "INFO"],
-            env=self.env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs[queue] = proc
-        return proc
+            argv = worker_argv(
+                queue,
+                concurrency=concurrency,
+                node_name=f"{queue}-{os.getpid()}-{time.monotonic_ns()}@%h",
+                extra=["--without-gossip", "--without-mingle"],
+                app="tests.pipeline.fault_worker" if queue == "detector" else "detector.worker",
+            )
+        return self.group.start(queue, argv, env=self.env)
 
     def __enter__(self) -> FaultWorkers:
         super().__enter__()

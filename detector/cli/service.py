@@ -1,0 +1,135 @@
+"""Running the service: `detector up`, `detector api`, `detector worker`, `detector db`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from detector.cli.common import config, process_env
+from detector.config import env_int
+from detector.runtime.processes import QUEUES, ProcessGroup, api_argv, detector_cli_argv, worker_argv
+
+
+@click.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the committed migrations to DATABASE_URL."""
+    from detector.db.migrate import upgrade
+
+    settings = config()
+    Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    upgrade(settings["DATABASE_URL"], revision)
+    click.echo(f"database at {revision}")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--workers",
+    default=lambda: env_int("API_WORKERS", (os.cpu_count() or 1) + 1),
+    type=click.IntRange(1),
+    help="gunicorn processes, each serving one request at a time  [default: API_WORKERS, else CPUs + 1]",
+)
+@click.option(
+    "--timeout",
+    default=lambda: env_int("API_TIMEOUT", 300),
+    type=click.IntRange(1),
+    help="seconds one request (an upload included) may take  [default: API_TIMEOUT, else 300]",
+)
+def api(host: str, port: int, workers: int, timeout: int) -> None:
+    """Serve the REST API with gunicorn.
+
+    Sync workers: each process takes a connection only when it is free, so load
+    spreads evenly over them (threaded workers let one process hold most
+    keep-alive connections). A request here is CPU work, so processes beyond
+    the cores only contend (docs/performance.md). Raise API_WORKERS when
+    requests wait on a database on another host, or on slow uploads with no
+    buffering proxy in front.
+    """
+    argv = api_argv(host, port, workers, timeout)
+    os.execvp(argv[0], argv)
+
+
+def _beat_schedule() -> Path:
+    return Path(config()["DATA_DIR"]) / "celerybeat-schedule"
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("-Q", "--queue", type=click.Choice(QUEUES), required=True)
+@click.option("--concurrency", type=int, default=None, help="worker processes")
+@click.option("--autoscale", default=None, help="MAX,MIN worker processes")
+@click.option("--beat", is_flag=True, help="also run the watchdog schedule (one per deployment)")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(
+    queue: str, concurrency: int | None, autoscale: str | None, beat: bool, celery_args: tuple[str, ...]
+) -> None:
+    """Run a Celery worker for one queue (extra arguments go to celery).
+
+    It runs on tcmalloc when the system has it: see DETECTOR_ALLOCATOR.
+    """
+    argv = worker_argv(
+        queue,
+        concurrency=concurrency,
+        autoscale=autoscale,
+        beat_schedule=_beat_schedule() if beat else None,
+        extra=celery_args,
+    )
+    os.execve(argv[0], argv, process_env())
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--detectors", default=1, show_default=True, type=int, help="detector worker processes")
+def up(host: str, port: int, detectors: int) -> None:
+    """Run everything on this machine: migrations, API, processor and detector workers.
+
+    Uses the configured database, broker and result backend, or embedded ones
+    (SQLite, a filesystem broker, a file result store) when none are set.
+    Ctrl-C stops them all.
+    """
+    from detector.db.migrate import upgrade
+
+    settings = config()
+    Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    upgrade(settings["DATABASE_URL"])
+    stopping = False
+
+    def stop(*_args: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    # All of them on tcmalloc when installed, as `detector bench` runs them.
+    group = ProcessGroup(process_env())
+    group.start("api", detector_cli_argv("api", "--host", host, "--port", str(port)))
+    group.start("processor", worker_argv("processor", concurrency=2, beat_schedule=_beat_schedule()))
+    # On one machine the detector yields the CPU to the API and the processor,
+    # so requests stay fast while a video is being analysed.
+    group.start("detector", worker_argv("detector", concurrency=detectors), background=True)
+    click.echo(
+        f"detector is up: API and Swagger UI at http://{host}:{port}/api/ "
+        f"(database {settings['DATABASE_URL']}, broker {settings['CELERY_BROKER_URL']}); "
+        f"Ctrl-C stops it"
+    )
+    code = 0
+    while not stopping:
+        if (ended := group.exited()) is not None:
+            click.echo(f"{ended[0]} exited with status {ended[1]}; stopping", err=True)
+            code = 1
+            break
+        time.sleep(0.5)
+    group.stop_all(timeout=30)
+    sys.exit(code)
