@@ -10,8 +10,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from detector.runtime import allocator
 from detector.cli import main
+from detector.runtime import allocator
 from detector.runtime.allocator import AllocatorError, find_tcmalloc, model_env
 from tests.pipeline.conftest import TEST_MODEL
 
