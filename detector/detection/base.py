@@ -1,21 +1,22 @@
-"""The predictor interface, its settings, and the per-process predictor cache."""
+"""The predictor interface, its settings and the objects it finds.
+
+No backend is imported here: ``detector.detection.registry`` builds predictors.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypedDict
 
 import numpy as np
 
-from detector.runtime.allocator import loaded_allocator
-
 log = logging.getLogger(__name__)
 
+#: The backends ``DETECTOR_BACKEND`` may name (``registry`` knows how to build each).
 BACKENDS = ("torchvision", "detectron2")
 
 
@@ -44,7 +45,8 @@ class DetectorSettings:
             once into ``cache_dir``), a local file, an http(s) URL, or
             ``random`` (seeded random weights, for tests and benchmarks only).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        batch_size: frames per forward pass.
+        batch_size: frames per forward pass, at most (a predictor halves it
+            when a batch runs out of GPU memory).
         min_score: the model's own score floor; no job gets objects below it.
         seed: the seed for ``random`` weights.
         cache_dir: where downloaded weights are kept.
@@ -76,9 +78,17 @@ class DetectorSettings:
 
 
 class Predictor(ABC):
-    """A detection model on one device, called on batches of frames."""
+    """A detection model on one device, called on batches of frames.
 
-    #: ``backend/model``, recorded on each job.
+    Attributes:
+        name: ``model_identity`` of the settings it was built from, recorded on each job.
+        device: the torch device it runs on.
+        batch_size: frames per forward pass. It starts as the configured size
+            and shrinks when a batch runs out of GPU memory (see ``predict``);
+            the smaller size is kept for the rest of the process, and the
+            pipeline reads it here to batch its frames and to publish it.
+    """
+
     name: str
     device: str
     batch_size: int
@@ -93,29 +103,62 @@ class Predictor(ABC):
             One list of objects per frame, highest score first.
         """
 
-    def predict(self, frames: Sequence[np.ndarray], score_threshold: float) -> list[list[DetectedObject]]:
-        """Objects scoring at least ``score_threshold`` in each frame, in batches.
+    def predict(
+        self,
+        frames: Sequence[np.ndarray],
+        score_threshold: float,
+        on_forward: Callable[[int], None] | None = None,
+    ) -> list[list[DetectedObject]]:
+        """Objects scoring at least ``score_threshold`` in each frame, in batches of ``batch_size``.
 
-        A batch that runs out of GPU memory is retried in halves before the
-        error is raised.
+        A batch that runs out of GPU memory is retried at half its size, and
+        ``batch_size`` becomes that smaller size for every later call: the
+        predictor lives as long as its process, and so does what it learnt
+        about the device's memory. A batch of one frame that runs out of
+        memory raises the error.
+
+        Args:
+            frames: BGR ``uint8`` arrays of shape ``(H, W, 3)``.
+            score_threshold: objects scoring less are left out.
+            on_forward: called with the number of frames of each forward pass
+                that succeeded, in order (the real batch sizes, after any
+                back-off); passes that ran out of memory are not reported.
         """
         results: list[list[DetectedObject]] = []
-        size = self.batch_size
         pos = 0
         while pos < len(frames):
-            batch = frames[pos : pos + size]
+            batch = frames[pos : pos + self.batch_size]
+            out_of_memory = False
             try:
                 objects = self.predict_batch(batch)
             except Exception as exc:
-                if not _is_out_of_memory(exc) or size == 1:
+                if not _is_out_of_memory(exc) or len(batch) == 1:
                     raise
+                out_of_memory = True
+            if out_of_memory:
+                # Outside the `except`: the error's traceback no longer holds the batch's tensors.
                 _free_device_memory()
-                size = max(1, size // 2)
-                log.warning("out of memory at batch %d, retrying with %d", len(batch), size)
+                self._shrink_batch(len(batch))
                 continue
+            if on_forward is not None:
+                on_forward(len(batch))
             results.extend([o for o in per_frame if o["score"] >= score_threshold] for per_frame in objects)
             pos += len(batch)
         return results
+
+    def _shrink_batch(self, failed: int) -> None:
+        """Halve the working batch size after a batch of ``failed`` frames ran out of memory."""
+        smaller = max(1, failed // 2)
+        if smaller < self.batch_size:
+            log.warning(
+                "%s on %s ran out of memory at a batch of %d frames: batches of %d from now on in pid %d",
+                self.name,
+                self.device,
+                failed,
+                smaller,
+                os.getpid(),
+            )
+            self.batch_size = smaller
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -129,40 +172,6 @@ def _free_device_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def build_predictor(settings: DetectorSettings, process_index: int = 0) -> Predictor:
-    """Build the predictor ``settings`` describe, on the device for ``process_index``."""
-    from detector.detection.devices import cuda_device_count, resolve_device
-
-    device = resolve_device(settings.device, process_index, cuda_device_count())
-    if settings.backend == "detectron2":
-        from detector.detection.detectron2_backend import Detectron2Predictor
-
-        return Detectron2Predictor(settings, device)
-    from detector.detection.torchvision_backend import TorchvisionPredictor
-
-    return TorchvisionPredictor(settings, device)
-
-
-_cache: dict[tuple[DetectorSettings, int], Predictor] = {}
-_cache_lock = threading.Lock()
-
-
-def get_predictor(settings: DetectorSettings, process_index: int = 0) -> Predictor:
-    """The predictor for ``settings``, built once per process on first use.
-
-    Call it in the process that runs the model (a worker child, after fork):
-    building it in a parent would initialise CUDA before the fork.
-    """
-    key = (settings, process_index)
-    with _cache_lock:
-        if key not in _cache:
-            log.info(
-                "building predictor %s in pid %d (allocator: %s)", settings, os.getpid(), loaded_allocator()
-            )
-            _cache[key] = build_predictor(settings, process_index)
-        return _cache[key]
 
 
 def to_objects(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,16 +15,17 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.data.transforms import ResizeShortestEdge
-from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 from torch import nn
 
 from detector.detection.base import DetectedObject, DetectorSettings, Predictor, WeightsError, to_objects
+from detector.detection.batching import frames_to_device
+from detector.detection.identity import DETECTRON2_DEFAULT_MODEL as DEFAULT_MODEL
+from detector.detection.identity import model_identity
+from detector.detection.random_weights import detectron2_random_init
 from detector.detection.weights import HOW_TO_PROVIDE, resolve_weights
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
 
 # Model-zoo architectures that give no object boxes.
 _NOT_DETECTORS = ("ProposalNetwork", "SemanticSegmentor")
@@ -61,7 +62,6 @@ class Detectron2Predictor(Predictor):
         """
         config_name = settings.model or DEFAULT_MODEL
         config_file, default_url = _config_source(config_name)
-        self.name = f"detectron2/{config_name}"
         self.device = device
         self.batch_size = settings.batch_size
         self.cfg = _build_config(config_file, device, settings.min_score)
@@ -70,17 +70,17 @@ class Detectron2Predictor(Predictor):
         self.labels = _labels(self.cfg)
 
         checkpoint = resolve_weights(settings.weights, default_url, settings.cache_dir)
+        self.name = model_identity(settings)
         torch.manual_seed(settings.seed)
         model = build_model(self.cfg)
         if checkpoint is None:
             # Initialised on the CPU, so the same seed gives the same weights anywhere.
             model.to("cpu")
-            seeded_random_init(model, settings.seed, _typical_input_size(self.cfg))
+            detectron2_random_init(model, settings.seed, _typical_input_size(self.cfg))
             model.to(device)
         else:
             load_checkpoint(model, checkpoint)
         self.model = model.eval()
-        self._pin = device.startswith("cuda")
 
     @torch.inference_mode()
     def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
@@ -95,14 +95,7 @@ class Detectron2Predictor(Predictor):
         if not frames:
             return []
         resized = [self.resize.get_transform(f).apply_image(f) for f in frames]
-        if all(r.shape == resized[0].shape for r in resized):
-            # One host-to-device copy for the whole batch.
-            host = torch.from_numpy(np.stack(resized))
-            if self._pin:
-                host = host.pin_memory()
-            images = list(host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).unbind(0))
-        else:
-            images = [torch.tensor(r).to(self.device).permute(2, 0, 1) for r in resized]
+        images = frames_to_device(resized, self.device)
         if self.input_format == "RGB":
             images = [image.flip(0) for image in images]
         inputs = [
@@ -217,115 +210,3 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
             f"weights file {path} does not fit this model: {len(missing)} parameters are missing "
             f"or have other shapes (e.g. {', '.join(missing[:3])}). {HOW_TO_PROVIDE}"
         )
-
-
-@torch.no_grad()
-def seeded_random_init(
-    model: nn.Module, seed: int, image_size: tuple[int, int] = (320, 448), spread: float = 1.5
-) -> None:
-    """Make a randomly initialised Detectron2 model give varied, deterministic detections.
-
-    Detectron2's own initialisation is made for loading pretrained weights:
-    its frozen batch norms are identities and the input is only mean-shifted
-    (pixel std 1), so activations grow to hundreds through the ResNet, boxes
-    come out degenerate and every score is 0 or 1. And the classifier's fixed
-    per-class offset (the mean feature is large) makes every box the same
-    class. So: each batch norm of the backbone gets the mean and variance of
-    its input on seeded calibration images (unit-variance features), and
-    each classifier layer (``cls_score``) is re-drawn, centred on the
-    calibration features and scaled so its logits vary by ``spread`` from box
-    to box, which spreads the scores over (0, 1). A sigmoid classifier
-    (RetinaNet) keeps its prior bias.
-
-    Same seed, same weights (up to float rounding) on any machine. For tests
-    and benchmarks only: the detections mean nothing.
-
-    Args:
-        model: a model from ``build_model``, on the CPU.
-        seed: the random seed.
-        image_size: ``(height, width)`` of the calibration images: the size
-            the model sees frames at, each a multiple of 32.
-        spread: the standard deviation of the classifier's logits.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    calibration = [
-        {"image": image, "height": image.shape[1], "width": image.shape[2]}
-        for image in _calibration_images(generator, image_size)
-    ]
-    model.eval()
-    backbone = model.get_submodule("backbone")
-    preprocess = cast(Callable[[list[dict[str, Any]]], Any], model.preprocess_image)
-
-    norms = [
-        m for m in backbone.modules() if isinstance(m, (FrozenBatchNorm2d, nn.modules.batchnorm._BatchNorm))
-    ]
-    hooks = [m.register_forward_pre_hook(_normalise_input) for m in norms]
-    try:
-        backbone(preprocess(calibration).tensor)
-    finally:
-        for hook in hooks:
-            hook.remove()
-
-    classifiers = [m for name, m in model.named_modules() if name.split(".")[-1] == "cls_score"]
-    priors = {}
-    for layer in classifiers:
-        priors[layer] = float(layer.bias.mean()) if layer.bias is not None else 0.0
-        nn.init.normal_(layer.weight, std=1.0 / math.sqrt(layer.weight[0].numel()), generator=generator)
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
-    logits: dict[nn.Module, list[torch.Tensor]] = {layer: [] for layer in classifiers}
-
-    def keep_logits(layer: nn.Module, args: Any, output: Any) -> None:
-        outs = output if isinstance(output, (list, tuple)) else [output]
-        for out in outs:
-            logits[layer].append(out.movedim(1, -1).reshape(-1, out.shape[1]) if out.dim() > 2 else out)
-
-    hooks = [layer.register_forward_hook(keep_logits) for layer in classifiers]
-    try:
-        model(calibration)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    for layer in classifiers:
-        if not logits[layer]:
-            continue
-        rows = torch.cat(logits[layer])
-        mean = rows.mean(0)
-        scale = spread / float((rows - mean).std().clamp_min(1e-6))
-        layer.weight.mul_(scale)
-        if layer.bias is not None:
-            layer.bias.copy_(priors[layer] - mean * scale)
-
-
-def _normalise_input(module: Any, args: tuple[torch.Tensor, ...]) -> None:
-    """Forward pre-hook: set a batch norm's statistics to those of its input."""
-    x = args[0]
-    module.running_mean.copy_(x.mean((0, 2, 3)))
-    module.running_var.copy_(x.var((0, 2, 3), unbiased=False))
-    if module.weight is not None:
-        module.weight.fill_(1.0)
-    if module.bias is not None:
-        module.bias.zero_()
-
-
-def _calibration_images(generator: torch.Generator, size: tuple[int, int]) -> list[torch.Tensor]:
-    """Two seeded BGR float images of ``size``, each in four bands: pixel noise and flat patches.
-
-    Flat patches, up to a quarter of the image high, matter: a model
-    calibrated on pixel noise alone sees video frames (large flat areas,
-    edges) as far out of range. Patch sizes follow the image size, so the
-    calibration holds at the model's own input size.
-    """
-    height, width = size
-    images = []
-    for _ in range(2):
-        bands = []
-        for fraction in (0, 1 / 60, 1 / 15, 1 / 4):
-            cell = max(1, round(height * fraction))
-            band = height // 4
-            coarse = torch.rand(1, 3, -(-band // cell), -(-width // cell), generator=generator) * 255
-            bands.append(
-                nn.functional.interpolate(coarse, scale_factor=cell, mode="nearest")[0, :, :band, :width]
-            )
-        images.append(torch.cat(bands, dim=1))
-    return images

@@ -12,9 +12,13 @@ from torchvision.models import detection as tvd
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from detector.detection.base import DetectedObject, DetectorSettings, Predictor, to_objects
+from detector.detection.batching import frames_to_device
+from detector.detection.identity import TORCHVISION_CHECKPOINTS, model_identity
+from detector.detection.identity import TORCHVISION_DEFAULT_MODEL as DEFAULT_MODEL
+from detector.detection.random_weights import torchvision_random_init
 from detector.detection.weights import resolve_weights
 
-# name -> (builder, pretrained COCO weights)
+# name -> (builder, pretrained COCO weights); the names are those of identity.TORCHVISION_CHECKPOINTS.
 MODELS: dict[str, tuple[Callable[..., torch.nn.Module], Any]] = {
     "fasterrcnn_mobilenet_v3_large_fpn": (
         tvd.fasterrcnn_mobilenet_v3_large_fpn,
@@ -33,7 +37,6 @@ MODELS: dict[str, tuple[Callable[..., torch.nn.Module], Any]] = {
         tvd.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
     ),
 }
-DEFAULT_MODEL = "fasterrcnn_mobilenet_v3_large_fpn"
 
 
 class TorchvisionPredictor(Predictor):
@@ -44,12 +47,14 @@ class TorchvisionPredictor(Predictor):
         if model_name not in MODELS:
             raise ValueError(f"unknown torchvision model {model_name!r}; one of {', '.join(MODELS)}")
         builder, pretrained = MODELS[model_name]
-        self.name = f"torchvision/{model_name}"
         self.device = device
         self.batch_size = settings.batch_size
         self.labels: list[str] = list(pretrained.meta["categories"])
 
-        checkpoint = resolve_weights(settings.weights, pretrained.url, settings.cache_dir)
+        checkpoint = resolve_weights(
+            settings.weights, TORCHVISION_CHECKPOINTS[model_name], settings.cache_dir
+        )
+        self.name = model_identity(settings)
         torch.manual_seed(settings.seed)
         model = builder(
             weights=None,
@@ -58,12 +63,11 @@ class TorchvisionPredictor(Predictor):
             box_score_thresh=settings.min_score,
         )
         if checkpoint is None:
-            seeded_random_init(model, settings.seed)
+            torchvision_random_init(model, settings.seed)
         else:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             model.load_state_dict(state.get("model", state))
         self.model = model.eval().to(device)
-        self._pin = device.startswith("cuda")
         # On the CPU, frames are shrunk to the model's input size while still
         # 8-bit (see _shrink); on a GPU the device does it faster from the upload.
         self._shrink_first = device == "cpu"
@@ -75,10 +79,10 @@ class TorchvisionPredictor(Predictor):
         x and y factors back to the frame's pixels.
 
         The model turns every frame into floats at full size and then resizes
-        it: at 1080p that is a 25 MB tensor per frame for a 320-pixel model.
-        Resizing the 8-bit frame first (bilinear, like the model's own resize)
-        ran a 1080p batch 1.4-1.8 times faster on 2 cores. Frames the model
-        would enlarge are left as they are.
+        it: for a large frame and a small model, most of that float tensor is
+        thrown away. Resizing the 8-bit frame first (bilinear, like the model's
+        own resize) is much cheaper on the CPU (docs/performance.md, "At
+        1080p"). Frames the model would enlarge are left as they are.
         """
         height, width = frame.shape[:2]
         scale = min(self._input_short / min(height, width), self._input_long / max(height, width))
@@ -97,17 +101,8 @@ class TorchvisionPredictor(Predictor):
             shrunk = [self._shrink(f) for f in frames]
             frames = [small for small, _, _ in shrunk]
             factors = [(fx, fy) for _, fx, fy in shrunk]
-        if all(f.shape == frames[0].shape for f in frames):
-            # One host-to-device copy for the whole batch.
-            host = torch.from_numpy(np.stack(frames))
-            if self._pin:
-                host = host.pin_memory()
-            batch = host.to(self.device, non_blocking=True)
-            images = list(batch.permute(0, 3, 1, 2).flip(1).float().div_(255).unbind(0))
-        else:
-            images = [
-                torch.from_numpy(f).to(self.device).permute(2, 0, 1).flip(0).float().div_(255) for f in frames
-            ]
+        # BGR uint8 to the RGB floats in [0, 1] the model wants.
+        images = [image.flip(0).float().div_(255) for image in frames_to_device(frames, self.device)]
         outputs = self.model(images)
         return [
             to_objects(
@@ -127,49 +122,3 @@ def _to_frame_pixels(boxes: np.ndarray, factor: tuple[float, float], size: tuple
         return boxes
     scaled = boxes * np.array([fx, fy, fx, fy], dtype=boxes.dtype)
     return np.clip(scaled, 0, [width, height, width, height]).astype(boxes.dtype)
-
-
-@torch.no_grad()
-def seeded_random_init(model: tvd.FasterRCNN, seed: int) -> None:
-    """Make a randomly initialised Faster R-CNN give varied, deterministic detections.
-
-    With PyTorch's default initialisation the backbone's activations shrink to
-    nothing and every box gets the same score, which would make tests of the
-    pipeline vacuous. So: batch-norm statistics and the FPN output scale are
-    calibrated on seeded noise images (unit-variance features), the box head is
-    re-initialised so its features keep their scale, and the classifier gets
-    small weights so scores spread over (0, 1). Same seed, same weights, on any
-    machine. For tests and benchmarks only: the detections mean nothing.
-    """
-    from torch import nn
-
-    generator = torch.Generator().manual_seed(seed)
-    calibration = [torch.rand(3, 240, 320, generator=generator) for _ in range(2)]
-    model.eval()
-    images, _ = model.transform(calibration)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None  # a plain average over the calibration batch
-    body: Any = model.backbone.body
-    body.train()
-    body(images.tensors)
-    body.eval()
-    features = model.backbone(images.tensors)
-    fpn: Any = model.backbone.fpn
-    for block, feature in zip(fpn.layer_blocks, features.values(), strict=False):
-        conv: Any = block[0] if isinstance(block, nn.Sequential) else block
-        scale = feature.std().item()
-        conv.weight.div_(scale)
-        if conv.bias is not None:
-            conv.bias.div_(scale)
-    torch.manual_seed(seed)
-    head: Any = model.roi_heads.box_head
-    predictor: Any = model.roi_heads.box_predictor
-    for layer in (head.fc6, head.fc7):
-        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-        nn.init.zeros_(layer.bias)
-    nn.init.normal_(predictor.cls_score.weight, std=0.02 / predictor.cls_score.in_features**0.5)
-    nn.init.zeros_(predictor.cls_score.bias)
-    nn.init.normal_(predictor.bbox_pred.weight, std=0.001)
-    nn.init.zeros_(predictor.bbox_pred.bias)

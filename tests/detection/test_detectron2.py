@@ -25,8 +25,9 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.data.transforms import ResizeShortestEdge
 
-from detector.detection.base import DetectedObject, DetectorSettings, WeightsError, build_predictor
+from detector.detection import DetectedObject, DetectorSettings, WeightsError, build_predictor, model_identity
 from detector.detection.detectron2_backend import DEFAULT_MODEL, Detectron2Predictor
+from detector.detection.identity import file_checksum
 from detector.detection.weights import HOW_TO_PROVIDE
 from detector.video.synthetic import frame_image
 
@@ -92,8 +93,10 @@ def assert_same(a: Sequence[Sequence[DetectedObject]], b: Sequence[Sequence[Dete
             assert np.allclose(x["box"], y["box"], atol=0.5)
 
 
-def test_random_weights_give_varied_detections(predictor: Detectron2Predictor, batch_of_8):
-    assert predictor.name.startswith("detectron2/") and predictor.name.endswith("faster_rcnn_320.yaml")
+def test_random_weights_give_varied_detections(config_file: str, predictor: Detectron2Predictor, batch_of_8):
+    assert (
+        predictor.name == model_identity(settings(config_file)) == f"detectron2/{config_file}@random(seed=0)"
+    )
     assert predictor.device == "cpu"
     scores = np.array([o["score"] for objects in batch_of_8 for o in objects])
     assert all(objects for objects in batch_of_8)
@@ -177,7 +180,8 @@ def test_saved_random_weights_load_from_file(config_file: str, predictor, frames
     for name, tensor in predictor.model.state_dict().items():
         assert torch.equal(tensor, loaded.model.state_dict()[name]), name
     assert loaded.predict(frames[:1], 0.0) == predictor.predict(frames[:1], 0.0)
-    path.unlink()  # 170 MB
+    assert loaded.name == f"detectron2/{config_file}@sha256:{file_checksum(path)}"
+    path.unlink()  # a large file
 
 
 def test_same_seed_same_weights(config_file: str, predictor):

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
-from detector.detection import DetectorSettings, WeightsError, build_predictor
+from detector.detection import DetectorSettings, WeightsError, build_predictor, model_identity
+from detector.detection.identity import TORCHVISION_CHECKPOINTS, file_checksum
+from detector.detection.torchvision_backend import TorchvisionPredictor
 from detector.detection.weights import HOW_TO_PROVIDE
 from detector.video.synthetic import frame_image
 
 MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
 
 
-def settings(**overrides) -> DetectorSettings:
-    values = {"model": MODEL, "weights": "random", "device": "cpu", "batch_size": 4, "seed": 0}
+def settings(**overrides: Any) -> DetectorSettings:
+    values: dict[str, Any] = {
+        "model": MODEL,
+        "weights": "random",
+        "device": "cpu",
+        "batch_size": 4,
+        "seed": 0,
+    }
     values.update(overrides)
     return DetectorSettings(**values)
 
@@ -25,7 +37,10 @@ def frames() -> list[np.ndarray]:
 
 
 def test_seeded_random_weights_are_deterministic_and_give_varied_scores(frames):
-    first = build_predictor(settings()).predict(frames, 0.0)
+    predictor = build_predictor(settings())
+    assert isinstance(predictor, TorchvisionPredictor)
+    assert predictor.name == model_identity(settings()) == f"torchvision/{MODEL}@random(seed=0)"
+    first = predictor.predict(frames, 0.0)
     second = build_predictor(settings()).predict(frames, 0.0)
     assert first == second
     scores = [o["score"] for objects in first for o in objects]
@@ -41,6 +56,27 @@ def test_weights_saved_to_a_file_load_through_the_real_path(tmp_path, frames):
     torch.save(random_built.model.state_dict(), path)  # type: ignore[attr-defined]
     from_file = build_predictor(settings(weights=str(path), seed=99))
     assert from_file.predict(frames, 0.0) == random_built.predict(frames, 0.0)
+    assert (
+        from_file.name
+        == model_identity(settings(weights=str(path)))
+        == (f"torchvision/{MODEL}@sha256:{file_checksum(path)}")
+    )
+
+
+def test_default_weights_from_the_cache_are_named_by_their_checkpoint(tmp_path: Path, monkeypatch):
+    """The name a job gets at creation (no model built) is the built predictor's name."""
+    url = TORCHVISION_CHECKPOINTS[MODEL]
+    cached = tmp_path / hashlib.sha256(url.encode()).hexdigest()[:12] / Path(url).name
+    cached.parent.mkdir()
+    torch.save(build_predictor(settings()).model.state_dict(), cached)  # type: ignore[attr-defined]
+
+    def no_download(*_args, **_kwargs):
+        raise AssertionError("the cached checkpoint should be used")
+
+    monkeypatch.setattr("torch.hub.download_url_to_file", no_download)
+    default = settings(weights="default", cache_dir=str(tmp_path))
+    predictor = build_predictor(default)
+    assert predictor.name == model_identity(default) == f"torchvision/{MODEL}@{MODEL}-907ea3f9.pth"
 
 
 def test_objects_are_well_formed_and_inside_the_frame(frames):
