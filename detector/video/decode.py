@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 import av
 import numpy as np
 
-from detector.video.probe import VideoError, _open, _video_stream
+from detector.video.probe import OUT_OF_ORDER, VideoError, _open, _video_stream
 
 
 @dataclass
@@ -38,46 +39,85 @@ def decode_frames(
         yield from _decode(path, seek_pts, frame_pts, stats if stats is not None else DecodeStats())
 
 
+# How far before ``seek_pts`` to seek again, in seconds, when a seek lands too late.
+_STEP_BACK_SECONDS = (0, 1, 10)
+
+
 def _decode(
-    path: str | os.PathLike[str], seek_pts: int | None, frame_pts: list[int], stats: DecodeStats
+    path: str | os.PathLike[str], seek_pts: int, frame_pts: list[int], stats: DecodeStats
 ) -> Iterator[np.ndarray]:
-    first, last = frame_pts[0], frame_pts[-1]
-    wanted = iter(frame_pts)
-    expected = next(wanted)
+    """Seek, check where decoding landed, and deliver the wanted frames.
+
+    Some demuxers land after the keyframe that was asked for (MPEG-TS seeks by
+    decode timestamp, which is earlier than the keyframe's presentation
+    timestamp when there are B-frames), so the decoder's first frame comes after
+    the chunk's first frame. Then the seek is tried again a little earlier, and
+    in the end the chunk is decoded from the start of the stream.
+    """
+    first = frame_pts[0]
     with _open(path) as container:
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
-        if seek_pts is not None:
-            container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
-        landed: int | None = None
+        second = round(1 / stream.time_base) if stream.time_base else 1
+        for back in _STEP_BACK_SECONDS:
+            try:
+                container.seek(seek_pts - back * second, stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                continue
+            frames = _frames(container, stream, stats)
+            try:
+                landed = next(frames, None)
+            except av.FFmpegError as exc:
+                raise VideoError(f"decoding failed near timestamp {first}: {exc}") from exc
+            if landed is not None and landed[0] <= first:
+                yield from _deliver(chain([landed], frames), frame_pts, stats)
+                return
+    with _open(path) as container:
+        stream = _video_stream(container)
+        stream.thread_type = "AUTO"
+        yield from _deliver(_frames(container, stream, stats), frame_pts, stats)
+
+
+def _frames(
+    container: av.container.InputContainer, stream: av.VideoStream, stats: DecodeStats
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """The decoder's frames and their timestamps from where the container is,
+    skipping any frame without a timestamp.
+
+    Raises:
+        VideoError: the timestamps go backwards, so frames cannot be matched to
+            the index (H.264 with B-frames in AVI, which has no presentation
+            timestamps, comes out like this).
+    """
+    previous: int | None = None
+    for frame in container.decode(stream):
+        stats.decoded += 1
+        pts = frame.pts
+        if pts is None:
+            continue
+        if previous is not None and pts < previous:
+            raise VideoError(OUT_OF_ORDER)
+        previous = pts
+        yield pts, frame
+
+
+def _deliver(
+    frames: Iterator[tuple[int, av.VideoFrame]], frame_pts: list[int], stats: DecodeStats
+) -> Iterator[np.ndarray]:
+    """Pick the wanted frames out of ``frames`` (which starts at or before the first one)."""
+    for delivered, expected in enumerate(frame_pts):
         try:
-            for frame in container.decode(stream):
-                pts = frame.pts
-                stats.decoded += 1
-                if pts is None:
-                    continue
-                if landed is None:
-                    landed = pts
-                    if landed > first and seek_pts is not None:
-                        # The demuxer's seek overshot (it happens on some files):
-                        # decode this chunk again from the start of the stream.
-                        yield from _decode(path, None, frame_pts, stats)
-                        return
-                if pts < expected:
-                    continue
-                if pts > expected:
-                    raise VideoError(
-                        f"frame at timestamp {expected} could not be decoded "
-                        f"(next decodable frame is at {pts})"
-                    )
-                stats.delivered += 1
-                yield frame.to_ndarray(format="bgr24", threads=1)
-                if pts == last:
-                    return
-                expected = next(wanted)
+            pts, frame = next(((p, f) for p, f in frames if p >= expected), (None, None))
         except av.FFmpegError as exc:
             raise VideoError(f"decoding failed near timestamp {expected}: {exc}") from exc
-    raise VideoError(
-        f"the video ended before the frame at timestamp {expected} "
-        f"({len(frame_pts) - stats.delivered} of {len(frame_pts)} frames missing)"
-    )
+        if pts is None or frame is None:
+            raise VideoError(
+                f"the video ended before the frame at timestamp {expected} "
+                f"({len(frame_pts) - delivered} of {len(frame_pts)} frames missing)"
+            )
+        if pts > expected:
+            raise VideoError(
+                f"frame at timestamp {expected} could not be decoded (next decodable frame is at {pts})"
+            )
+        stats.delivered += 1
+        yield frame.to_ndarray(format="bgr24", threads=1)

@@ -40,6 +40,8 @@ def make_video(
     pts: Sequence[int] | None = None,
     rotation: int = 0,
     container_format: str | None = None,
+    bframes: int | None = None,
+    open_gop: bool = False,
 ) -> Path:
     """Write a video of ``frames`` moving-shape frames and return its path.
 
@@ -49,6 +51,10 @@ def make_video(
             variable-frame-rate videos; None for a constant rate.
         rotation: display rotation (degrees counter-clockwise) written into the
             container's display matrix; `probe` reads it back as ``rotation``.
+        bframes: B-frames between references (libx264); None for the encoder's
+            default (3, so libx264 videos have B-frames unless told 0).
+        open_gop: libx264 open GOPs: B-frames before a keyframe (in display
+            order) refer to the GOP before it.
     """
     path = Path(path)
     with av.open(str(path), mode="w", format=container_format) as out:
@@ -61,7 +67,11 @@ def make_video(
             if codec == "libx264":
                 options["keyint_min"] = str(gop)
                 options["sc_threshold"] = "0"
-        stream.options = dict(options)
+        if bframes is not None and codec == "libx264":
+            options["bf"] = str(bframes)
+        if open_gop and codec == "libx264":
+            options["x264-params"] = "open-gop=1"
+        stream.options = {k: str(v) for k, v in options.items()}
         if pts is not None:
             stream.codec_context.time_base = Fraction(1, fps * 100)
         if rotation:
@@ -75,5 +85,35 @@ def make_video(
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def trim_stream_copy(
+    source: str | Path, path: str | Path, start: Fraction, end: Fraction | None = None
+) -> Path:
+    """Cut ``source`` from ``start`` seconds without re-encoding, as
+    ``ffmpeg -ss START -i SOURCE -c copy PATH`` does, and return ``path``.
+
+    Packets are copied from the first one (the keyframe before ``start``) with
+    their timestamps moved back by ``start``, so the frames before the cut have
+    negative timestamps. An MP4 muxer then writes an edit list that hides them:
+    demuxers mark their packets "discard", decoders decode them as references but
+    never present them. Packets that end after ``end`` are not copied.
+    """
+    path = Path(path)
+    with av.open(str(source)) as src, av.open(str(path), mode="w") as out:
+        video = src.streams.video[0]
+        stream = out.add_stream_from_template(video)
+        time_base = video.time_base or Fraction(1, 1)
+        shift = round(start / time_base)
+        for packet in src.demux(video):
+            if packet.dts is None or packet.pts is None:
+                continue  # the demuxer's end-of-stream marker
+            if end is not None and packet.pts * time_base >= end:
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = stream
             out.mux(packet)
     return path

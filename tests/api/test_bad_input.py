@@ -30,6 +30,7 @@ from tests.api.test_jobs import job_count, stored_videos, upload
 from tests.conftest import Auth, base_config
 from tests.pipeline.conftest import Workers, detector_config, wait_for_job
 from tests.pipeline.conftest import seeded_weights as seeded_weights  # a fixture, shared
+from tests.video import corpus as containers
 
 THRESHOLD = 0.05  # keep (nearly) everything the seeded model finds: boxes to check
 
@@ -112,6 +113,18 @@ def still_png(folder: Path) -> bytes:
         ("truncated MP4, index at the end", truncated_mp4, 415, "not a readable video container"),
         ("audio only", audio_only, 415, "no video stream"),
         ("8192x4320 frames", huge_frames, 422, "frames of 8192x4320 are larger than this service accepts"),
+        (
+            "raw H.264 stream, no container",
+            lambda folder: containers.raw_h264(folder).read_bytes(),
+            422,
+            "the video's frames carry no timestamps",
+        ),
+        (
+            "H.264 with B-frames in AVI",
+            lambda folder: containers.bframes_avi(folder).read_bytes(),
+            422,
+            "out of timestamp order (B-frames in an AVI file?); remux it into MP4 or MKV",
+        ),
     ],
 )
 def test_refused_at_upload_with_a_clear_4xx_and_nothing_left(
@@ -226,6 +239,41 @@ def _corpus(folder: Path) -> list[Case]:
             160,
             120,
         ),
+        Case(
+            "stream-copy trimmed MP4 (edit list, discarded leading packets, negative timestamps)",
+            containers.trimmed_mp4(_folder(folder, "trimmed")),
+            57,
+            160,
+            120,
+            timestamps=[i / containers.FPS for i in range(57)],
+        ),
+        Case(
+            "stream-copy trimmed open-GOP MP4",
+            containers.trimmed_open_gop_mp4(_folder(folder, "trimmed-open-gop")),
+            57,
+            160,
+            120,
+        ),
+        Case(
+            "MPEG-TS with B-frames",
+            containers.mpegts(_folder(folder, "ts")),
+            60,
+            160,
+            120,
+            timestamps=[i / containers.FPS for i in range(60)],
+        ),
+        Case("MPEG-TS cut mid-GOP", containers.mpegts_cut_mid_gop(_folder(folder, "ts-cut")), 36, 160, 120),
+        Case(
+            "MKV starting at 5 s",
+            containers.start_time_mkv(_folder(folder, "mkv")),
+            40,
+            160,
+            120,
+            timestamps=[i / containers.FPS for i in range(40)],
+        ),
+        Case(
+            "audio starts before the video", containers.audio_first_mp4(_folder(folder, "av")), 40, 160, 120
+        ),
         Case("a still PNG image (one frame)", _write(folder / "still.png", still_png(folder)), 1, 160, 120),
         Case(
             "truncated MP4, index up front",
@@ -247,6 +295,12 @@ def _corpus(folder: Path) -> list[Case]:
             after_upload=_overwrite_frames(4, 5),
         ),
     ]
+
+
+def _folder(parent: Path, name: str) -> Path:
+    folder = parent / name
+    folder.mkdir()
+    return folder
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -299,6 +353,12 @@ ACCEPTED = [
     "variable frame rate",
     "VP9 in WebM",
     "MJPEG in AVI",
+    "stream-copy trimmed MP4 (edit list, discarded leading packets, negative timestamps)",
+    "stream-copy trimmed open-GOP MP4",
+    "MPEG-TS with B-frames",
+    "MPEG-TS cut mid-GOP",
+    "MKV starting at 5 s",
+    "audio starts before the video",
     "a still PNG image (one frame)",
     "truncated MP4, index up front",
     "MJPEG in AVI, frames 4-5 overwritten after upload",
