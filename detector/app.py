@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import IO, Any
 
-from flask import Flask, Request, current_app, g
+from flask import Flask, Request, Response, current_app, g
 from flask.sessions import SessionInterface
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from detector.api.extensions import db, jwt, limiter
-from detector.config import load_config
+from detector.auth.ratelimit import storage_uri
+from detector.config import Settings, load_config
 from detector.storage import LocalVideoStorage
 
 
@@ -46,10 +49,28 @@ class NoSessions(SessionInterface):
         return None
 
 
+class DetectorFlask(Flask):
+    """Flask, with trailing-slash redirects answered in JSON.
+
+    Flask sends routing redirects (``/api`` to ``/api/``) as werkzeug's HTML
+    page and never passes them to error handlers; here they get the service's
+    error model, with the new URL in ``Location``.
+    """
+
+    def handle_http_exception(self, e: HTTPException) -> HTTPException | Any:
+        if isinstance(e, RequestRedirect):
+            from detector.api.errors import redirect_response
+
+            response: Response = redirect_response(e)
+            return response
+        return super().handle_http_exception(e)
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app. ``test_config`` overrides settings (tests use it)."""
-    app = Flask(__name__)
+    app = DetectorFlask(__name__)
     app.config.from_mapping(load_config(test_config))
+    app.extensions["settings"] = settings = Settings.from_config(app.config)
     app.request_class = UploadRequest
     app.session_interface = NoSessions()
     app.config.update(
@@ -57,6 +78,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # CSRF is a cookie matter: tokens travel in headers here, so they carry no csrf claim.
         JWT_COOKIE_CSRF_PROTECT=False,
         RATELIMIT_ENABLED=app.config.get("RATELIMIT_ENABLED", True),
+        RATELIMIT_STORAGE_URI=storage_uri(settings),
         RESTX_MASK_SWAGGER=False,
         RESTX_ERROR_404_HELP=False,
     )
@@ -76,7 +98,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from detector.auth.tokens import init_jwt
 
     init_jwt(jwt)
-    app.extensions["video_storage"] = LocalVideoStorage(app.config["VIDEO_STORAGE"])
+    app.extensions["video_storage"] = LocalVideoStorage(settings.video_storage)
 
     from detector.pipeline.celery_app import celery_init_app
 
@@ -85,7 +107,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from detector.api import init_app as init_api
 
     init_api(app)
-    from detector.observability.metrics import init_app as init_metrics
+    from detector.observability.http import init_app as init_metrics
 
     init_metrics(app)
 

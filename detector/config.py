@@ -5,6 +5,11 @@ Three profiles, chosen by ``DETECTOR_ENV``: ``development`` (the default),
 embedded defaults: SQLite for the database, kombu's filesystem transport for the
 broker and Celery's file result store, all under ``DATA_DIR``.
 
+`load_config` gives the settings as Flask's config mapping (upper-case names,
+as in the environment); `Settings` is the same settings typed and frozen, read
+once per app (`current_settings()` inside an app context). Code reads
+``settings.chunk_frames``, never ``int(config["CHUNK_FRAMES"])``.
+
 This module imports nothing else from ``detector``.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +122,9 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         # Videos larger than this many pixels per frame are refused (8K UHD by default).
         "MAX_FRAME_PIXELS": env_int("MAX_FRAME_PIXELS", 7680 * 4320),
         "LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute"),
-        "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", "memory://"),
+        # Where the login rate limit counts (detector.auth.ratelimit): unset means
+        # the Redis result backend, else the database, so all API processes share it.
+        "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI"),
         "CELERY_BROKER_URL": broker_url,
         "CELERY_RESULT_BACKEND": result_backend,
         # Embedded broker only: keep consumed messages in DATA_DIR/broker/processed
@@ -159,3 +167,79 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
             if not config.get(name):
                 config[name] = _dev_secret(Path(config["DATA_DIR"]), name)
     return config
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's own settings, typed (see `load_config` and .env.example for each)."""
+
+    env: str
+    data_dir: str
+    database_url: str
+    video_storage: str
+    max_content_length: int
+    max_frame_pixels: int
+    login_rate_limit: str
+    ratelimit_storage_uri: str | None
+    celery_broker_url: str
+    celery_result_backend: str
+    broker_store_processed: bool
+    chunk_frames: int
+    max_chunk_deliveries: int
+    chunk_time_limit: int
+    job_stall_seconds: int
+    watchdog_interval: int
+    default_score_threshold: float
+    detector_backend: str
+    detector_model: str | None
+    detector_weights: str
+    detector_device: str
+    detector_batch_size: int
+    detector_min_score: float
+    detector_seed: int
+    detector_cache_dir: str | None
+    log_format: str
+    log_level: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """From a mapping of upper-case names (`load_config`'s, or Flask's config).
+
+        Raises:
+            ConfigError: a setting is missing or is not of its type.
+        """
+        values = {}
+        for field in fields(cls):
+            name = field.name.upper()
+            if name not in config:
+                raise ConfigError(f"{name} is not set")
+            values[field.name] = _typed(name, str(field.type), config[name])
+        return cls(**values)
+
+
+def _typed(name: str, kind: str, value: Any) -> Any:
+    """``value`` as the type a `Settings` field declares (``int``, ``str | None``, ...)."""
+    if value is None:
+        if kind.endswith("| None"):
+            return None
+        raise ConfigError(f"{name} must be set")
+    kind = kind.removesuffix(" | None")
+    try:
+        if kind == "bool":
+            return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes", "on"}
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be of type {kind}, got {value!r}") from None
+
+
+def current_settings() -> Settings:
+    """The settings of the Flask app in whose context this runs (API request or task)."""
+    from flask import current_app
+
+    return current_app.extensions["settings"]

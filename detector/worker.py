@@ -8,7 +8,7 @@ from celery.signals import worker_process_init
 
 from detector.app import create_app
 from detector.db import db
-from detector.observability.metrics import connect_worker_metrics
+from detector.observability.worker import connect_worker_metrics
 
 flask_app = create_app()
 # `celery -A detector.worker` looks for an attribute named `app` (then `celery`).

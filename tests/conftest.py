@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
 from detector.app import create_app
+from detector.config import Settings
 from detector.db.migrate import upgrade
 from detector.video.synthetic import make_video
 
@@ -37,6 +38,33 @@ def require_server(url: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (CI=true requires it)")
         pytest.skip(message)
+
+
+# Names a test module imports from here when its tests use the shared RabbitMQ and Redis.
+SHARED_SERVER_NAMES = ("RABBITMQ_URL", "REDIS_URL")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the tests that use RabbitMQ or Redis one after another, on one xdist worker.
+
+    They share the broker's queues and Redis database 15, and some restart those
+    servers, so two of them at once would disturb each other. A test counts as
+    one when its module imports RABBITMQ_URL or REDIS_URL from here; with
+    ``--dist loadgroup`` (make test) the "servers" group stays on one worker and
+    every other test goes wherever a worker is free. PostgreSQL tests each get a
+    schema of their own (postgres_schema) and may run side by side.
+    """
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and any(hasattr(module, name) for name in SHARED_SERVER_NAMES):
+            item.add_marker(pytest.mark.xdist_group("servers"))
+
+
+def reconfigure(app: Flask, **values: Any) -> None:
+    """Change settings of a running test app: Flask's config and the typed `Settings`
+    the service reads (built once per app, so it is rebuilt here)."""
+    app.config.update(values)
+    app.extensions["settings"] = Settings.from_config(app.config)
 
 
 def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

@@ -99,3 +99,22 @@ def test_api_runs_sync_gunicorn_workers(monkeypatch, env, expected):
     assert argv[argv.index("--workers") + 1] == str(expected)
     assert "--worker-class" not in argv  # sync: see `detector api --help`
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:8123"
+
+
+def test_make_video_writes_a_video_the_service_accepts(tmp_path):
+    from detector.video import probe
+
+    out = tmp_path / "made.mp4"
+    result = CliRunner().invoke(
+        main, ["make-video", str(out), "--frames", "12", "--width", "160", "--height", "96"]
+    )
+    assert result.exit_code == 0, result.output
+    info = probe(out)
+    assert (info.width, info.height, info.codec) == (160, 96, "h264")
+
+
+def test_predict_refuses_a_threshold_below_the_models_floor(small_video, model_env, monkeypatch):
+    monkeypatch.setenv("DETECTOR_MIN_SCORE", "0.05")
+    result = CliRunner().invoke(main, ["predict", str(small_video), "--score-threshold", "0.01"])
+    assert result.exit_code == 2
+    assert "below the model's score floor DETECTOR_MIN_SCORE (0.05)" in result.output

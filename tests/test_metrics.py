@@ -23,6 +23,8 @@ from detector.db import db
 from detector.db.migrate import upgrade
 from detector.models import Job, JobStatus, User
 from detector.observability import metrics
+from detector.observability import worker as worker_metrics
+from detector.pipeline.celery_app import ROUTES
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -160,18 +162,19 @@ def test_pipeline_helpers_are_labelled_by_worker_and_device() -> None:
 
 
 class FakeTask:
-    """What the signal handlers read from a task: its name and delivery info."""
+    """What the signal handlers read from a task: its name, delivery info and its app's routes."""
 
     def __init__(self, name: str, delivery_info: dict[str, str] | None) -> None:
         self.name = name
         self.request = type("Request", (), {"delivery_info": delivery_info})()
+        self.app = type("App", (), {"conf": {"task_routes": ROUTES}})()
 
 
 def test_task_signals_record_duration_and_failures() -> None:
     from celery.signals import task_failure, task_postrun, task_prerun
 
-    metrics.connect_task_signals()
-    metrics.connect_task_signals()  # idempotent: one observation per signal, not two
+    worker_metrics.connect_task_signals()
+    worker_metrics.connect_task_signals()  # idempotent: one observation per signal, not two
     task = FakeTask("detector.test_signal_task", {"exchange": "detector", "routing_key": "detector"})
     task_prerun.send(sender=task, task_id="t-1", task=task, args=(), kwargs={})
     task_failure.send(
@@ -202,7 +205,7 @@ def test_task_signals_record_duration_and_failures() -> None:
 
 def test_worker_metrics_are_off_without_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("METRICS_PORT", raising=False)
-    assert metrics.connect_worker_metrics() is False
+    assert worker_metrics.connect_worker_metrics() is False
 
 
 def test_multiprocess_mode_sums_over_processes(tmp_path: Path) -> None:
@@ -214,7 +217,7 @@ def test_multiprocess_mode_sums_over_processes(tmp_path: Path) -> None:
     read = textwrap.dedent("""
         from prometheus_client import generate_latest
         from detector.observability import metrics
-        print(generate_latest(metrics._process_values()).decode())
+        print(generate_latest(metrics.process_values()).decode())
     """)
     out = subprocess.run(
         [sys.executable, "-c", read], env=env, check=True, timeout=120, capture_output=True, text=True

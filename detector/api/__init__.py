@@ -1,7 +1,8 @@
 """The REST API: one flask-restx Api under /api, one namespace per resource.
 
 Swagger UI is served at /api/ and the OpenAPI document at /api/swagger.json.
-Every route of the service is registered here.
+Every route of the service is registered here, and every error of the
+service is JSON in one model (see `detector.api.errors`).
 """
 
 from __future__ import annotations
@@ -45,5 +46,6 @@ def init_app(app: Flask) -> Api:
     api.add_namespace(jobs.ns, path="/jobs")
     errors.register(api)
     app.register_blueprint(blueprint)
+    errors.init_app(app)
     health.init_app(app)
     return api

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Response, current_app, g, request, url_for
@@ -12,7 +11,10 @@ from sqlalchemy import Row
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import ClientDisconnected
 
+from detector.api.errors import error_model
+from detector.config import current_settings
 from detector.models import Job
+from detector.pipeline.results import detections_page_json
 from detector.services import jobs as job_service
 from detector.services.errors import InvalidInput
 
@@ -43,65 +45,131 @@ class NullableDateTime(_Nullable, fields.DateTime):
     pass
 
 
+JOB_ID = "4f6c0b1d9a6e4d0e8f5a2b7c3d9e1f20"
+STATUSES = ["queued", "processing", "succeeded", "failed", "cancelled"]
+
 progress_model = ns.model(
     "Progress",
     {
-        "frames_done": fields.Integer,
-        "frames_total": NullableInteger(description="null until planned"),
-        "percent": fields.Float,
+        "frames_done": fields.Integer(
+            required=True, min=0, description="Frames detected so far", example=240
+        ),
+        "frames_total": NullableInteger(
+            required=True,
+            min=0,
+            description="Frames of the video; null until the video has been indexed",
+            example=750,
+        ),
+        "percent": fields.Float(
+            required=True,
+            min=0,
+            max=100,
+            description="frames_done as a percentage of frames_total (0 while unknown)",
+            example=32.0,
+        ),
     },
 )
 video_model = ns.model(
     "Video",
     {
-        "codec": fields.String,
-        "width": fields.Integer,
-        "height": fields.Integer,
-        "fps": fields.Float,
-        "frame_count": fields.Integer,
-        "duration": fields.Float,
+        "codec": fields.String(required=True, description="Video codec of the stream", example="h264"),
+        "width": fields.Integer(required=True, description="Stored frame width in pixels", example=1920),
+        "height": fields.Integer(required=True, description="Stored frame height in pixels", example=1080),
+        "fps": fields.Float(required=True, description="Average frames per second", example=25.0),
+        "frame_count": fields.Integer(
+            required=True,
+            description="Frames: the header's count at upload, the exact count once indexed",
+            example=750,
+        ),
+        "duration": fields.Float(required=True, description="Length in seconds", example=30.0),
         "rotation": fields.Integer(
+            required=True,
             description="Display rotation in degrees from the container; "
-            "boxes are in the stored (unrotated) frame."
+            "boxes are in the stored (unrotated) frame.",
+            example=0,
         ),
     },
 )
 job_model = ns.model(
     "Job",
     {
-        "id": fields.String,
-        "status": fields.String(enum=["queued", "processing", "succeeded", "failed", "cancelled"]),
-        "filename": fields.String,
-        "score_threshold": fields.Float,
-        "model": NullableString,
-        "progress": fields.Nested(progress_model),
-        "video": fields.Nested(video_model),
-        "objects_total": NullableInteger(description="null until the job has succeeded"),
-        "error": NullableString(description="why the job failed; null unless it failed"),
-        "created_at": fields.DateTime,
-        "started_at": NullableDateTime,
-        "finished_at": NullableDateTime,
-        "detections_url": fields.String,
+        "id": fields.String(required=True, description="The job's id", example=JOB_ID),
+        "status": fields.String(
+            required=True,
+            enum=STATUSES,
+            description="queued, then processing, then succeeded, failed or cancelled",
+            example="processing",
+        ),
+        "filename": fields.String(
+            required=True, description="The uploaded file's name (metadata only)", example="street.mp4"
+        ),
+        "score_threshold": fields.Float(
+            required=True, description="Objects scoring below this are left out", example=0.5
+        ),
+        "model": NullableString(
+            required=True,
+            description="The detection engine that runs the job",
+            example="torchvision/fasterrcnn_mobilenet_v3_large_fpn",
+        ),
+        "progress": fields.Nested(progress_model, required=True, description="How far detection has got"),
+        "video": fields.Nested(video_model, required=True, description="What the upload's probe found"),
+        "objects_total": NullableInteger(
+            required=True,
+            description="Objects found in all frames; null until the job has succeeded",
+            example=1834,
+        ),
+        "error": NullableString(
+            required=True,
+            description="Why the job failed; null unless it failed",
+            example="chunk 3 (frames 300-399) failed: CUDA out of memory",
+        ),
+        "created_at": fields.DateTime(
+            required=True,
+            description="When the job was created (ISO 8601, UTC)",
+            example="2026-11-22T18:23:47.550789+00:00",
+        ),
+        "started_at": NullableDateTime(
+            required=True,
+            description="When processing started; null while queued",
+            example="2026-11-22T18:23:47.643499+00:00",
+        ),
+        "finished_at": NullableDateTime(
+            required=True,
+            description="When the job finished; null until then",
+            example="2026-11-22T18:24:31.902114+00:00",
+        ),
+        "detections_url": fields.String(
+            required=True,
+            description="Where to read the detections once the job has succeeded",
+            example=f"/api/jobs/{JOB_ID}/detections",
+        ),
     },
 )
 job_page_model = ns.model(
     "JobPage",
     {
-        "jobs": fields.List(fields.Nested(job_model)),
-        "page": fields.Integer,
-        "per_page": fields.Integer,
-        "total": fields.Integer,
+        "jobs": fields.List(
+            fields.Nested(job_model), required=True, description="This page's jobs, newest first"
+        ),
+        "page": fields.Integer(required=True, min=1, description="This page's number, from 1", example=1),
+        "per_page": fields.Integer(required=True, min=1, max=100, description="Jobs per page", example=20),
+        "total": fields.Integer(required=True, min=0, description="All of the caller's jobs", example=3),
     },
 )
 object_model = ns.model(
     "DetectedObject",
     {
-        "label": fields.String(example="person"),
-        "class_id": fields.Integer(example=1),
-        "score": fields.Float(example=0.97),
+        "label": fields.String(required=True, description="The object's class name", example="person"),
+        "class_id": fields.Integer(required=True, description="The model's class id (COCO)", example=1),
+        "score": fields.Float(
+            required=True, min=0, max=1, description="The model's confidence, in (0, 1]", example=0.97
+        ),
         "box": fields.List(
             fields.Float,
-            description="[x1, y1, x2, y2] in pixels of the original frame",
+            required=True,
+            min_items=4,
+            max_items=4,
+            description="[x1, y1, x2, y2] in pixels of the original frame, origin top-left",
             example=[12.5, 40.0, 118.0, 230.25],
         ),
     },
@@ -109,34 +177,83 @@ object_model = ns.model(
 frame_model = ns.model(
     "Frame",
     {
-        "frame": fields.Integer(description="0-based frame index, presentation order"),
-        "timestamp": fields.Float(description="seconds since the first frame"),
-        "objects": fields.List(fields.Nested(object_model)),
+        "frame": fields.Integer(
+            required=True, min=0, description="0-based frame index, presentation order", example=0
+        ),
+        "timestamp": fields.Float(required=True, description="Seconds since the first frame", example=0.0),
+        "objects": fields.List(
+            fields.Nested(object_model), required=True, description="The objects found in this frame"
+        ),
     },
 )
 detections_model = ns.model(
     "DetectionsPage",
     {
-        "job_id": fields.String,
-        "frames_total": fields.Integer,
-        "start": fields.Integer,
-        "limit": fields.Integer,
-        "next_start": NullableInteger(description="start of the next page; null on the last page"),
-        "frames": fields.List(fields.Nested(frame_model)),
+        "job_id": fields.String(required=True, description="The job these frames belong to", example=JOB_ID),
+        "frames_total": fields.Integer(
+            required=True, min=0, description="Frames of the whole video", example=750
+        ),
+        "start": fields.Integer(
+            required=True, min=0, description="The start this page was asked for", example=0
+        ),
+        "limit": fields.Integer(
+            required=True, min=1, description="The limit this page was asked for", example=100
+        ),
+        "next_start": NullableInteger(
+            required=True,
+            description="start of the next page; null on the last page",
+            example=100,
+        ),
+        "frames": fields.List(
+            fields.Nested(frame_model), required=True, description="This page's frames, in order"
+        ),
     },
 )
-error_model = ns.model("Error", {"message": fields.String, "error": fields.String})
+ns.add_model(error_model.name, error_model)
 CUT_OFF = "the upload was cut off: the request body ended before the video file did"
 UNAUTHORIZED = "Missing, malformed, expired or revoked access token"
+JOB_ID_PARAM = "The job's id, as create_job answered it"
+LOCATION = {"Location": {"type": "string", "description": "The new job's URL, to poll"}}
+
+
+class ScoreThreshold:
+    """The score_threshold form field's type in the API document.
+
+    Its minimum is the app's DETECTOR_MIN_SCORE and its default the app's
+    DEFAULT_SCORE_THRESHOLD, read when the document is built (once per app, in
+    one of its requests). The upload itself is checked by
+    `detector.services.jobs.parse_score_threshold`.
+    """
+
+    @property
+    def __schema__(self) -> dict[str, Any]:
+        settings = current_settings()
+        return {
+            "type": "number",
+            "minimum": settings.detector_min_score,
+            "maximum": 1.0,
+            "default": settings.default_score_threshold,
+        }
+
+    def __call__(self, value: str) -> float:
+        return float(value)
+
 
 upload_parser = reqparse.RequestParser()
-upload_parser.add_argument("video", location="files", type=FileStorage, required=True, help="the video file")
+upload_parser.add_argument(
+    "video",
+    location="files",
+    type=FileStorage,
+    required=True,
+    help="The video file (any container FFmpeg reads)",
+)
 upload_parser.add_argument(
     "score_threshold",
     location="form",
-    type=float,
+    type=ScoreThreshold(),
     required=False,
-    help="keep objects scoring at least this (0..1)",
+    help="Keep objects scoring at least this. Its minimum is the model's own floor "
+    "(DETECTOR_MIN_SCORE): the model reports nothing below it.",
 )
 
 # Bounded, so that a huge page or start is a 400, never an integer overflow in the database.
@@ -144,8 +261,12 @@ MAX_PAGE = 1_000_000
 MAX_FRAME_INDEX = 2**31 - 1
 
 list_parser = reqparse.RequestParser()
-list_parser.add_argument("page", type=inputs.int_range(1, MAX_PAGE), default=1, location="args")
-list_parser.add_argument("per_page", type=inputs.int_range(1, 100), default=20, location="args")
+list_parser.add_argument(
+    "page", type=inputs.int_range(1, MAX_PAGE), default=1, location="args", help="Page number, from 1"
+)
+list_parser.add_argument(
+    "per_page", type=inputs.int_range(1, 100), default=20, location="args", help="Jobs per page"
+)
 
 detections_parser = reqparse.RequestParser()
 detections_parser.add_argument(
@@ -153,10 +274,10 @@ detections_parser.add_argument(
     type=inputs.int_range(0, MAX_FRAME_INDEX),
     default=0,
     location="args",
-    help="first frame index of the page",
+    help="First frame index of the page (a page's next_start)",
 )
 detections_parser.add_argument(
-    "limit", type=inputs.int_range(1, 1000), default=100, location="args", help="frames per page (1..1000)"
+    "limit", type=inputs.int_range(1, 1000), default=100, location="args", help="Frames per page"
 )
 
 
@@ -207,7 +328,7 @@ def _parse(parser: reqparse.RequestParser) -> dict[str, Any]:
 @ns.route("")
 @ns.response(401, UNAUTHORIZED, error_model)
 class JobList(Resource):
-    @ns.doc(security="Bearer")
+    @ns.doc(id="list_jobs", security="Bearer")
     @ns.expect(list_parser)
     @ns.response(200, "The caller's jobs, newest first", job_page_model)
     @ns.response(400, "A bad page or per_page", error_model)
@@ -224,22 +345,30 @@ class JobList(Resource):
             "total": total,
         }
 
-    @ns.doc(security="Bearer")
+    @ns.doc(id="create_job", security="Bearer")
     @ns.expect(upload_parser)
-    @ns.response(202, "Accepted; poll the job at the Location header", job_model)
-    @ns.response(400, "Missing video or bad score_threshold", error_model)
-    @ns.response(413, "Larger than the upload limit", error_model)
+    @ns.response(202, "Accepted; poll the job at the Location header", job_model, headers=LOCATION)
+    @ns.response(400, "Missing video, bad score_threshold or a cut-off upload", error_model)
+    @ns.response(
+        413, "Larger than the upload limit (MAX_UPLOAD_MB); the message states the limit", error_model
+    )
     @ns.response(415, "Not a video", error_model)
     @ns.response(422, "A video that cannot be decoded or is too large", error_model)
+    @ns.response(503, "The deployment's model settings cannot be used here", error_model)
     def post(self) -> tuple[dict[str, Any], int, dict[str, str]]:
-        """Upload a video (multipart field `video`) and start detecting objects in it."""
-        config = current_app.config
+        """Upload a video (multipart field `video`) and start detecting objects in it.
+
+        Answers 202 with the job, queued; its URL is in the Location header.
+        """
+        settings = current_settings()
         try:
             form, files = request.form, request.files
         except ClientDisconnected:
             raise InvalidInput(CUT_OFF) from None
         threshold = job_service.parse_score_threshold(
-            form.get("score_threshold"), config["DEFAULT_SCORE_THRESHOLD"]
+            form.get("score_threshold"),
+            default=settings.default_score_threshold,
+            floor=settings.detector_min_score,
         )
         upload = files.get("video")
         if upload is None:
@@ -254,29 +383,25 @@ class JobList(Resource):
             filename=upload.filename or "video",
             score_threshold=threshold,
             storage=current_app.extensions["video_storage"],
-            max_pixels=int(config["MAX_FRAME_PIXELS"]),
-            model_name=_configured_model(),
+            max_pixels=settings.max_frame_pixels,
+            model_name=job_service.configured_model(current_app.config),
         )
         body = job_dict(job)
         return body, 202, {"Location": url_for("api.jobs_job", job_id=job.id)}
 
 
-def _configured_model() -> str:
-    config = current_app.config
-    return f"{config['DETECTOR_BACKEND']}/{config.get('DETECTOR_MODEL') or 'default'}"
-
-
 @ns.route("/<string:job_id>", endpoint="jobs_job")
+@ns.param("job_id", JOB_ID_PARAM)
 @ns.response(401, UNAUTHORIZED, error_model)
 @ns.response(404, "No such job (or not yours)", error_model)
 class JobResource(Resource):
-    @ns.doc(security="Bearer")
+    @ns.doc(id="get_job", security="Bearer")
     @ns.response(200, "The job", job_model)
     def get(self, job_id: str) -> dict[str, Any]:
         """Status, progress, video metadata, error and times of one job."""
         return job_dict(*job_service.get_job_with_progress(current_user.id, job_id))
 
-    @ns.doc(security="Bearer")
+    @ns.doc(id="delete_job", security="Bearer")
     @ns.response(204, "Deleted, with its video and detections")
     def delete(self, job_id: str) -> tuple[str, int]:
         """Delete a job, its stored video and its detections (a running job is cancelled)."""
@@ -285,10 +410,11 @@ class JobResource(Resource):
 
 
 @ns.route("/<string:job_id>/cancel")
+@ns.param("job_id", JOB_ID_PARAM)
 @ns.response(401, UNAUTHORIZED, error_model)
 @ns.response(404, "No such job (or not yours)", error_model)
 class JobCancel(Resource):
-    @ns.doc(security="Bearer")
+    @ns.doc(id="cancel_job", security="Bearer")
     @ns.response(200, "Cancelled", job_model)
     @ns.response(409, "The job has already finished", error_model)
     def post(self, job_id: str) -> dict[str, Any]:
@@ -297,40 +423,24 @@ class JobCancel(Resource):
 
 
 @ns.route("/<string:job_id>/detections", endpoint="jobs_detections")
+@ns.param("job_id", JOB_ID_PARAM)
 @ns.response(401, UNAUTHORIZED, error_model)
 @ns.response(404, "No such job (or not yours)", error_model)
 class JobDetections(Resource):
-    @ns.doc(security="Bearer")
+    @ns.doc(id="list_detections", security="Bearer")
     @ns.expect(detections_parser)
     @ns.response(200, "One page of frames, in order", detections_model)
     @ns.response(400, "A bad start or limit", error_model)
     @ns.response(409, "The job has not succeeded (yet)", error_model)
     def get(self, job_id: str) -> Response:
-        """Per-frame detections, paged by frame index: follow `next_start`."""
+        """Per-frame detections, paged by frame index: follow `next_start`.
+
+        Answers 409 until the job has succeeded.
+        """
         args = _parse(detections_parser)
         start, limit = args["start"], args["limit"]
         job, frames = job_service.get_detections(current_user.id, job_id, start, limit)
-        total = job.frames_total or 0
-        last = frames[-1].frame if frames else None
-        page = {
-            "job_id": job.id,
-            "frames_total": total,
-            "start": start,
-            "limit": limit,
-            "next_start": last + 1 if last is not None and last + 1 < total else None,
-        }
-        return current_app.response_class(detections_json(page, frames), mimetype="application/json")
-
-
-def detections_json(page: dict[str, Any], frames: list[job_service.FrameRow]) -> str:
-    """The page as JSON text, the frames' stored objects spliced in as they are.
-
-    Parsing every stored box only to encode it again was most of this endpoint's
-    cost; the stored text is JSON written by the workers, so it goes out unchanged.
-    """
-    head = json.dumps(page)
-    # A finite float's repr is its JSON text (json.dumps writes the same); timestamps are finite.
-    frames_json = ", ".join(
-        f'{{"frame": {f.frame}, "timestamp": {f.timestamp!r}, "objects": {f.objects_json}}}' for f in frames
-    )
-    return f'{head[:-1]}, "frames": [{frames_json}]}}\n'
+        text = detections_page_json(
+            job_id=job.id, frames_total=job.frames_total or 0, start=start, limit=limit, frames=frames
+        )
+        return current_app.response_class(text, mimetype="application/json")

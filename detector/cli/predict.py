@@ -32,6 +32,12 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
     on_model_allocator()
     settings = config()
     threshold = settings["DEFAULT_SCORE_THRESHOLD"] if score_threshold is None else score_threshold
+    if threshold < settings["DETECTOR_MIN_SCORE"]:
+        raise click.BadParameter(
+            f"{threshold} is below the model's score floor DETECTOR_MIN_SCORE "
+            f"({settings['DETECTOR_MIN_SCORE']}): objects under it are never kept",
+            param_hint="--score-threshold",
+        )
     page, timing = predict_video(video, settings, threshold)
     text = json.dumps(page)
     if out is None:

@@ -1,4 +1,5 @@
-"""SQLAlchemy models: users, revoked tokens, jobs, their chunks and per-frame detections."""
+"""SQLAlchemy models: users, revoked tokens, jobs, their chunks, per-frame detections
+and login rate-limit counters."""
 
 from detector.models.base import Base, utcnow
 from detector.models.job import (
@@ -9,6 +10,7 @@ from detector.models.job import (
     Job,
     JobStatus,
 )
+from detector.models.ratelimit import RateLimitCounter
 from detector.models.user import RevokedToken, User
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "FrameDetections",
     "Job",
     "JobStatus",
+    "RateLimitCounter",
     "RevokedToken",
     "User",
     "utcnow",

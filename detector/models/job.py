@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Enum, Float, ForeignKey, Integer, String, Tex
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from detector.models.base import Base, JSONType, UTCDateTime, utcnow
+from detector.video.chunks import ChunkPlan
 
 
 class JobStatus(enum.StrEnum):
@@ -59,7 +60,8 @@ class Job(Base):
     rotation: Mapped[int] = mapped_column(Integer, default=0)
     # Request parameters and the engine that ran them.
     score_threshold: Mapped[float] = mapped_column(Float)
-    model_name: Mapped[str | None] = mapped_column(String(128))
+    # The exact model (detector.detection.model_identity), fixed when the job is created.
+    model_name: Mapped[str | None] = mapped_column(String(1024))
     # Progress: frames_total is known once the job is planned; frames done are
     # summed over its chunks (see Chunk.frames_done).
     frames_total: Mapped[int | None] = mapped_column(Integer)
@@ -121,6 +123,30 @@ class Chunk(Base):
 
     job: Mapped[Job] = relationship(back_populates="chunks")
 
+    @classmethod
+    def from_plan(cls, job_id: str, plan: ChunkPlan) -> Chunk:
+        """A pending chunk of ``job_id`` as ``plan`` lays it out."""
+        return cls(
+            job_id=job_id,
+            index=plan.index,
+            start_frame=plan.start_frame,
+            end_frame=plan.end_frame,
+            seek_pts=plan.seek_pts,
+            frame_pts=list(plan.frame_pts),
+            timestamps=list(plan.timestamps),
+        )
+
+    def plan(self) -> ChunkPlan:
+        """The chunk's plan, as `process_video` made it."""
+        return ChunkPlan(
+            index=self.index,
+            start_frame=self.start_frame,
+            end_frame=self.end_frame,
+            seek_pts=self.seek_pts,
+            frame_pts=list(self.frame_pts),
+            timestamps=list(self.timestamps),
+        )
+
 
 class FrameDetections(Base):
     """The objects found in one frame of a job."""
@@ -131,6 +157,3 @@ class FrameDetections(Base):
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     timestamp: Mapped[float] = mapped_column(Float)
     objects: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"frame": self.index, "timestamp": self.timestamp, "objects": self.objects}

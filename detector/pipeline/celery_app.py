@@ -9,29 +9,22 @@ from celery import Celery, Task
 from flask import Flask
 from kombu import Exchange, Queue
 
-PROCESSOR_QUEUE = "processor"
-DETECTOR_QUEUE = "detector"
+from detector.config import Settings
+from detector.pipeline.names import DETECTOR_QUEUE, PROCESSOR_QUEUE, QUEUE_OF, WATCHDOG
 
-ROUTES = {
-    "detector.process_video": {"queue": PROCESSOR_QUEUE, "routing_key": PROCESSOR_QUEUE},
-    "detector.merge_chunks": {"queue": PROCESSOR_QUEUE, "routing_key": PROCESSOR_QUEUE},
-    "detector.chunk_failed": {"queue": PROCESSOR_QUEUE, "routing_key": PROCESSOR_QUEUE},
-    "detector.watchdog": {"queue": PROCESSOR_QUEUE, "routing_key": PROCESSOR_QUEUE},
-    "celery.chord_unlock": {"queue": PROCESSOR_QUEUE, "routing_key": PROCESSOR_QUEUE},
-    "detector.detect_frames": {"queue": DETECTOR_QUEUE, "routing_key": DETECTOR_QUEUE},
-}
+ROUTES = {name: {"queue": queue, "routing_key": queue} for name, queue in QUEUE_OF.items()}
 
 
 # Seconds between a file result store's checks for a chord's end (see below).
 EMBEDDED_CHORD_POLL_S = 10.0
 
 
-def celery_config(config: dict[str, Any]) -> dict[str, Any]:
+def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings from the service's settings (see ENGINEERING.md for the why)."""
-    broker = config["CELERY_BROKER_URL"]
-    backend = config["CELERY_RESULT_BACKEND"]
-    chunk_limit = int(config["CHUNK_TIME_LIMIT"])
-    settings: dict[str, Any] = {
+    broker = settings.celery_broker_url
+    backend = settings.celery_result_backend
+    chunk_limit = settings.chunk_time_limit
+    conf: dict[str, Any] = {
         "broker_url": broker,
         "result_backend": backend,
         # JSON only: a broker message can never make a worker unpickle anything.
@@ -65,37 +58,35 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
-        "beat_schedule": {
-            "watchdog": {"task": "detector.watchdog", "schedule": float(config["WATCHDOG_INTERVAL"])}
-        },
+        "beat_schedule": {"watchdog": {"task": WATCHDOG, "schedule": float(settings.watchdog_interval)}},
     }
     if broker.startswith("filesystem"):
-        folder = Path(config["DATA_DIR"]) / "broker"
+        folder = Path(settings.data_dir) / "broker"
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        settings["broker_transport"] = "detector.pipeline.filesystem_broker:Transport"
-        settings["broker_transport_options"] = {
+        conf["broker_transport"] = "detector.pipeline.filesystem_broker:Transport"
+        conf["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
             "control_folder": str(folder / "control"),
-            "store_processed": bool(config.get("BROKER_STORE_PROCESSED")),
+            "store_processed": settings.broker_store_processed,
             # Seconds between looks at the queue folder: a short wait between chunks.
             "polling_interval": 0.05,
         }
     elif broker.startswith(("amqp", "pyamqp")):
         # Publisher confirms: a publish under a RabbitMQ memory/disk alarm fails
         # loudly instead of vanishing.
-        settings["broker_transport_options"] = {"confirm_publish": True}
+        conf["broker_transport_options"] = {"confirm_publish": True}
     if backend.startswith("file://"):
         Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         # A file result store has no native chords: Celery polls for the chord's
         # end with a `celery.chord_unlock` message, once a second by default, a
         # 2.5 KB message each time (most of the embedded broker's traffic). Here it
         # is only a fallback: the last chunk sends merge_chunks itself and a failed
-        # chunk fails its job itself (tasks.py), so it can poll less often.
-        settings["result_chord_retry_interval"] = EMBEDDED_CHORD_POLL_S
-    return settings
+        # chunk fails its job itself (chunks.py), so it can poll less often.
+        conf["result_chord_retry_interval"] = EMBEDDED_CHORD_POLL_S
+    return conf
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -107,7 +98,7 @@ def celery_init_app(app: Flask) -> Celery:
                 return self.run(*args, **kwargs)
 
     celery_app = Celery("detector", task_cls=FlaskTask)
-    celery_app.config_from_object(celery_config(app.config))
+    celery_app.config_from_object(celery_config(app.extensions["settings"]))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     from detector.pipeline import tasks  # noqa: F401  registers the tasks

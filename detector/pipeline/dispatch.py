@@ -10,6 +10,7 @@ from sqlalchemy import delete
 
 from detector.db import db
 from detector.models import FrameDetections, Job, JobStatus, utcnow
+from detector.pipeline.names import PROCESS_VIDEO, job_task_ids, process_video_task_id
 
 log = logging.getLogger(__name__)
 
@@ -18,18 +19,13 @@ def _celery() -> Celery:
     return current_app.extensions["celery"]
 
 
-def chunk_task_id(job_id: str, chunk_index: int) -> str:
-    """Chunk task ids are derived, so a job's pending chunks can be revoked by id."""
-    return f"{job_id}-{chunk_index}"
-
-
 def send_process_video(job_id: str) -> None:
     """Send ``process_video(job_id)`` to the processor queue (after the job is committed).
 
     If the broker cannot take it, the job stays queued and the watchdog sends it again.
     """
     try:
-        _celery().send_task("detector.process_video", args=[job_id], task_id=job_id)
+        _celery().send_task(PROCESS_VIDEO, args=[job_id], task_id=process_video_task_id(job_id))
     except Exception:
         log.exception("job=%s could not be queued now; the watchdog will retry", job_id)
 
@@ -54,8 +50,7 @@ def stop_job(job_id: str, status: JobStatus, message: str) -> bool:
 
 def revoke(job_id: str, chunk_count: int) -> None:
     """Tell workers to skip the job's queued tasks (best effort: tasks also check the job)."""
-    ids = [job_id] + [chunk_task_id(job_id, i) for i in range(chunk_count)]
     try:
-        _celery().control.revoke(ids)
+        _celery().control.revoke(job_task_ids(job_id, chunk_count))
     except Exception:
         log.warning("job=%s could not broadcast revoke; its tasks will see the job stopped", job_id)

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from detector.detection import Predictor
-from detector.video import DecodeStats, decode_frames
+from detector.pipeline.results import FrameResult
+from detector.video import ChunkPlan, DecodeStats, decode_frames
 
 T = TypeVar("T")
 _DONE = object()
@@ -69,29 +70,28 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 def detect_range(
     path: Path,
     predictor: Predictor,
+    plan: ChunkPlan,
     *,
-    seek_pts: int,
-    frame_pts: list[int],
-    timestamps: list[float],
-    first_frame: int,
     score_threshold: float,
     stats: DecodeStats | None = None,
     on_batch: Callable[[int], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Detections for frames ``first_frame ..`` whose timestamps are ``frame_pts``.
+    on_forward: Callable[[int], None] | None = None,
+) -> list[FrameResult]:
+    """Detections for the frames of ``plan``, one `FrameResult` per frame, in order.
 
-    Returns one ``{"frame", "timestamp", "objects"}`` dict per frame, in order.
-    ``on_batch(frames_done)`` is called after each batch (progress, cancellation).
+    ``on_batch(frames_done)`` is called after each batch (progress, cancellation);
+    ``on_forward(size)`` after each forward pass of the model, with its real size
+    (smaller than the batch after the device ran out of memory).
     """
     stats = stats if stats is not None else DecodeStats()
-    frames: list[dict[str, Any]] = []
+    frames: list[FrameResult] = []
     batches: Iterable[list[np.ndarray]] = batched(
-        decode_frames(path, seek_pts, frame_pts, stats), predictor.batch_size
+        decode_frames(path, plan.seek_pts, plan.frame_pts, stats), predictor.batch_size
     )
     for batch in prefetch(batches, depth=2):
-        for objects in predictor.predict(batch, score_threshold):
+        for objects in predictor.predict(batch, score_threshold, on_forward=on_forward):
             i = len(frames)
-            frames.append({"frame": first_frame + i, "timestamp": timestamps[i], "objects": objects})
+            frames.append(FrameResult.from_objects(plan.start_frame + i, plan.timestamps[i], objects))
         if on_batch is not None:
             on_batch(len(frames))
     return frames

@@ -9,8 +9,9 @@ from typing import Any
 
 from detector.detection import DetectorSettings, get_predictor
 from detector.pipeline.frames import detect_range
+from detector.pipeline.results import detections_page
 from detector.runtime.allocator import loaded_allocator
-from detector.video import index_frames
+from detector.video import index_frames, plan_chunks
 
 
 def predict_video(
@@ -22,24 +23,11 @@ def predict_video(
     predictor = get_predictor(DetectorSettings.from_config(config))
     started = time.perf_counter()
     index = index_frames(path)
-    frames = detect_range(
-        path,
-        predictor,
-        seek_pts=index.pts[0],
-        frame_pts=index.pts,
-        timestamps=[index.timestamp(p) for p in index.pts],
-        first_frame=0,
-        score_threshold=score_threshold,
-    )
+    plan = plan_chunks(index, max(1, len(index)))[0]  # the whole video as one chunk
+    frames = detect_range(path, predictor, plan, score_threshold=score_threshold)
     seconds = time.perf_counter() - started
-    return {
-        "job_id": None,
-        "frames_total": len(index),
-        "start": 0,
-        "limit": len(index),
-        "next_start": None,
-        "frames": frames,
-    }, {
+    page = detections_page(job_id=None, frames_total=len(index), start=0, limit=len(index), frames=frames)
+    return page, {
         "model": predictor.name,
         "device": predictor.device,
         "batch_size": predictor.batch_size,

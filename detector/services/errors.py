@@ -39,3 +39,10 @@ class UnreadableVideo(ServiceError):
 
     status = 422
     code = "unreadable_video"
+
+
+class Misconfigured(ServiceError):
+    """The deployment's settings keep the service from doing this; the message says which."""
+
+    status = 503
+    code = "misconfigured"

@@ -3,39 +3,66 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import IO, Any, NamedTuple, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import Integer, Row, Select, Text, bindparam, cast, func, select
 
 from detector.db import db
+from detector.detection import DetectorSettings, WeightsError, model_identity
 from detector.models import Chunk, FrameDetections, Job, JobStatus
 from detector.pipeline import dispatch
-from detector.services.errors import Conflict, InvalidInput, NotAVideo, NotFound, UnreadableVideo
+from detector.pipeline.results import FrameResult
+from detector.services.errors import (
+    Conflict,
+    InvalidInput,
+    Misconfigured,
+    NotAVideo,
+    NotFound,
+    UnreadableVideo,
+)
 from detector.storage import VideoStorage
 from detector.video import NotAVideoError, VideoError, probe
 
 log = logging.getLogger(__name__)
 
 
-class FrameRow(NamedTuple):
-    """One frame of detections as stored: its objects are a JSON array, as text."""
+def parse_score_threshold(raw: Any, default: float, floor: float) -> float:
+    """The job's score threshold from the form field ``raw`` (``default`` when it is absent).
 
-    frame: int
-    timestamp: float
-    objects_json: str
-
-
-def parse_score_threshold(raw: Any, default: float) -> float:
+    ``floor`` is the model's own minimum score (DETECTOR_MIN_SCORE): the model
+    drops every object below it, so a lower threshold is refused rather than
+    silently raised to the floor.
+    """
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise InvalidInput("score_threshold must be a number between 0 and 1") from None
-    if not 0.0 <= value <= 1.0:
-        raise InvalidInput("score_threshold must be a number between 0 and 1")
+        value = float("nan")
+    if not floor <= value <= 1.0:  # also refuses NaN
+        raise InvalidInput(
+            f"score_threshold must be a number from {floor:g} to 1; {floor:g} is the lowest "
+            f"score the model reports (DETECTOR_MIN_SCORE)"
+        )
     return value
+
+
+def configured_model(config: Mapping[str, Any]) -> str:
+    """The exact model this deployment's detectors run, as a job records it from creation
+    on: backend, model and the weights' identity (detector.detection.model_identity).
+
+    Raises:
+        Misconfigured: the weights named by DETECTOR_WEIGHTS cannot be identified
+            here (a local file the API cannot read).
+    """
+    try:
+        return model_identity(DetectorSettings.from_config(config))
+    except (WeightsError, ValueError) as exc:
+        raise Misconfigured(
+            f"the model cannot be identified: {exc} The API must see the same "
+            f"DETECTOR_* settings and weights file as the detector workers."
+        ) from None
 
 
 def create_job(
@@ -164,8 +191,8 @@ def frames_done(jobs: Sequence[Job | Row[Any]]) -> dict[str, int]:
     return {job.id: _frames_done(job, sums.get(job.id)) for job in jobs}
 
 
-def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[Row[Any], list[FrameRow]]:
-    """A page of a succeeded job's frames: (index, timestamp, objects as JSON text).
+def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[Row[Any], list[FrameResult]]:
+    """A page of a succeeded job's frames, their objects as the stored JSON text.
 
     The objects stay the JSON text the worker stored: the API sends them on as
     they are instead of parsing and re-encoding every box.
@@ -174,7 +201,7 @@ def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[
     if job.status is not JobStatus.SUCCEEDED:
         raise Conflict(f"job {job_id} is {job.status.value}; detections are ready when it has succeeded")
     rows = db.session.connection().execute(_FRAME_PAGE, {"job_id": job.id, "start": start, "limit": limit})
-    return job, [FrameRow(*row) for row in rows.all()]
+    return job, [FrameResult(*row) for row in rows.all()]
 
 
 def cancel_job(owner_id: int, job_id: str) -> Job:

@@ -13,8 +13,10 @@ class ChunkPlan:
     """Frames ``start_frame`` (inclusive) to ``end_frame`` (exclusive) of a video.
 
     ``seek_pts`` is the keyframe at or before the first frame: decoding starts
-    there and runs forward. ``frame_pts`` are the chunk's frames' timestamps, so
-    a worker can tell exactly which decoded frame is which.
+    there and runs forward. ``frame_pts`` are the chunk's frames' timestamps in
+    the stream's time base, so a worker can tell exactly which decoded frame is
+    which; ``timestamps`` are the same in seconds from the video's first frame,
+    as results report them.
     """
 
     index: int
@@ -22,6 +24,7 @@ class ChunkPlan:
     end_frame: int
     seek_pts: int
     frame_pts: list[int]
+    timestamps: list[float]
 
     @property
     def frame_count(self) -> int:
@@ -58,6 +61,7 @@ def plan_chunks(index: FrameIndex, chunk_frames: int) -> list[ChunkPlan]:
                 end_frame=end,
                 seek_pts=index.pts[key],
                 frame_pts=index.pts[start:end],
+                timestamps=[index.timestamp(pts) for pts in index.pts[start:end]],
             )
         )
     return plans

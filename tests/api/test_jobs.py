@@ -10,7 +10,7 @@ import pytest
 
 from detector.db import db
 from detector.models import Chunk, FrameDetections, Job, JobStatus
-from tests.conftest import Auth
+from tests.conftest import Auth, reconfigure
 
 
 def upload(
@@ -142,7 +142,7 @@ def test_oversized_upload_is_413_and_leaves_nothing(app, client, auth: Auth, sma
 
 
 def test_too_large_frames_are_refused(app, client, auth: Auth, small_video):
-    app.config["MAX_FRAME_PIXELS"] = 100 * 100
+    reconfigure(app, MAX_FRAME_PIXELS=100 * 100)
     response = upload(client, auth.headers(), small_video)
     assert response.status_code == 422
     assert "160x120" in response.json["message"]

@@ -2,7 +2,7 @@
 
 Run as ``celery -A tests.pipeline.fault_worker worker -Q detector ...``. It is
 ``detector.worker`` (same Celery app, tasks and settings) with
-``detector.pipeline.tasks.detect_range`` wrapped. A job asks for a fault by the
+``detector.pipeline.chunks.detect_range`` wrapped. A job asks for a fault by the
 name of its uploaded file, ``<fault>-<chunk index>.mp4``; after the first batch of
 that chunk has been detected and its progress stored, the process:
 
@@ -34,7 +34,7 @@ from sqlalchemy import select
 import detector.worker
 from detector.db import db
 from detector.models import Job
-from detector.pipeline import tasks
+from detector.pipeline import chunks
 
 app = celery = detector.worker.app
 
@@ -71,7 +71,7 @@ def _fault(job_id: str, chunk: int) -> None:
         _hold(job_id)
 
 
-_real_detect_range = tasks.detect_range
+_real_detect_range = chunks.detect_range
 
 
 def _detect_range(*args: Any, on_batch: Any = None, **kwargs: Any) -> list[dict[str, Any]]:
@@ -92,4 +92,4 @@ def _detect_range(*args: Any, on_batch: Any = None, **kwargs: Any) -> list[dict[
     return frames
 
 
-tasks.detect_range = _detect_range
+chunks.detect_range = _detect_range

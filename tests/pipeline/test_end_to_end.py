@@ -17,6 +17,7 @@ import pytest
 
 from detector.app import create_app
 from detector.db.migrate import upgrade
+from detector.detection import DetectorSettings, model_identity
 from detector.pipeline.celery_app import EMBEDDED_CHORD_POLL_S
 from detector.pipeline.predict import predict_video
 from tests.conftest import RABBITMQ_URL, REDIS_URL, Auth, base_config, require_server
@@ -79,7 +80,10 @@ def _run_job(config, workers_factory, e2e_video, baseline) -> None:
         assert done["status"] == "succeeded", (done, workers.logs())
     assert done["progress"] == {"frames_done": 80, "frames_total": 80, "percent": 100.0}
     assert done["video"]["frame_count"] == 80
-    assert done["model"] == "torchvision/fasterrcnn_mobilenet_v3_large_320_fpn"
+    # One exact name from creation on: backend, model and the weights file's checksum.
+    expected_model = model_identity(DetectorSettings.from_config(config))
+    assert expected_model.startswith("torchvision/fasterrcnn_mobilenet_v3_large_320_fpn@sha256:")
+    assert job["model"] == done["model"] == expected_model
     assert done["started_at"] and done["finished_at"]
     frames = _all_frames(client, headers, job["id"])
     # Every frame index 0..N-1 exactly once, with its timestamp.

@@ -328,10 +328,9 @@ def test_chunk_that_raises_fails_the_job_once_and_cleans_up(faults: Faults):
 
 
 def test_chunk_whose_frames_cannot_be_stored_fails_the_job_naming_the_chunk(faults: Faults):
-    """Storing a chunk's frames fails in the database, after detection and outside
-    the task's own error handling: the chord's error callback fails the job, and its
-    message still names the chunk (Celery hands the callback a stand-in request, so
-    the chunk comes from the ChordError: "Dependency <job>-<chunk> raised ...")."""
+    """Storing a chunk's frames fails in the database, after detection: the job fails
+    once, naming the chunk and the database's error (not Celery's ChordError, which
+    the chord's error callback sees afterwards and finds the job already failed)."""
     job_id = faults.upload("badstore-1.mp4")
     job = faults.wait(job_id)
     faults.assert_failed_clean(job_id)

@@ -8,7 +8,7 @@ import multiprocessing
 
 from kombu import Connection
 
-from detector.config import load_config
+from detector.config import Settings, load_config
 from detector.pipeline.celery_app import celery_config
 from tests.conftest import base_config
 
@@ -31,7 +31,7 @@ def _publish(settings: dict) -> None:
 
 
 def test_concurrent_publish_and_consume_deliver_every_message_whole(tmp_path):
-    settings = celery_config(load_config(base_config(tmp_path)))
+    settings = celery_config(Settings.from_config(load_config(base_config(tmp_path))))
     assert settings["broker_transport"] == "detector.pipeline.filesystem_broker:Transport"
     producer = multiprocessing.get_context("fork").Process(target=_publish, args=(settings,))
     received = []

@@ -11,10 +11,11 @@ import pytest
 from celery.exceptions import Retry
 from sqlalchemy import func, select, update
 
-import detector.pipeline.tasks as tasks
+import detector.pipeline.planning as planning
 from detector.db import db
 from detector.models import Chunk, Job, JobStatus, utcnow
 from detector.pipeline.tasks import PLANNING_LEASE, process_video
+from tests.conftest import reconfigure
 
 
 def _sent(app, task: str) -> int:
@@ -25,7 +26,7 @@ def _sent(app, task: str) -> int:
 @pytest.fixture
 def job_id(app, client, auth, small_video) -> str:
     """A job uploaded through the API (its process_video message is left in the queue)."""
-    app.config["CHUNK_FRAMES"] = 8  # 20 frames, keyframes every 8: three chunks
+    reconfigure(app, CHUNK_FRAMES=8)  # 20 frames, keyframes every 8: three chunks
     with small_video.open("rb") as f:
         response = client.post("/api/jobs", headers=auth.headers(), data={"video": (f, "small.mp4")})
     assert response.status_code == 202, response.json
@@ -42,7 +43,7 @@ def test_a_second_delivery_while_the_first_is_planning_waits_instead_of_planning
     """A resent or redelivered process_video can arrive while another worker is
     planning the job: it must not plan it a second time (twice the chunks sent)."""
     second: list[object] = []
-    real_index_frames = tasks.index_frames
+    real_index_frames = planning.index_frames
 
     def index_frames_while_another_delivery_arrives(path):
         if second:  # the other delivery got this far too (it must not)
@@ -63,7 +64,7 @@ def test_a_second_delivery_while_the_first_is_planning_waits_instead_of_planning
         other.join(60)
         return real_index_frames(path)
 
-    monkeypatch.setattr(tasks, "index_frames", index_frames_while_another_delivery_arrives)
+    monkeypatch.setattr(planning, "index_frames", index_frames_while_another_delivery_arrives)
     with app.app_context():
         planned = process_video(job_id)
         assert planned["chunks"] == 3
@@ -74,7 +75,7 @@ def test_a_second_delivery_while_the_first_is_planning_waits_instead_of_planning
     assert _sent(app, "detector.detect_frames") == 3
 
     # Once the first has dispatched the job, the waiting delivery's retry finds it done.
-    monkeypatch.setattr(tasks, "index_frames", real_index_frames)
+    monkeypatch.setattr(planning, "index_frames", real_index_frames)
     with app.app_context():
         assert process_video(job_id) == {"job_id": job_id, "skipped": "already dispatched"}
     assert _sent(app, "detector.detect_frames") == 3

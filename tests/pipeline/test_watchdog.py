@@ -11,6 +11,7 @@ from pathlib import Path
 from detector.db import db
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, User, utcnow
 from detector.pipeline.tasks import watchdog
+from tests.conftest import reconfigure
 
 
 def _sent_tasks(app) -> list[str]:
@@ -66,7 +67,7 @@ def test_all_chunks_done_but_never_merged_is_merged(app):
 
 
 def test_stalled_job_is_failed_naming_its_chunks(app):
-    app.config["JOB_STALL_SECONDS"] = 60
+    reconfigure(app, JOB_STALL_SECONDS=60)
     with app.app_context():
         job_id = _job(JobStatus.PROCESSING, timedelta(minutes=5), [ChunkStatus.DONE, ChunkStatus.PENDING])
         assert watchdog()["failed"] == 1
@@ -77,7 +78,7 @@ def test_stalled_job_is_failed_naming_its_chunks(app):
 
 
 def test_moving_jobs_are_left_alone(app):
-    app.config["JOB_STALL_SECONDS"] = 600
+    reconfigure(app, JOB_STALL_SECONDS=600)
     with app.app_context():
         job_id = _job(JobStatus.PROCESSING, timedelta(minutes=1), [ChunkStatus.RUNNING])
         assert watchdog() == {"resent": 0, "resumed": 0, "failed": 0, "uploads_swept": 0}
@@ -85,7 +86,7 @@ def test_moving_jobs_are_left_alone(app):
 
 
 def test_queued_job_whose_message_was_lost_is_sent_again(app):
-    app.config["JOB_STALL_SECONDS"] = 60
+    reconfigure(app, JOB_STALL_SECONDS=60)
     with app.app_context():
         job_id = _job(JobStatus.QUEUED, timedelta(minutes=5), [], dispatched=False)
         assert watchdog()["resent"] == 1
@@ -112,9 +113,9 @@ def test_a_resent_job_that_starts_at_once_is_not_sent_twice(app, monkeypatch):
     """The resent process_video can start (in another worker process) before the
     watchdog has finished its pass: the job it then sees processing is the one
     it just sent, not a stalled one to send again."""
-    import detector.pipeline.tasks as tasks
+    import detector.pipeline.watchdog as watchdog_module
 
-    app.config["JOB_STALL_SECONDS"] = 60
+    reconfigure(app, JOB_STALL_SECONDS=60)
     sent: list[str] = []
 
     def send_and_start_at_once(job_id: str) -> None:
@@ -126,7 +127,7 @@ def test_a_resent_job_that_starts_at_once_is_not_sent_twice(app, monkeypatch):
                 .values(status=JobStatus.PROCESSING, started_at=utcnow())
             )
 
-    monkeypatch.setattr(tasks, "send_process_video", send_and_start_at_once)
+    monkeypatch.setattr(watchdog_module, "send_process_video", send_and_start_at_once)
     with app.app_context():
         job_id = _job(JobStatus.QUEUED, timedelta(minutes=5), [], dispatched=False)
         db.session.remove()

@@ -1,0 +1,43 @@
+"""The pipeline's task names, the queue each runs on, and the ids its messages get.
+
+The one place that knows them: the Celery routes, the tasks, dispatching and
+revoking all read them from here.
+"""
+
+from __future__ import annotations
+
+PROCESSOR_QUEUE = "processor"
+DETECTOR_QUEUE = "detector"
+
+PROCESS_VIDEO = "detector.process_video"
+DETECT_FRAMES = "detector.detect_frames"
+MERGE_CHUNKS = "detector.merge_chunks"
+CHUNK_FAILED = "detector.chunk_failed"
+WATCHDOG = "detector.watchdog"
+# Celery's own task that polls for a chord's end where the result store has no native chords.
+CHORD_UNLOCK = "celery.chord_unlock"
+
+QUEUE_OF = {
+    PROCESS_VIDEO: PROCESSOR_QUEUE,
+    MERGE_CHUNKS: PROCESSOR_QUEUE,
+    CHUNK_FAILED: PROCESSOR_QUEUE,
+    WATCHDOG: PROCESSOR_QUEUE,
+    CHORD_UNLOCK: PROCESSOR_QUEUE,
+    DETECT_FRAMES: DETECTOR_QUEUE,
+}
+
+
+def process_video_task_id(job_id: str) -> str:
+    """A job's `process_video` message has the job's id: a resend replaces nothing, and
+    it can be revoked by id."""
+    return job_id
+
+
+def chunk_task_id(job_id: str, chunk_index: int) -> str:
+    """Chunk task ids are derived, so a job's pending chunks can be revoked by id."""
+    return f"{job_id}-{chunk_index}"
+
+
+def job_task_ids(job_id: str, chunk_count: int) -> list[str]:
+    """Every task id a job's messages may carry: what to revoke when it stops."""
+    return [process_video_task_id(job_id)] + [chunk_task_id(job_id, i) for i in range(chunk_count)]

@@ -1,0 +1,71 @@
+"""The watchdog, run on a schedule by the processor worker with ``--beat``: it notices
+jobs that stopped moving and resends, resumes or fails them, with a message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from celery.utils.log import get_task_logger
+from sqlalchemy import select
+
+from detector.config import current_settings
+from detector.db import db
+from detector.models import ChunkStatus, Job, JobStatus, utcnow
+from detector.pipeline.chunks import job_storage
+from detector.pipeline.dispatch import send_process_video, stop_job
+from detector.pipeline.merging import merge_chunks
+from detector.pipeline.names import WATCHDOG
+
+log = get_task_logger(__name__)
+
+# An upload file nobody has written to for this long was abandoned: an upload in
+# progress is written to all the time, and a request ends within API_TIMEOUT.
+UNFINISHED_UPLOAD_SECONDS = 3600
+
+
+@shared_task(name=WATCHDOG, ignore_result=True)
+def watchdog() -> dict[str, int]:
+    """Notice jobs that stopped moving: resend, resume or fail them, with a message."""
+    session = db.session
+    now = utcnow()
+    stall = timedelta(seconds=current_settings().job_stall_seconds)
+    counts = {"resent": 0, "resumed": 0, "failed": 0}
+    for job in session.scalars(select(Job).where(Job.status == JobStatus.QUEUED)).all():
+        if now - job.created_at > stall:
+            send_process_video(job.id)  # its message was lost (broker down at upload?)
+            counts["resent"] += 1
+    # A job just resent may already be processing in another worker: read jobs
+    # afresh, or the session's copy (still queued, never started) would look
+    # stalled and be sent a second time.
+    session.expire_all()
+    processing = session.scalars(select(Job).where(Job.status == JobStatus.PROCESSING)).all()
+    for job in processing:
+        chunks = job.chunks
+        last = max([job.started_at or job.created_at, *(c.updated_at for c in chunks)])
+        idle = now - last
+        if chunks and all(c.status is ChunkStatus.DONE for c in chunks):
+            if idle > min(stall, timedelta(minutes=2)):
+                # The chord's bookkeeping was lost (result backend flushed): finish it here.
+                log.warning("job=%s all chunks done but never merged; merging", job.id)
+                merge_chunks.delay(None, job.id)
+                counts["resumed"] += 1
+        elif idle > stall:
+            if not job.dispatched:
+                job_id = job.id
+                session.rollback()
+                send_process_video(job_id)
+                counts["resent"] += 1
+                continue
+            pending = [c.index for c in chunks if c.status is not ChunkStatus.DONE]
+            stop_job(
+                job.id,
+                JobStatus.FAILED,
+                f"no progress for {int(idle.total_seconds())} s; chunks {pending} never "
+                f"finished (workers down or messages lost)",
+            )
+            counts["failed"] += 1
+    session.rollback()
+    # Uploads whose API process died mid-request (killed, or past API_TIMEOUT).
+    counts["uploads_swept"] = job_storage().sweep_uploads(older_than=UNFINISHED_UPLOAD_SECONDS)
+    return counts
