@@ -123,4 +123,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 def _configure_logging(app: Flask) -> None:
     from detector.observability.logs import configure_logging
 
-    configure_logging(str(app.config["LOG_LEVEL"]), str(app.config["LOG_FORMAT"]))
+    settings = app.extensions["settings"]
+    configure_logging(settings.log_level, settings.log_format)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
@@ -17,6 +17,7 @@ from flask_restx import Namespace, Resource, fields
 from detector.api.errors import error_body, error_model
 from detector.api.extensions import limiter
 from detector.auth.tokens import revoke_token
+from detector.config import current_settings
 from detector.services import users
 from detector.services.errors import InvalidInput
 
@@ -113,7 +114,7 @@ RETRY_AFTER = {"Retry-After": {"type": "integer", "description": "Seconds to wai
 
 
 def _login_limit() -> str:
-    return str(current_app.config["LOGIN_RATE_LIMIT"])
+    return current_settings().login_rate_limit
 
 
 @ns.route("/login")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from detector.config import ConfigError, load_config, load_env_file
+from detector.config import ConfigError, Settings, load_config, load_env_file
 from detector.runtime.allocator import AllocatorError, model_env, restart_with_model_allocator
 
 
@@ -15,6 +15,14 @@ def config() -> dict[str, Any]:
     """The service's settings, with any error said as a command-line error."""
     try:
         return load_config()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def settings() -> Settings:
+    """The service's settings, typed."""
+    try:
+        return Settings.from_config(config())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 

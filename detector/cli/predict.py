@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from detector.cli.common import config, on_model_allocator
+from detector.cli.common import config, on_model_allocator, settings
 
 
 @click.command()
@@ -30,15 +30,15 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
     from detector.pipeline.predict import predict_video
 
     on_model_allocator()
-    settings = config()
-    threshold = settings["DEFAULT_SCORE_THRESHOLD"] if score_threshold is None else score_threshold
-    if threshold < settings["DETECTOR_MIN_SCORE"]:
+    service = settings()
+    threshold = service.default_score_threshold if score_threshold is None else score_threshold
+    if threshold < service.detector_min_score:
         raise click.BadParameter(
             f"{threshold} is below the model's score floor DETECTOR_MIN_SCORE "
-            f"({settings['DETECTOR_MIN_SCORE']}): objects under it are never kept",
+            f"({service.detector_min_score}): objects under it are never kept",
             param_hint="--score-threshold",
         )
-    page, timing = predict_video(video, settings, threshold)
+    page, timing = predict_video(video, config(), threshold)
     text = json.dumps(page)
     if out is None:
         click.echo(text)

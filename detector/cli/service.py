@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from detector.cli.common import config, process_env
+from detector.cli.common import process_env, settings
 from detector.config import env_int
 from detector.runtime.processes import QUEUES, ProcessGroup, api_argv, detector_cli_argv, worker_argv
 
@@ -26,9 +26,9 @@ def db_upgrade(revision: str) -> None:
     """Apply the committed migrations to DATABASE_URL."""
     from detector.db.migrate import upgrade
 
-    settings = config()
-    Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    upgrade(settings["DATABASE_URL"], revision)
+    service = settings()
+    Path(service.data_dir).mkdir(parents=True, exist_ok=True)
+    upgrade(service.database_url, revision)
     click.echo(f"database at {revision}")
 
 
@@ -62,7 +62,7 @@ def api(host: str, port: int, workers: int, timeout: int) -> None:
 
 
 def _beat_schedule() -> Path:
-    return Path(config()["DATA_DIR"]) / "celerybeat-schedule"
+    return Path(settings().data_dir) / "celerybeat-schedule"
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -101,9 +101,9 @@ def up(host: str, port: int, detectors: int) -> None:
     """
     from detector.db.migrate import upgrade
 
-    settings = config()
-    Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    upgrade(settings["DATABASE_URL"])
+    service = settings()
+    Path(service.data_dir).mkdir(parents=True, exist_ok=True)
+    upgrade(service.database_url)
     stopping = False
 
     def stop(*_args: object) -> None:
@@ -121,7 +121,7 @@ def up(host: str, port: int, detectors: int) -> None:
     group.start("detector", worker_argv("detector", concurrency=detectors), background=True)
     click.echo(
         f"detector is up: API and Swagger UI at http://{host}:{port}/api/ "
-        f"(database {settings['DATABASE_URL']}, broker {settings['CELERY_BROKER_URL']}); "
+        f"(database {service.database_url}, broker {service.celery_broker_url}); "
         f"Ctrl-C stops it"
     )
     code = 0

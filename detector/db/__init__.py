@@ -55,7 +55,7 @@ class Database:
         self.session.configure(bind=self._engine)
 
     def init_app(self, app: Flask) -> None:
-        self.configure(app.config["DATABASE_URL"])
+        self.configure(app.extensions["settings"].database_url)
         app.extensions["database"] = self
 
         @app.teardown_appcontext
