@@ -81,8 +81,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if backend.startswith("file://"):
         Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         # A file result store has no native chords: Celery polls for the chord's
-        # end with a `celery.chord_unlock` message, once a second by default, a
-        # 2.5 KB message each time (most of the embedded broker's traffic). Here it
+        # end with a `celery.chord_unlock` message, once a second by default (most
+        # of the embedded broker's traffic; docs/performance.md). Here it
         # is only a fallback: the last chunk sends merge_chunks itself and a failed
         # chunk fails its job itself (chunks.py), so it can poll less often.
         conf["result_chord_retry_interval"] = EMBEDDED_CHORD_POLL_S
