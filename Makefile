@@ -17,8 +17,16 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/detector up
 
+# TEST_WORKERS: how many processes run the tests (pytest-xdist; auto: one per
+# CPU, 0: pytest's own process). The tests that use RabbitMQ or Redis stay
+# together on one of them (tests/conftest.py). Each process runs the model on
+# one thread (OMP_NUM_THREADS=1, unless set): two processes whose torch each
+# spins on every core are slower together than one alone
+# (docs/performance.md, "The test suite").
+TEST_WORKERS ?= auto
+
 test: install
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench: install
 	$(BIN)/detector bench --out bench-out

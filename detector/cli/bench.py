@@ -1,94 +1,89 @@
-"""`detector bench`: the benchmark (detector.bench)."""
+"""`detector bench`: the benchmark (detector.bench).
+
+Its options are made from the fields of `BenchOptions`, where each is declared
+with its default and help text.
+"""
 
 from __future__ import annotations
 
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import Field, fields
 from pathlib import Path
+from typing import Any
 
 import click
 
+from detector.bench.options import BenchOptions
 from detector.cli.common import on_model_allocator
 
 
+@contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """While inside, SIGTERM (a timeout, say) exits through the ``finally`` blocks,
+    so the benchmark stops the service's processes on its way out."""
+
+    def exit_now(signum: int, frame: object) -> None:
+        sys.exit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected whole numbers separated by commas, got {value!r}") from None
+
+
+def click_option(f: Field[Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The command-line option of one field of `BenchOptions`."""
+    flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+    default = f.default
+    kwargs: dict[str, Any] = {"default": default, "show_default": True, "help": f.metadata["help"]}
+    if isinstance(default, bool):
+        name = flag.removeprefix("--")
+        return click.option(f"--{name}/--no-{name}", f.name, **kwargs)
+    if isinstance(default, tuple):
+        kwargs.update(default=",".join(str(v) for v in default), type=str, callback=_int_list)
+    elif isinstance(default, Path):
+        kwargs["type"] = click.Path(file_okay=False, path_type=Path)
+    elif f.metadata.get("choices"):
+        kwargs["type"] = click.Choice(f.metadata["choices"])
+    elif isinstance(default, int) and f.metadata.get("minimum") is not None:
+        kwargs["type"] = click.IntRange(f.metadata["minimum"])
+    else:
+        kwargs["type"] = type(default)
+    return click.option(flag, f.name, **kwargs)
+
+
+def bench_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one option per field of `BenchOptions`, in the fields' order."""
+    for f in reversed(fields(BenchOptions)):
+        command = click_option(f)(command)
+    return command
+
+
 @click.command()
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("bench-out"),
-    show_default=True,
-    help="scratch directory and reports",
-)
-@click.option("--frames", default=300, show_default=True)
-@click.option("--width", default=640, show_default=True)
-@click.option("--height", default=360, show_default=True)
-@click.option("--batch-size", default=8, show_default=True)
-@click.option("--chunk-frames", default=100, show_default=True)
-@click.option("--backend", default="torchvision", show_default=True)
-@click.option("--model", default="fasterrcnn_mobilenet_v3_large_320_fpn", show_default=True)
-@click.option("--weights", default="random", show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--batch-sweep", default="1,2,4,8,16", show_default=True)
-@click.option("--chunk-sweep", default="25,50,100,300", show_default=True)
-@click.option("--clients", default=50, show_default=True)
-@click.option("--memory-frames", default=60, show_default=True)
-@click.option(
-    "--load-rounds",
-    default=3,
-    show_default=True,
-    type=click.IntRange(1),
-    help="rounds of the API load (each endpoint in turn); the report takes the median",
-)
-@click.option(
-    "--load-seconds",
-    default=5,
-    show_default=True,
-    type=click.IntRange(1),
-    help="seconds of load per endpoint and round (with wrk)",
-)
-def bench(
-    out_dir: Path,
-    frames: int,
-    width: int,
-    height: int,
-    batch_size: int,
-    chunk_frames: int,
-    backend: str,
-    model: str,
-    weights: str,
-    device: str,
-    batch_sweep: str,
-    chunk_sweep: str,
-    clients: int,
-    memory_frames: int,
-    load_rounds: int,
-    load_seconds: int,
-) -> None:
+@bench_options
+def bench(**values: Any) -> None:
     """Measure the pipeline: efficiency vs `detector predict`, decode, batching,
     broker bytes, overheads, worker memory, API latency under load.
 
     Writes bench.json and bench.png into --out and prints a table.
     """
-    from detector.bench import BenchOptions, format_table, run_bench
+    from detector.bench.report import format_table
+    from detector.bench.run import run_bench
 
     on_model_allocator()
-    options = BenchOptions(
-        out_dir=out_dir,
-        frames=frames,
-        width=width,
-        height=height,
-        batch_size=batch_size,
-        chunk_frames=chunk_frames,
-        backend=backend,
-        model=model,
-        weights=weights,
-        device=device,
-        batch_sweep=tuple(int(b) for b in batch_sweep.split(",") if b),
-        chunk_sweep=tuple(int(c) for c in chunk_sweep.split(",") if c),
-        clients=clients,
-        memory_frames=memory_frames,
-        load_rounds=load_rounds,
-        load_seconds=load_seconds,
-    )
-    report = run_bench(options, log=lambda line: click.echo(line, err=True))
+    options = BenchOptions(**values)
+    with _sigterm_exits():
+        report = run_bench(options, log=lambda line: click.echo(line, err=True))
     click.echo(format_table(report))
-    click.echo(f"report: {out_dir / 'bench.json'}, plot: {out_dir / 'bench.png'}")
+    click.echo(f"report: {options.out_dir / 'bench.json'}, plot: {options.out_dir / 'bench.png'}")

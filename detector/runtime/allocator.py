@@ -3,11 +3,11 @@
 A detection model on the CPU allocates and frees activations of many
 megabytes on every batch. glibc's malloc hands blocks that large back to the
 kernel each time (mmap, then munmap), so the next batch page-faults fresh,
-zeroed memory in again: for 300 frames of 640x360, 4 to 5 million page faults
-and a quarter of the worker's CPU time in the kernel. tcmalloc keeps freed
-memory for reuse. With it `detector predict` and the pipeline run about twice
-as fast here, and their speed varies far less from run to run
-(docs/performance.md).
+zeroed memory in again: millions of page faults per video, and much of the
+worker's CPU time spent in the kernel. tcmalloc keeps freed memory for reuse.
+With it `detector predict` and the pipeline run much faster on the CPU, and
+their speed varies far less from run to run; the measurements are in
+docs/performance.md, "The allocator".
 
 An allocator can only be chosen when a process starts (``LD_PRELOAD``), so
 the commands that run the model, ``detector worker``, ``detector predict`` and

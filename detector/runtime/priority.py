@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 
-# The lowest priority. At nice 10 (CFS weight 110 against the API's 1024) the
-# detector still took a tenth of the CPU from an API under full load, about
-# 0.23 cores on two; at 19 (weight 15) it takes 0.07, and the API gets that
-# CPU back (docs/performance.md, "API latency under load").
+# The lowest priority. At nice 10 the detector still took a share of the CPU
+# from an API under full load; at 19 it takes much less, and the API gets that
+# CPU back (the measurements: docs/performance.md, "API latency under load").
 BACKGROUND_NICE = 19
 
 

@@ -1,0 +1,80 @@
+"""The benchmark's options, declared once.
+
+Each field of `BenchOptions` carries its default and its help text;
+`detector bench` builds one command-line option from each field
+(detector/cli/bench.py), so a new option is a new field here and nothing else.
+This module imports nothing heavy: the command line is built from it on every
+`detector` command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_OUT = Path("bench-out")
+
+
+def option(
+    default: T,
+    help: str,
+    *,
+    flag: str | None = None,
+    minimum: int | None = None,
+    choices: tuple[str, ...] = (),
+) -> T:
+    """A field of `BenchOptions` with what its command-line option needs.
+
+    Args:
+        default: the value when the option is not given; its type is the option's type
+            (a tuple of ints is written as a comma-separated list, a bool as
+            ``--name/--no-name``).
+        help: the option's help text.
+        flag: the option's name; ``--`` and the field's name with dashes by default.
+        minimum: the smallest value an int option accepts.
+        choices: the only values a str option accepts.
+    """
+    metadata = {"help": help, "flag": flag, "minimum": minimum, "choices": choices}
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    # option() is a dataclasses.field, and a Path is immutable.
+    out_dir: Path = option(DEFAULT_OUT, "scratch directory and reports", flag="--out")  # noqa: RUF009
+    frames: int = option(300, "frames of the benchmark's video", minimum=1)
+    width: int = option(640, "frame width in pixels", minimum=16)
+    height: int = option(360, "frame height in pixels", minimum=16)
+    fps: int = option(25, "frames per second of the videos", minimum=1)
+    gop: int = option(50, "frames from one keyframe to the next", minimum=1)
+    batch_size: int = option(8, "frames per model batch (DETECTOR_BATCH_SIZE)", minimum=1)
+    chunk_frames: int = option(100, "frames per chunk (CHUNK_FRAMES)", minimum=1)
+    backend: str = option("torchvision", "detection backend (DETECTOR_BACKEND)")
+    model: str = option("fasterrcnn_mobilenet_v3_large_320_fpn", "model (DETECTOR_MODEL)")
+    weights: str = option("random", "model weights: random (seeded), pretrained or a file (DETECTOR_WEIGHTS)")
+    device: str = option("cpu", "device (DETECTOR_DEVICE)")
+    score_threshold: float = option(0.3, "score threshold of every job and of detector predict")
+    batch_sweep: tuple[int, ...] = option((1, 2, 4, 8, 16), "batch sizes to time the model alone at")
+    chunk_sweep: tuple[int, ...] = option((25, 50, 100, 300), "chunk sizes to time the pipeline at")
+    repeats: int = option(3, "pairs of detector predict and a job; the efficiency is their median", minimum=1)
+    memory_frames: int = option(60, "frames of the short video of the worker-memory figure", minimum=1)
+    memory_factor: int = option(10, "how many times longer the long video is", minimum=2)
+    background_detector: bool = option(
+        True, "run the detector worker at the lowest CPU priority, as `detector up` does"
+    )
+    clients: int = option(50, "clients (connections) of the API load", minimum=1)
+    load_tool: str = option(
+        "auto",
+        "API load tool; auto: wrk when it is installed, else python",
+        choices=("auto", "wrk", "python"),
+    )
+    load_rounds: int = option(
+        3, "rounds of the API load (each endpoint in turn); the report takes the median", minimum=1
+    )
+    load_seconds: int = option(5, "seconds of load per endpoint and round (with wrk)", minimum=1)
+    requests_per_client: int = option(
+        20, "requests per client per round (with the python load tool)", minimum=1
+    )

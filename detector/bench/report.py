@@ -1,0 +1,135 @@
+"""The benchmark's report: its figures, the targets they are judged against, the table and the plot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class BenchReport:
+    machine: dict[str, Any]
+    options: dict[str, Any]
+    figures: dict[str, Any] = field(default_factory=dict)
+    # The issue's targets for the development machine, by name: met or not (check_targets).
+    targets_met: dict[str, bool] = field(default_factory=dict)
+
+
+def plot(report: BenchReport, path: Path) -> None:
+    """Model frames/s by batch size and end-to-end frames/s by chunk size, as a PNG
+    (nothing when matplotlib is not installed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    figures = report.figures
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    batches = figures.get("model_fps_by_batch", {})
+    left.plot(list(batches), list(batches.values()), marker="o")
+    left.set(title="Model only, by batch size", xlabel="batch size", ylabel="frames/s")
+    left.set_xscale("log", base=2)
+    left.set_ylim(bottom=0)
+    chunks = figures.get("end_to_end_fps_by_chunk", {})
+    right.plot(list(chunks), list(chunks.values()), marker="o", label="end to end")
+    if "predict_fps" in figures:
+        right.axhline(figures["predict_fps"], linestyle="--", color="grey", label="detector predict")
+    right.set(title="End to end, by chunk size", xlabel="frames per chunk", ylabel="frames/s")
+    right.set_ylim(bottom=0)
+    right.legend()
+    options = report.options
+    fig.suptitle(f"{options['model']} on {options['device']}, {options['width']}x{options['height']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# Growth of a detector worker's peak RSS, from the short video to the one ten
+# times longer, that still counts as flat: runs move by a few percent either way.
+FLAT_MEMORY_GROWTH = 0.10
+
+
+# What the table shows beside each figure that has a target (check_targets' names).
+TARGET_TEXT = {
+    "pipeline_efficiency": ">= 0.9",
+    "decoded_per_delivered": "<= 1.05",
+    "broker_bytes_per_frame": "< 1024",
+    "worker_memory_flat": f"flat (+{FLAT_MEMORY_GROWTH:.0%} at most)",
+    "api_job_p99": "p99 < 100",
+    "api_detections_p99": "p99 < 100",
+}
+
+
+def check_targets(figures: dict[str, Any]) -> dict[str, bool]:
+    """Whether each of the issue's targets for this machine is met, by name.
+
+    A target whose figures were not measured is left out, neither met nor missed.
+    """
+    met: dict[str, bool] = {}
+    if (efficiency := figures.get("pipeline_efficiency")) is not None:
+        met["pipeline_efficiency"] = efficiency >= 0.9
+    if (ratio := figures.get("decoded_per_delivered")) is not None:
+        met["decoded_per_delivered"] = ratio <= 1.05
+    if (broker := figures.get("broker_bytes_per_frame")) is not None:
+        met["broker_bytes_per_frame"] = broker < 1024
+    memory = figures.get("detector_worker_memory", {})
+    if "short" in memory and "long" in memory:
+        limit = memory["short"]["peak_rss_mb"] * (1 + FLAT_MEMORY_GROWTH)
+        met["worker_memory_flat"] = memory["long"]["peak_rss_mb"] <= limit
+    load = figures.get("api_under_load", {})
+    for name in ("job", "detections"):
+        if name in load:
+            met[f"api_{name}_p99"] = load[name]["p99_ms"] < 100
+    return met
+
+
+def format_table(report: BenchReport) -> str:
+    """The figures as a table, each with its target and whether it was met."""
+    f = report.figures
+    # (figure, value, the name of its target in check_targets, or "")
+    rows: list[tuple[str, Any, str]] = [
+        ("pipeline efficiency (end to end / predict)", f.get("pipeline_efficiency"), "pipeline_efficiency"),
+        ("end-to-end frames/s", f.get("end_to_end_fps"), ""),
+        ("detector predict frames/s", f.get("predict_fps"), ""),
+        ("decode-only frames/s", f.get("decode_fps"), ""),
+        ("frames decoded / delivered", f.get("decoded_per_delivered"), "decoded_per_delivered"),
+        ("batching gain (batch / batch 1)", f.get("batching_gain"), ""),
+        ("broker bytes per frame", f.get("broker_bytes_per_frame"), "broker_bytes_per_frame"),
+        ("upload -> first chunk started (s)", f.get("upload_to_first_chunk_s"), ""),
+        ("last chunk done -> succeeded (s)", f.get("last_chunk_to_succeeded_s"), ""),
+    ]
+    for label, m in f.get("detector_worker_memory", {}).items():
+        target = "worker_memory_flat" if label == "long" else ""
+        rows.append((f"detector worker peak RSS, {m['frames']} frames (MB)", m["peak_rss_mb"], target))
+        if "rss_after_mb" in m:
+            rows.append((f"detector worker RSS after, {m['frames']} frames (MB)", m["rss_after_mb"], ""))
+    load = f.get("api_under_load", {})
+    for name in ("job", "detections"):
+        if name in load:
+            what = f"detections ({load['detections_page_frames']} frames)" if name == "detections" else name
+            rows.append(
+                (
+                    f"GET {what} p50 / p99 ms, {load['clients']} clients ({load.get('tool', '?')})",
+                    f"{load[name]['p50_ms']} / {load[name]['p99_ms']}",
+                    f"api_{name}_p99",
+                )
+            )
+            if "p99_ms_rounds" in load[name]:
+                rounds = ", ".join(str(v) for v in load[name]["p99_ms_rounds"])
+                rows.append(("  p99 of each round (the figure above is their median)", rounds, ""))
+    if "detector_fps_during_load" in load:
+        rows.append(("detector frames/s meanwhile (it yields the CPU)", load["detector_fps_during_load"], ""))
+
+    met = check_targets(f)
+
+    def verdict(target: str) -> str:
+        text = TARGET_TEXT.get(target, "")
+        return f"{text}: {'met' if met[target] else 'MISSED'}" if target in met else text
+
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'figure'.ljust(width)}  {'measured':>14}  target", "-" * (width + 26)]
+    lines += [f"{name.ljust(width)}  {value!s:>14}  {verdict(target)}" for name, value, target in rows]
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""`run_bench`: every figure in turn, then the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from sqlalchemy import create_engine
+
+from detector.bench import figures
+from detector.bench.load import choose_tool
+from detector.bench.options import BenchOptions
+from detector.bench.report import BenchReport, check_targets, plot
+from detector.bench.service import Client, Service
+from detector.runtime.allocator import loaded_allocator
+from detector.runtime.processes import detector_cli_argv
+
+
+def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> BenchReport:
+    """Measure every figure on this machine; write bench.json and bench.png into
+    ``options.out_dir`` and return the report."""
+    choose_tool(options.load_tool)  # a missing wrk stops the run now, not half an hour in
+    out = options.out_dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "data"
+    report = BenchReport(
+        machine={
+            "cpus": os.cpu_count(),
+            "platform": sys.platform,
+            "python": sys.version.split()[0],
+            "allocator": loaded_allocator(),
+        },
+        options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+    )
+    log("generating videos")
+    bench = figures.Bench(
+        options=options,
+        out=out,
+        videos=figures.Videos.make(out, options),
+        model_config={
+            "DETECTOR_BACKEND": options.backend,
+            "DETECTOR_MODEL": options.model,
+            "DETECTOR_WEIGHTS": options.weights,
+            "DETECTOR_DEVICE": options.device,
+            "DETECTOR_BATCH_SIZE": options.batch_size,
+            "DETECTOR_MIN_SCORE": 0.05,
+            "DETECTOR_SEED": 0,
+        },
+        log=log,
+    )
+    found = report.figures
+    found.update(figures.decode(bench))
+    found.update(figures.model_by_batch(bench))
+    predict_env = {**os.environ, **bench.model_env()}
+    found.update(figures.predict_baseline(bench, predict_env))
+
+    env = service_env(bench, data)
+    subprocess.run(detector_cli_argv("db", "upgrade"), env=env, check=True, capture_output=True)
+    engine = create_engine(f"sqlite:///{data / 'detector.sqlite3'}")
+    service = Service(env, out, background_detector=options.background_detector)
+    try:
+        service.start_all()
+        client = Client(service.base, check=service.check_running)
+        client.run_job(bench.videos.warmup, options.score_threshold)  # loads the model
+        broker, timed_job = figures.broker_bytes(bench, client, data)
+        found.update(broker)
+        found.update(figures.overheads(bench, engine, timed_job))
+        found.update(figures.pipeline_efficiency(bench, client, predict_env, found["predict_fps"]))
+        found.update(figures.api_under_load(bench, service, client, timed_job))
+        found.update(figures.worker_memory(bench, service, client))
+        found.update(figures.chunk_sweep(bench, service, client))
+    finally:
+        service.stop_all()
+        engine.dispose()
+
+    report.targets_met = check_targets(found)
+    (out / "bench.json").write_text(json.dumps(asdict(report), indent=2))
+    plot(report, out / "bench.png")
+    return report
+
+
+def service_env(bench: figures.Bench, data: Path) -> dict[str, str]:
+    """The service's environment: the model's settings and embedded defaults
+    (SQLite, the filesystem broker, a file result store) in the scratch folder,
+    whatever servers this shell is configured for."""
+    env = {
+        **os.environ,
+        **bench.model_env(),
+        "DETECTOR_ENV": "development",
+        "DATA_DIR": str(data),
+        "VIDEO_STORAGE": str(bench.out / "videos"),
+        "CHUNK_FRAMES": str(bench.options.chunk_frames),
+        "BROKER_STORE_PROCESSED": "1",
+        "LOGIN_RATE_LIMIT": "1000 per minute",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        env.pop(name, None)
+    return env

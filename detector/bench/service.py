@@ -1,0 +1,161 @@
+"""The service under test, as real processes, and a client of its API."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from detector.runtime.processes import ProcessGroup, detector_cli_argv, worker_argv
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    """The ids of a process's children (a Celery worker's pool processes)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's peak (VmHWM) or current (VmRSS) resident memory, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Service:
+    """The API and both workers as real processes on embedded defaults, started
+    as `detector up` starts them (detector.runtime.processes), one worker process each.
+
+    Each process logs to ``<log_dir>/<name>.log``. With ``background_detector``
+    the detector runs at the lowest CPU priority, as `detector up` runs it.
+    """
+
+    def __init__(self, env: dict[str, str], log_dir: Path, background_detector: bool = True) -> None:
+        self.background_detector = background_detector
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/api"
+        self.group = ProcessGroup(env, log_dir)
+
+    def start(self, name: str, **env: str) -> None:
+        """Start ``api``, ``processor`` or ``detector``, with ``env`` added to its environment."""
+        if name == "api":
+            self.group.start(name, detector_cli_argv("api", "--port", str(self.port)), env=env)
+        elif name in ("processor", "detector"):
+            # As `detector up` does: the detector yields the CPU to the API.
+            background = name == "detector" and self.background_detector
+            self.group.start(name, worker_argv(name, concurrency=1), background=background, env=env)
+        else:
+            raise ValueError(f"no such process: {name!r}")
+
+    def start_all(self) -> None:
+        for name in ("api", "processor", "detector"):
+            self.start(name)
+        self.wait_ready()
+
+    def restart(self, name: str, **env: str) -> None:
+        self.group.stop(name)
+        self.start(name, **env)
+
+    def worker_children(self, name: str) -> list[int]:
+        """The pool processes of worker ``name``: where the model runs."""
+        return children(self.group.procs[name].pid)
+
+    def stop_all(self) -> None:
+        self.group.stop_all()
+
+    def check_running(self) -> None:
+        """Raise RuntimeError when one of the processes has ended."""
+        if (ended := self.group.exited()) is not None:
+            name, status = ended
+            raise RuntimeError(f"the {name} process exited with status {status}; see {name}.log")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until the API answers /healthz."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.base.removesuffix("/api") + "/healthz", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            self.check_running()
+            time.sleep(0.2)
+        raise RuntimeError("the API did not start; see api.log")
+
+
+class Client:
+    """A registered user of the API: uploads videos and waits for their jobs.
+
+    ``check`` is called while waiting for a job, and raises when the job can no
+    longer finish (`Service.check_running`: a worker died).
+    """
+
+    def __init__(self, base: str, check: Callable[[], None] = lambda: None) -> None:
+        self.base = base
+        self.check = check
+        self.session = requests.Session()
+        user = {"username": "bench", "password": "bench-password"}
+        self.session.post(f"{base}/auth/register", json=user, timeout=10)
+        token = self.session.post(f"{base}/auth/login", json=user, timeout=10).json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def upload(self, path: Path, threshold: float) -> str:
+        """Upload ``path``; the new job's id."""
+        with path.open("rb") as f:
+            response = self.session.post(
+                f"{self.base}/jobs",
+                headers=self.headers,
+                files={"video": (path.name, f)},
+                data={"score_threshold": str(threshold)},
+                timeout=600,
+            )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        response = self.session.get(f"{self.base}/jobs/{job_id}", headers=self.headers, timeout=10)
+        return dict(response.json())
+
+    def wait(self, job_id: str, timeout: float = 3600) -> dict[str, Any]:
+        """Poll the job until it ends; the job, or RuntimeError when it did not succeed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                if job["status"] != "succeeded":
+                    raise RuntimeError(f"job {job_id} {job['status']}: {job['error']}")
+                return job
+            self.check()
+            time.sleep(0.25)  # as a client would; timings come from the job's own clock
+        raise RuntimeError(f"job {job_id} did not finish in {timeout} s")
+
+    def frames_done(self, job_id: str) -> int:
+        return int(self.job(job_id)["progress"]["frames_done"])
+
+    def run_job(self, path: Path, threshold: float) -> tuple[str, float]:
+        """Upload, wait; returns the job id and seconds from the upload's start to success:
+        the upload's duration plus the job's own created -> finished time (so the
+        polling interval does not blur it)."""
+        started = time.perf_counter()
+        job_id = self.upload(path, threshold)
+        uploaded = time.perf_counter() - started
+        job = self.wait(job_id)
+        created = datetime.fromisoformat(job["created_at"])
+        finished = datetime.fromisoformat(job["finished_at"])
+        return job_id, uploaded + (finished - created).total_seconds()
