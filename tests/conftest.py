@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlparse
 
 import pytest
@@ -27,6 +27,13 @@ RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
+def missing_tool(message: str) -> NoReturn:
+    """Skip for want of a server or tool, except under CI=true (.ci/run provides them), where it fails."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true requires it)")
+    pytest.skip(message)
+
+
 def require_server(url: str) -> None:
     """Skip when the server at ``url`` is unreachable, except under CI=true, where it fails."""
     parsed = urlparse(url.replace("postgresql+psycopg", "postgresql"))
@@ -34,10 +41,7 @@ def require_server(url: str) -> None:
         with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), timeout=2):
             return
     except OSError:
-        message = f"{parsed.scheme} server at {parsed.hostname}:{parsed.port} is unreachable"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true requires it)")
-        pytest.skip(message)
+        missing_tool(f"{parsed.scheme} server at {parsed.hostname}:{parsed.port} is unreachable")
 
 
 # Names a test module imports from here when its tests use the shared RabbitMQ and Redis.

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from detector.cli import main
 from detector.runtime import allocator
 from detector.runtime.allocator import AllocatorError, find_tcmalloc, model_env
+from tests.conftest import missing_tool
 from tests.pipeline.conftest import TEST_MODEL
 
 FOUND = "libtcmalloc_minimal.so.4"
@@ -94,10 +95,7 @@ def test_worker_command_refuses_a_missing_required_tcmalloc(monkeypatch):
 def require_tcmalloc() -> None:
     """Skip when tcmalloc is not installed, except under CI=true (.ci/run installs it), where it fails."""
     if find_tcmalloc() is None:
-        message = "tcmalloc is not installed (apt-get install libtcmalloc-minimal4)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI=true requires it")
-        pytest.skip(message)
+        missing_tool("tcmalloc is not installed (apt-get install libtcmalloc-minimal4)")
 
 
 @pytest.mark.parametrize(("choice", "expected"), [("auto", "tcmalloc"), ("system", "system")])

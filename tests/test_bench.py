@@ -4,7 +4,6 @@ The real benchmark is run by hand (`make bench`); no timing here is asserted.
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from detector.bench.options import BenchOptions
 from detector.bench.report import BenchReport, check_targets, format_table
 from detector.bench.service import free_port
 from detector.cli.bench import bench
+from tests.conftest import missing_tool
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:8000/api/jobs/1
   2 threads and 4 connections
@@ -132,9 +132,7 @@ def test_the_load_tool_is_wrk_when_installed_else_python(monkeypatch):
 
 def test_wrk_loads_a_local_server(local_server: str):
     if shutil.which("wrk") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("wrk is not installed (CI=true requires it; apt-get install wrk)")
-        pytest.skip("wrk is not installed (apt-get install wrk)")
+        missing_tool("wrk is not installed (apt-get install wrk)")
     result = wrk_load(f"{local_server}/missing", {"Authorization": "Bearer x"}, clients=2, seconds=1)
     assert set(result) == set(ROUND_KEYS)
     assert result["requests"] > 0 and result["non_2xx"] == result["requests"]

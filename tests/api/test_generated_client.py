@@ -36,7 +36,7 @@ from detector.db import db
 from detector.db.migrate import upgrade
 from detector.models import FrameDetections, Job, JobStatus
 from detector.video.synthetic import make_video
-from tests.conftest import base_config
+from tests.conftest import base_config, missing_tool
 
 PACKAGE = "detector_api_client"
 
@@ -44,10 +44,7 @@ PACKAGE = "detector_api_client"
 def _swagger2openapi() -> str:
     found = os.environ.get("SWAGGER2OPENAPI") or shutil.which("swagger2openapi")
     if not found:
-        message = "swagger2openapi (npm) is not installed; see this module's docstring"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true requires it)")
-        pytest.skip(message)
+        missing_tool("swagger2openapi (npm) is not installed; see this module's docstring")
     return found
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from detector.video import DecodeStats, VideoError, decode_frames, index_frames, plan_chunks, probe
+from tests.conftest import missing_tool
 from tests.video import corpus
 
 # generator, frames a decoder presents
@@ -71,8 +72,9 @@ def test_index_holds_exactly_the_frames_a_decoder_presents(case):
     assert [index.timestamp(p) for p in index.pts] == pytest.approx([i / corpus.FPS for i in range(frames)])
 
 
-@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe (apt install ffmpeg) is not installed")
 def test_index_agrees_with_ffprobe_count_frames(case):
+    if shutil.which("ffprobe") is None:
+        missing_tool("ffprobe is not installed (apt-get install ffmpeg)")
     name, path, frames = case
     assert _ffprobe_count(path) == len(index_frames(path)) == frames, name
 
