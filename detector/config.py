@@ -140,6 +140,8 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "JOB_STALL_SECONDS": env_int("JOB_STALL_SECONDS", 30 * 60),
         "WATCHDOG_INTERVAL": env_int("WATCHDOG_INTERVAL", 60),
         "DEFAULT_SCORE_THRESHOLD": _env_float("DEFAULT_SCORE_THRESHOLD", 0.5),
+        # A job submit's Idempotency-Key answers its first job for this long, then may be reused.
+        "IDEMPOTENCY_KEY_HOURS": env_int("IDEMPOTENCY_KEY_HOURS", 24),
         # The detection engine; see detector.detection.DetectorSettings.
         "DETECTOR_BACKEND": _env("DETECTOR_BACKEND", "torchvision"),
         "DETECTOR_MODEL": _env("DETECTOR_MODEL"),
@@ -149,6 +151,21 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "DETECTOR_MIN_SCORE": _env_float("DETECTOR_MIN_SCORE", 0.05),
         "DETECTOR_SEED": env_int("DETECTOR_SEED", 0),
         "DETECTOR_CACHE_DIR": _env("DETECTOR_CACHE_DIR"),
+        # URLs users give (callback_url, source_url) may point at loopback, private
+        # or link-local addresses only when this is true (tests, closed networks).
+        "ALLOW_PRIVATE_URLS": _env_bool("ALLOW_PRIVATE_URLS", False),
+        # Redirects a source_url download follows, each target checked like the URL.
+        "URL_MAX_REDIRECTS": env_int("URL_MAX_REDIRECTS", 3),
+        # A webhook event is retried (exponential back-off) for this many hours.
+        "WEBHOOK_RETRY_HOURS": _env_float("WEBHOOK_RETRY_HOURS", 24.0),
+        # The first retry's delay in seconds; it doubles, up to 15 minutes.
+        "WEBHOOK_BACKOFF_SECONDS": _env_float("WEBHOOK_BACKOFF_SECONDS", 30.0),
+        # Connect and read timeout of one webhook POST, in seconds.
+        "WEBHOOK_TIMEOUT_SECONDS": _env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        # Connect and read (between two bytes) timeout of a source_url download.
+        "DOWNLOAD_TIMEOUT_SECONDS": _env_float("DOWNLOAD_TIMEOUT_SECONDS", 30.0),
+        # Tries of one download (resumed with Range where the server allows) before it fails.
+        "DOWNLOAD_ATTEMPTS": env_int("DOWNLOAD_ATTEMPTS", 5),
         "LOG_FORMAT": _env("LOG_FORMAT", "text"),
         "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
     }
@@ -190,6 +207,7 @@ class Settings:
     job_stall_seconds: int
     watchdog_interval: int
     default_score_threshold: float
+    idempotency_key_hours: int
     detector_backend: str
     detector_model: str | None
     detector_weights: str
@@ -198,6 +216,13 @@ class Settings:
     detector_min_score: float
     detector_seed: int
     detector_cache_dir: str | None
+    allow_private_urls: bool
+    url_max_redirects: int
+    webhook_retry_hours: float
+    webhook_backoff_seconds: float
+    webhook_timeout_seconds: float
+    download_timeout_seconds: float
+    download_attempts: int
     log_format: str
     log_level: str
 

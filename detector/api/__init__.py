@@ -17,8 +17,14 @@ AUTHORIZATIONS = {
         "type": "apiKey",
         "in": "header",
         "name": "Authorization",
-        "description": "Type: Bearer <access token from /api/auth/login>",
-    }
+        "description": "Type: Bearer <access token from /api/auth/login> (or Bearer <API key>)",
+    },
+    "ApiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "A personal API key from POST /api/keys (dk_live_...)",
+    },
 }
 
 DESCRIPTION = (
@@ -31,7 +37,7 @@ DESCRIPTION = (
 
 def init_app(app: Flask) -> Api:
     """Register the API blueprint (a fresh Api per app, so tests can build many apps)."""
-    from detector.api import auth, errors, health, jobs
+    from detector.api import auth, errors, health, jobs, keys, webhooks
 
     blueprint = Blueprint("api", __name__, url_prefix="/api")
     api = Api(
@@ -44,6 +50,10 @@ def init_app(app: Flask) -> Api:
     )
     api.add_namespace(auth.ns, path="/auth")
     api.add_namespace(jobs.ns, path="/jobs")
+    api.add_namespace(keys.ns, path="/keys")
+    # /auth/webhook-secret and /jobs/<id>/webhook.
+    api.add_namespace(webhooks.secret_ns, path="/auth")
+    api.add_namespace(webhooks.ns, path="/jobs")
     errors.register(api)
     app.register_blueprint(blueprint)
     errors.init_app(app)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, g, request, url_for
-from flask_jwt_extended import current_user, jwt_required
 from flask_restx import Namespace, Resource, fields, inputs, reqparse
 from sqlalchemy import Row
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import ClientDisconnected
 
+from detector.api.authn import SECURITY, authenticated, current_user
 from detector.api.errors import error_model
+from detector.api.idempotency import HEADER_DOC, idempotent
+from detector.api.webhooks import create_url_job, submitted_urls
 from detector.config import current_settings
 from detector.models import Job
 from detector.pipeline.results import detections_page_json
@@ -20,9 +22,9 @@ from detector.services.errors import InvalidInput
 
 ns = Namespace(
     "jobs",
-    description="Detection jobs. Every endpoint needs a Bearer access token; "
+    description="Detection jobs. Every endpoint needs a Bearer access token or an API key; "
     "another user's job answers 404 like a job that does not exist.",
-    decorators=[jwt_required()],
+    decorators=[authenticated()],
 )
 
 
@@ -46,7 +48,7 @@ class NullableDateTime(_Nullable, fields.DateTime):
 
 
 JOB_ID = "4f6c0b1d9a6e4d0e8f5a2b7c3d9e1f20"
-STATUSES = ["queued", "processing", "succeeded", "failed", "cancelled"]
+STATUSES = ["downloading", "queued", "processing", "succeeded", "failed", "cancelled"]
 
 progress_model = ns.model(
     "Progress",
@@ -138,6 +140,26 @@ job_model = ns.model(
             description="When the job finished; null until then",
             example="2026-11-22T18:24:31.902114+00:00",
         ),
+        "bytes_downloaded": NullableInteger(
+            required=True,
+            description="A source_url job: bytes of the video downloaded so far; null for an upload",
+            example=1048576,
+        ),
+        "bytes_total": NullableInteger(
+            required=True,
+            description="A source_url job: the video's size, once the server has said it",
+            example=5242880,
+        ),
+        "source_url": NullableString(
+            required=True,
+            description="Where the video was downloaded from; null for an upload",
+            example="https://example.com/street.mp4",
+        ),
+        "callback_url": NullableString(
+            required=True,
+            description="Where the job's completion event is POSTed; null for none",
+            example="https://example.com/hooks/detector",
+        ),
         "detections_url": fields.String(
             required=True,
             description="Where to read the detections once the job has succeeded",
@@ -211,9 +233,16 @@ detections_model = ns.model(
 )
 ns.add_model(error_model.name, error_model)
 CUT_OFF = "the upload was cut off: the request body ended before the video file did"
-UNAUTHORIZED = "Missing, malformed, expired or revoked access token"
+UNAUTHORIZED = "Missing, malformed, expired or revoked access token or API key"
 JOB_ID_PARAM = "The job's id, as create_job answered it"
-LOCATION = {"Location": {"type": "string", "description": "The new job's URL, to poll"}}
+LOCATION = {
+    "Location": {"type": "string", "description": "The new job's URL, to poll"},
+    "Detector-Webhook-Secret": {
+        "type": "string",
+        "description": "Only on the caller's first job with a callback_url: the secret that "
+        "signs its webhooks, shown this once",
+    },
+}
 
 
 class ScoreThreshold:
@@ -244,8 +273,23 @@ upload_parser.add_argument(
     "video",
     location="files",
     type=FileStorage,
-    required=True,
-    help="The video file (any container FFmpeg reads)",
+    required=False,
+    help="The video file (any container FFmpeg reads); exactly one of video and source_url",
+)
+upload_parser.add_argument(
+    "source_url",
+    location="form",
+    type=str,
+    required=False,
+    help="An http(s) URL to download the video from, instead of the video file "
+    "(the job starts in status downloading)",
+)
+upload_parser.add_argument(
+    "callback_url",
+    location="form",
+    type=str,
+    required=False,
+    help="An http(s) URL that gets a signed POST when the job ends (see the docs: webhooks)",
 )
 upload_parser.add_argument(
     "score_threshold",
@@ -311,6 +355,10 @@ def job_dict(job: Job | Row[Any], done: int | None = None) -> dict[str, Any]:
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "source_url": job.source_url,
+        "bytes_downloaded": job.bytes_downloaded,
+        "bytes_total": job.bytes_total,
+        "callback_url": job.callback_url,
         "detections_url": url_for("api.jobs_detections", job_id=job.id),
     }
 
@@ -328,7 +376,7 @@ def _parse(parser: reqparse.RequestParser) -> dict[str, Any]:
 @ns.route("")
 @ns.response(401, UNAUTHORIZED, error_model)
 class JobList(Resource):
-    @ns.doc(id="list_jobs", security="Bearer")
+    @ns.doc(id="list_jobs", security=SECURITY)
     @ns.expect(list_parser)
     @ns.response(200, "The caller's jobs, newest first", job_page_model)
     @ns.response(400, "A bad page or per_page", error_model)
@@ -345,15 +393,23 @@ class JobList(Resource):
             "total": total,
         }
 
-    @ns.doc(id="create_job", security="Bearer")
+    @ns.doc(id="create_job", security=SECURITY, params=HEADER_DOC)
     @ns.expect(upload_parser)
     @ns.response(202, "Accepted; poll the job at the Location header", job_model, headers=LOCATION)
+    @ns.response(
+        200, "The job an earlier request with this Idempotency-Key made", job_model, headers=LOCATION
+    )
     @ns.response(400, "Missing video, bad score_threshold or a cut-off upload", error_model)
     @ns.response(
         413, "Larger than the upload limit (MAX_UPLOAD_MB); the message states the limit", error_model
     )
     @ns.response(415, "Not a video", error_model)
-    @ns.response(422, "A video that cannot be decoded or is too large", error_model)
+    @ns.response(
+        422,
+        "A video that cannot be decoded or is too large, or an Idempotency-Key reused "
+        "with other parameters (idempotency_key_reused)",
+        error_model,
+    )
     @ns.response(503, "The deployment's model settings cannot be used here", error_model)
     def post(self) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Upload a video (multipart field `video`) and start detecting objects in it.
@@ -371,23 +427,38 @@ class JobList(Resource):
             floor=settings.detector_min_score,
         )
         upload = files.get("video")
+        urls = submitted_urls(form, has_video=upload is not None)  # callback_url, source_url
+        if urls.source_url is not None:
+            url_job, replayed = create_url_job(
+                urls, threshold, job_service.configured_model(current_app.config)
+            )
+            location = {"Location": url_for("api.jobs_job", job_id=url_job.id), **urls.headers()}
+            return job_dict(url_job), 200 if replayed else 202, location
         if upload is None:
             if g.get("uploads") and not files:
                 # A file part was started but the form never ended (the server
                 # terminated a short body): the parser dropped the partial file.
                 raise InvalidInput(CUT_OFF)
-            raise InvalidInput("multipart field 'video' with the video file is required")
-        job = job_service.create_job(
-            owner_id=current_user.id,
-            upload=upload.stream,
-            filename=upload.filename or "video",
-            score_threshold=threshold,
-            storage=current_app.extensions["video_storage"],
-            max_pixels=settings.max_frame_pixels,
-            model_name=job_service.configured_model(current_app.config),
+            raise InvalidInput("multipart field 'video' with the video file (or a 'source_url') is required")
+        storage = current_app.extensions["video_storage"]
+        job, replayed = idempotent(
+            current_user.id,
+            lambda attach: job_service.create_job(
+                owner_id=current_user.id,
+                upload=upload.stream,
+                filename=upload.filename or "video",
+                score_threshold=threshold,
+                storage=storage,
+                max_pixels=settings.max_frame_pixels,
+                model_name=job_service.configured_model(current_app.config),
+                attach=attach,
+                callback_url=urls.callback_url,
+            ),
+            discard=lambda: storage.discard_upload(upload.stream),
         )
         body = job_dict(job)
-        return body, 202, {"Location": url_for("api.jobs_job", job_id=job.id)}
+        headers = {"Location": url_for("api.jobs_job", job_id=job.id), **urls.headers()}
+        return body, 200 if replayed else 202, headers
 
 
 @ns.route("/<string:job_id>", endpoint="jobs_job")
@@ -395,13 +466,13 @@ class JobList(Resource):
 @ns.response(401, UNAUTHORIZED, error_model)
 @ns.response(404, "No such job (or not yours)", error_model)
 class JobResource(Resource):
-    @ns.doc(id="get_job", security="Bearer")
+    @ns.doc(id="get_job", security=SECURITY)
     @ns.response(200, "The job", job_model)
     def get(self, job_id: str) -> dict[str, Any]:
         """Status, progress, video metadata, error and times of one job."""
         return job_dict(*job_service.get_job_with_progress(current_user.id, job_id))
 
-    @ns.doc(id="delete_job", security="Bearer")
+    @ns.doc(id="delete_job", security=SECURITY)
     @ns.response(204, "Deleted, with its video and detections")
     def delete(self, job_id: str) -> tuple[str, int]:
         """Delete a job, its stored video and its detections (a running job is cancelled)."""
@@ -414,7 +485,7 @@ class JobResource(Resource):
 @ns.response(401, UNAUTHORIZED, error_model)
 @ns.response(404, "No such job (or not yours)", error_model)
 class JobCancel(Resource):
-    @ns.doc(id="cancel_job", security="Bearer")
+    @ns.doc(id="cancel_job", security=SECURITY)
     @ns.response(200, "Cancelled", job_model)
     @ns.response(409, "The job has already finished", error_model)
     def post(self, job_id: str) -> dict[str, Any]:
@@ -427,7 +498,7 @@ class JobCancel(Resource):
 @ns.response(401, UNAUTHORIZED, error_model)
 @ns.response(404, "No such job (or not yours)", error_model)
 class JobDetections(Resource):
-    @ns.doc(id="list_detections", security="Bearer")
+    @ns.doc(id="list_detections", security=SECURITY)
     @ns.expect(detections_parser)
     @ns.response(200, "One page of frames, in order", detections_model)
     @ns.response(400, "A bad start or limit", error_model)

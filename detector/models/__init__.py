@@ -1,6 +1,7 @@
-"""SQLAlchemy models: users, revoked tokens, jobs, their chunks, per-frame detections
-and login rate-limit counters."""
+"""SQLAlchemy models: users, revoked tokens, jobs, their chunks, per-frame detections,
+login rate-limit counters, API keys and idempotency keys."""
 
+from detector.models.apikey import ApiKey, IdempotencyKey
 from detector.models.base import Base, utcnow
 from detector.models.job import (
     FINISHED_STATUSES,
@@ -12,17 +13,22 @@ from detector.models.job import (
 )
 from detector.models.ratelimit import RateLimitCounter
 from detector.models.user import RevokedToken, User
+from detector.models.webhook import WebhookEvent, WebhookSecret
 
 __all__ = [
     "FINISHED_STATUSES",
+    "ApiKey",
     "Base",
     "Chunk",
     "ChunkStatus",
     "FrameDetections",
+    "IdempotencyKey",
     "Job",
     "JobStatus",
     "RateLimitCounter",
     "RevokedToken",
     "User",
+    "WebhookEvent",
+    "WebhookSecret",
     "utcnow",
 ]

@@ -13,6 +13,8 @@ from detector.video.chunks import ChunkPlan
 
 
 class JobStatus(enum.StrEnum):
+    # A job from a source_url, while its video is fetched (detector.pipeline.download).
+    DOWNLOADING = "downloading"
     QUEUED = "queued"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
@@ -72,6 +74,15 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Where a job's events are POSTed when it ends (detector.pipeline.webhooks).
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    # A job whose video comes from a URL (detector.pipeline.download): bytes so far,
+    # the size the server announced, downloads started, last progress.
+    source_url: Mapped[str | None] = mapped_column(Text)
+    bytes_downloaded: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_total: Mapped[int | None] = mapped_column(BigInteger)
+    download_deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    download_progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="job",

@@ -11,6 +11,7 @@ from sqlalchemy import delete
 from detector.db import db
 from detector.models import FrameDetections, Job, JobStatus, utcnow
 from detector.pipeline.names import PROCESS_VIDEO, job_task_ids, process_video_task_id
+from detector.pipeline.webhooks import job_ended
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def stop_job(job_id: str, status: JobStatus, message: str) -> bool:
         chunk_count = job.chunk_count or 0
     log.info("job=%s %s: %s", job_id, status.value, message)
     revoke(job_id, chunk_count)
+    job_ended(job_id)  # its webhook event, if it has a callback_url
     return True
 
 

@@ -13,6 +13,7 @@ from detector.db import db
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
 from detector.pipeline.dispatch import stop_job
 from detector.pipeline.names import CHUNK_FAILED, MERGE_CHUNKS
+from detector.pipeline.webhooks import job_ended
 
 log = get_task_logger(__name__)
 
@@ -45,6 +46,7 @@ def merge_chunks(self: Task, chunk_summaries: list[dict[str, Any]] | None, job_i
     session.commit()
     decoded = sum(c.frames_decoded for c in chunks)
     log.info("job=%s succeeded: %d frames, %d objects", job_id, stored, job.objects_total)
+    job_ended(job_id)  # its webhook event, if it has a callback_url
     return {
         "job_id": job_id,
         "frames": stored,

@@ -14,6 +14,8 @@ DETECT_FRAMES = "detector.detect_frames"
 MERGE_CHUNKS = "detector.merge_chunks"
 CHUNK_FAILED = "detector.chunk_failed"
 WATCHDOG = "detector.watchdog"
+DOWNLOAD_VIDEO = "detector.download_video"
+DELIVER_WEBHOOK = "detector.deliver_webhook"
 # Celery's own task that polls for a chord's end where the result store has no native chords.
 CHORD_UNLOCK = "celery.chord_unlock"
 
@@ -22,6 +24,8 @@ QUEUE_OF = {
     MERGE_CHUNKS: PROCESSOR_QUEUE,
     CHUNK_FAILED: PROCESSOR_QUEUE,
     WATCHDOG: PROCESSOR_QUEUE,
+    DOWNLOAD_VIDEO: PROCESSOR_QUEUE,
+    DELIVER_WEBHOOK: PROCESSOR_QUEUE,
     CHORD_UNLOCK: PROCESSOR_QUEUE,
     DETECT_FRAMES: DETECTOR_QUEUE,
 }
@@ -33,6 +37,11 @@ def process_video_task_id(job_id: str) -> str:
     return job_id
 
 
+def download_task_id(job_id: str) -> str:
+    """A job's `download_video` message: revoked with the job's other tasks."""
+    return f"{job_id}-download"
+
+
 def chunk_task_id(job_id: str, chunk_index: int) -> str:
     """Chunk task ids are derived, so a job's pending chunks can be revoked by id."""
     return f"{job_id}-{chunk_index}"
@@ -40,4 +49,5 @@ def chunk_task_id(job_id: str, chunk_index: int) -> str:
 
 def job_task_ids(job_id: str, chunk_count: int) -> list[str]:
     """Every task id a job's messages may carry: what to revoke when it stops."""
-    return [process_video_task_id(job_id)] + [chunk_task_id(job_id, i) for i in range(chunk_count)]
+    first = [process_video_task_id(job_id), download_task_id(job_id)]
+    return first + [chunk_task_id(job_id, i) for i in range(chunk_count)]

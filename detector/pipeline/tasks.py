@@ -9,8 +9,19 @@ does no harm.
 """
 
 from detector.pipeline.chunks import detect_frames
+from detector.pipeline.download import download_video
 from detector.pipeline.merging import chunk_failed, merge_chunks
 from detector.pipeline.planning import PLANNING_LEASE, process_video
 from detector.pipeline.watchdog import watchdog
+from detector.pipeline.webhooks import deliver_webhook
 
-__all__ = ["PLANNING_LEASE", "chunk_failed", "detect_frames", "merge_chunks", "process_video", "watchdog"]
+__all__ = [
+    "PLANNING_LEASE",
+    "chunk_failed",
+    "deliver_webhook",
+    "detect_frames",
+    "download_video",
+    "merge_chunks",
+    "process_video",
+    "watchdog",
+]

@@ -14,8 +14,10 @@ from detector.db import db
 from detector.models import ChunkStatus, Job, JobStatus, utcnow
 from detector.pipeline.chunks import job_storage
 from detector.pipeline.dispatch import send_process_video, stop_job
+from detector.pipeline.download import watch_downloads
 from detector.pipeline.merging import merge_chunks
 from detector.pipeline.names import WATCHDOG
+from detector.pipeline.webhooks import resend_overdue_events
 
 log = get_task_logger(__name__)
 
@@ -66,6 +68,12 @@ def watchdog() -> dict[str, int]:
             )
             counts["failed"] += 1
     session.rollback()
+    # Downloads (source_url jobs) that stopped moving; webhook retries whose message was lost.
+    resent, failed = watch_downloads(stall)
+    counts["resent"] += resent
+    counts["failed"] += failed
+    if webhooks := resend_overdue_events(stall):
+        log.warning("resent %d webhook events whose retry message was lost", webhooks)
     # Uploads whose API process died mid-request (killed, or past API_TIMEOUT).
     counts["uploads_swept"] = job_storage().sweep_uploads(older_than=UNFINISHED_UPLOAD_SECONDS)
     return counts

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 from sqlalchemy import Integer, Row, Select, Text, bindparam, cast, func, select
@@ -74,9 +74,15 @@ def create_job(
     storage: VideoStorage,
     max_pixels: int,
     model_name: str,
+    attach: Callable[[Job], None] | None = None,
+    callback_url: str | None = None,
 ) -> Job:
     """Probe an upload (already written into storage's incoming area), keep it,
-    commit the job, then send ``process_video``. A refused upload leaves nothing."""
+    commit the job, then send ``process_video``. A refused upload leaves nothing.
+
+    ``attach(job)``, when given, runs in the job's transaction before its commit
+    (detector.services.idempotency adds its key record there); a failed commit
+    leaves nothing either, and re-raises."""
     try:
         upload.flush()
         info = probe(upload.name, max_pixels=max_pixels)
@@ -93,11 +99,14 @@ def create_job(
         status=JobStatus.QUEUED,
         score_threshold=score_threshold,
         model_name=model_name,
+        callback_url=callback_url,
         **info.as_dict(),
     )
     session = db.session
     session.add(job)
     try:
+        if attach is not None:
+            attach(job)
         session.commit()
     except Exception:
         session.rollback()

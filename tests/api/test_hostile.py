@@ -24,6 +24,7 @@ import pytest
 import schemathesis
 from flask_jwt_extended import create_access_token, create_refresh_token
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -39,6 +40,7 @@ from detector.db import db
 from detector.db.migrate import upgrade
 from detector.models import Job, JobStatus, User
 from tests.api.test_jobs import stored_videos, upload
+from tests.api.test_openapi import OPERATIONS
 from tests.conftest import Auth, base_config
 
 SECRET = base_config(Path("/unused"))["JWT_SECRET_KEY"]
@@ -355,7 +357,7 @@ def test_fuzz_the_api_finds_no_server_errors_and_no_schema_violations(tmp_path: 
             return _bearer(create_access_token(identity=str(fuzzer)))
 
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 11
+    assert len(operations) == len(OPERATIONS)
     for operation in operations:
         checks = [
             c
@@ -375,4 +377,11 @@ def test_fuzz_the_api_finds_no_server_errors_and_no_schema_violations(tmp_path: 
             def call(case: Any) -> None:
                 case.call_and_validate(headers=token(), checks=checks)  # noqa: B023
 
-            call()
+            try:
+                call()
+            except Unsatisfiable:
+                # No schema-violating request exists for an operation with only a string
+                # path parameter and two alternative credentials (token or API key):
+                # schemathesis cannot negate "either header". Positive cases still run.
+                if mode is not GenerationMode.NEGATIVE:
+                    raise

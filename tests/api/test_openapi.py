@@ -31,7 +31,14 @@ OPERATIONS = {
     ("/jobs/{job_id}", "delete"): "delete_job",
     ("/jobs/{job_id}/cancel", "post"): "cancel_job",
     ("/jobs/{job_id}/detections", "get"): "list_detections",
+    ("/keys", "get"): "list_api_keys",
+    ("/keys", "post"): "create_api_key",
+    ("/keys/{key_id}", "delete"): "revoke_api_key",
+    ("/auth/webhook-secret", "post"): "rotate_webhook_secret",
+    ("/jobs/{job_id}/webhook", "get"): "get_job_webhook",
 }
+# Request bodies may have optional fields; every response field is always there.
+OPTIONAL_REQUEST_FIELDS = {"ApiKeyRequest": {"expires_at"}}
 METHODS = {"get", "post", "put", "patch", "delete"}
 
 
@@ -94,7 +101,8 @@ def test_properties_that_are_always_present_are_required(spec):
     # Every response model's every field is always in the answer (null where
     # it says x-nullable), so all are required.
     for name, model in spec["definitions"].items():
-        assert sorted(model.get("required", [])) == sorted(model["properties"]), name
+        optional = OPTIONAL_REQUEST_FIELDS.get(name, set())
+        assert sorted(model.get("required", [])) == sorted(set(model["properties"]) - optional), name
 
 
 def test_every_error_response_is_the_error_model(spec):
@@ -111,12 +119,30 @@ def test_every_error_response_is_the_error_model(spec):
 
 
 def test_authenticated_operations_declare_401_and_the_bearer_scheme(spec):
+    assert spec["securityDefinitions"]["ApiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": spec["securityDefinitions"]["ApiKey"]["description"],
+    }
     for path, method, operation in operations(spec):
         if path in {"/auth/register", "/auth/login"}:
             assert "security" not in operation
             continue
-        assert operation.get("security") == [{"Bearer": []}], (path, method)
+        if path in {"/auth/refresh", "/auth/logout", "/auth/me"}:
+            # About the token itself: a token only.
+            assert operation.get("security") == [{"Bearer": []}], (path, method)
+        else:
+            # Everything else takes an access token or an API key (detector.api.authn).
+            assert operation.get("security") == [{"Bearer": []}, {"ApiKey": []}], (path, method)
         assert "401" in operation["responses"], (path, method)
+
+
+def test_upload_declares_the_idempotency_key_header(spec):
+    upload = spec["paths"]["/jobs"]["post"]
+    header = {p["name"]: p for p in upload["parameters"]}["Idempotency-Key"]
+    assert header["in"] == "header" and header["type"] == "string" and not header.get("required")
+    assert upload["responses"]["200"]["schema"] == {"$ref": "#/definitions/Job"}
 
 
 def test_login_declares_its_rate_limit_with_retry_after(spec):
@@ -152,7 +178,11 @@ def test_upload_declares_location_and_score_threshold(spec, app):
     assert upload["consumes"] == ["multipart/form-data"]
     assert upload["responses"]["202"]["headers"]["Location"]["type"] == "string"
     fields = {p["name"]: p for p in upload["parameters"]}
-    assert fields["video"]["type"] == "file" and fields["video"]["required"] is True
+    # Exactly one of video and source_url (a 400 otherwise): neither is required alone.
+    assert fields["video"]["type"] == "file" and not fields["video"].get("required")
+    for name in ("source_url", "callback_url"):
+        assert fields[name]["in"] == "formData" and fields[name]["type"] == "string"
+    assert upload["responses"]["202"]["headers"]["Detector-Webhook-Secret"]["type"] == "string"
     threshold = fields["score_threshold"]
     assert threshold["in"] == "formData" and threshold["type"] == "number"
     assert threshold["minimum"] == app.config["DETECTOR_MIN_SCORE"] == 0.05

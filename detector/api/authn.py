@@ -1,0 +1,87 @@
+"""Authentication for the resource endpoints: a JWT access token or a personal API key.
+
+`authenticated()` is the one decorator of the jobs and keys namespaces. It accepts
+
+- ``X-API-Key: dk_live_…`` (an API key, see detector.auth.apikeys),
+- ``Authorization: Bearer dk_live_…`` (the same key as a Bearer token), or
+- ``Authorization: Bearer <JWT access token>`` (from /api/auth/login),
+
+and keeps the caller for the request: `current_user` is it (``current_user.id``,
+``.username``, ``.created_at``) whichever credential was used. A revoked,
+expired or unknown key is a 401 in the error model, as a bad token is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import g, request
+from flask_jwt_extended import current_user as jwt_current_user
+from flask_jwt_extended import verify_jwt_in_request
+from werkzeug.exceptions import Unauthorized
+from werkzeug.local import LocalProxy
+
+from detector.auth.apikeys import KeyRefused, looks_like_key, owner_of
+
+API_KEY_HEADER = "X-API-Key"
+# The security requirements of an endpoint that `authenticated()` guards, for @ns.doc.
+SECURITY = ["Bearer", "ApiKey"]
+
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def presented_key() -> str | None:
+    """The API key the request presents, if it presents one (not a JWT)."""
+    key = request.headers.get(API_KEY_HEADER)
+    if key is not None:
+        return key.strip()
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and looks_like_key(value):
+        return value
+    return None
+
+
+def authenticate() -> Any:
+    """The caller of this request, from its API key or JWT access token.
+
+    Raises:
+        Unauthorized: a refused API key (a 401 in the error model).
+        JWTExtendedException, PyJWTError: no credential, or an unusable token
+            (the API's error handlers make them 401s).
+    """
+    key = presented_key()
+    if key is not None:
+        try:
+            return owner_of(key)
+        except KeyRefused as exc:
+            raise Unauthorized(str(exc)) from None
+    verify_jwt_in_request()
+    return jwt_current_user._get_current_object()
+
+
+def authenticated() -> Callable[[_View], _View]:
+    """A view decorator: the request must carry a JWT access token or an API key."""
+
+    def decorator(view: _View) -> _View:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            g.caller = authenticate()
+            return view(*args, **kwargs)
+
+        return cast(_View, wrapper)
+
+    return decorator
+
+
+def _caller() -> Any:
+    caller = g.get("caller")
+    if caller is None:
+        raise RuntimeError("current_user outside an authenticated() view")
+    return caller
+
+
+# The authenticated caller (an API key's owner or a token's user): `.id`, `.username`.
+current_user: Any = LocalProxy(_caller)
