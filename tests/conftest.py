@@ -3,6 +3,7 @@ an `auth` helper, synthetic videos, and access to the local servers."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import uuid
@@ -20,11 +21,29 @@ from sqlalchemy import create_engine, text
 from detector.app import create_app
 from detector.config import Settings
 from detector.db.migrate import upgrade
+from detector.net import urls
 from detector.video.synthetic import make_video
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(autouse=True)
+def _no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URL guard resolves only IP literals and localhost here: a test (the API
+    fuzzer's random callback URLs, say) never sends a DNS query off this machine.
+    Worker processes the tests start only ever get loopback IP literals."""
+
+    def offline(host: str, port: int, family: int = 0, type: int = 0) -> list[tuple[Any, ...]]:
+        if host != "localhost":
+            try:
+                ipaddress.ip_address(host.strip("[]"))
+            except ValueError:
+                raise socket.gaierror(socket.EAI_NONAME, f"tests resolve no names ({host})") from None
+        return socket.getaddrinfo(host, port, family, type)
+
+    monkeypatch.setattr(urls, "system_resolver", offline)
 
 
 def missing_tool(message: str) -> NoReturn:

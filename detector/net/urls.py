@@ -97,11 +97,16 @@ def is_public_address(ip: str | IPAddress) -> bool:
 Resolver = Callable[..., list[tuple[Any, ...]]]
 
 
+def system_resolver(host: str, port: int, family: int = 0, type: int = 0) -> list[tuple[Any, ...]]:
+    """The system's name lookup (the default `Resolver`); tests replace it so they never query DNS."""
+    return socket.getaddrinfo(host, port, family, type)
+
+
 def check_url(
     url: str,
     *,
     allow_private: bool = False,
-    resolve: Resolver = socket.getaddrinfo,
+    resolve: Resolver | None = None,
 ) -> CheckedURL:
     """Check ``url`` and pick the address to connect to.
 
@@ -128,7 +133,7 @@ def check_url(
         raise UnsafeURL("URLs with credentials (user:password@) are not allowed")
     port = port or DEFAULT_PORTS[scheme]
     try:
-        infos = resolve(host, port, 0, socket.SOCK_STREAM)
+        infos = (resolve or system_resolver)(host, port, 0, socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as exc:
         raise UnsafeURL(f"the host {host!r} cannot be resolved: {exc}") from None
     addresses: list[IPAddress] = []
@@ -181,7 +186,7 @@ def guarded_request(
     headers: Mapping[str, str] | None = None,
     data: bytes | None = None,
     stream: bool = True,
-    resolve: Resolver = socket.getaddrinfo,
+    resolve: Resolver | None = None,
 ) -> requests.Response:
     """Send one request to ``url`` through the guard, following at most ``max_redirects``
     redirects, each target checked as the first (with 0, a redirect is returned as is). The response is streamed: read its

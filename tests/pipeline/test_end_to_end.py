@@ -158,19 +158,48 @@ def test_cancel_stops_a_running_job(tmp_path, seeded_weights, e2e_video, workers
 
 
 @pytest.mark.slow
-def test_without_weights_the_job_fails_saying_how_to_provide_them(tmp_path, small_video, workers_factory):
-    config = base_config(
+def test_without_weights_the_job_fails_saying_how_to_provide_them(
+    tmp_path, small_video, seeded_weights, workers_factory
+):
+    """The detector workers cannot find their weights file (the API, which names the
+    job's model, can): the job fails saying how to provide weights, never running on
+    random ones."""
+    api_config = base_config(
         tmp_path,
         DETECTOR_MODEL="fasterrcnn_mobilenet_v3_large_320_fpn",
-        DETECTOR_WEIGHTS=str(tmp_path / "missing.pth"),
+        DETECTOR_WEIGHTS=str(seeded_weights),
         DETECTOR_DEVICE="cpu",
     )
-    app = _app(config)
+    app = _app(api_config)
     client = app.test_client()
     headers = Auth(client).headers()
-    with workers_factory(config):
+    with workers_factory({**api_config, "DETECTOR_WEIGHTS": str(tmp_path / "missing.pth")}):
         job = _upload(client, headers, small_video)
         done = wait_for_job(client, headers, job["id"], timeout=120)
     assert done["status"] == "failed"
     assert "does not exist" in done["error"] and "DETECTOR_WEIGHTS" in done["error"]
     assert "chunk 0" in done["error"]
+
+
+def test_an_api_that_cannot_identify_its_model_refuses_uploads_saying_why(tmp_path, small_video):
+    """A job records its exact model from creation on: with a weights file the API
+    cannot read, an upload is refused (503) naming the setting, and nothing is kept."""
+    config = base_config(
+        tmp_path,
+        DETECTOR_MODEL="fasterrcnn_mobilenet_v3_large_320_fpn",
+        DETECTOR_WEIGHTS=str(tmp_path / "missing.pth"),
+    )
+    app = _app(config)
+    client = app.test_client()
+    headers = Auth(client).headers()
+    response = client.post(
+        "/api/jobs",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"video": (io.BytesIO(small_video.read_bytes()), small_video.name)},
+    )
+    assert response.status_code == 503, response.json
+    assert response.json["error"] == "misconfigured"
+    assert "DETECTOR_WEIGHTS" in response.json["message"] and "missing.pth" in response.json["message"]
+    assert client.get("/api/jobs", headers=headers).json["total"] == 0
+    assert not any(p.is_file() for p in Path(config["VIDEO_STORAGE"]).rglob("*"))
