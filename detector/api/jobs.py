@@ -12,6 +12,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from detector.api.authn import SECURITY, authenticated, current_user
 from detector.api.errors import error_model
+from detector.api.fields import NullableDateTime, NullableInteger, NullableString
 from detector.api.idempotency import HEADER_DOC, idempotent
 from detector.api.webhooks import create_url_job, submitted_urls
 from detector.config import current_settings
@@ -26,25 +27,6 @@ ns = Namespace(
     "another user's job answers 404 like a job that does not exist.",
     decorators=[authenticated()],
 )
-
-
-class _Nullable(fields.Raw):
-    """A field that may be null: Swagger 2.0 has no `nullable`, so it says `x-nullable`."""
-
-    def schema(self) -> dict[str, Any]:
-        return {**super().schema(), "x-nullable": True}
-
-
-class NullableString(_Nullable, fields.String):
-    pass
-
-
-class NullableInteger(_Nullable, fields.Integer):
-    pass
-
-
-class NullableDateTime(_Nullable, fields.DateTime):
-    pass
 
 
 JOB_ID = "4f6c0b1d9a6e4d0e8f5a2b7c3d9e1f20"

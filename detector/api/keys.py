@@ -15,6 +15,7 @@ from flask_restx import Namespace, Resource, fields
 
 from detector.api.authn import SECURITY, authenticated, current_user
 from detector.api.errors import error_model
+from detector.api.fields import NullableDateTime
 from detector.services import apikeys
 from detector.services.errors import InvalidInput
 
@@ -27,11 +28,6 @@ ns = Namespace(
 
 KEY_ID = "7d1f0c2b9e8a4f3d8c6b5a4e3d2c1b0a"
 SECRET_EXAMPLE = "dk_live_" + "Vq3k9XrT0bJmW2sYc5nLhA8uDfG1eZoPiK7tRyQwE4M"
-
-
-class NullableDateTime(fields.DateTime):
-    def schema(self) -> dict[str, Any]:
-        return {**super().schema(), "x-nullable": True}
 
 
 key_request = ns.model(

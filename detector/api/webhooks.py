@@ -18,6 +18,7 @@ from werkzeug.datastructures import MultiDict
 
 from detector.api.authn import SECURITY, authenticated, current_user
 from detector.api.errors import error_model
+from detector.api.fields import NullableInteger, NullableString
 from detector.api.idempotency import idempotent
 from detector.config import current_settings
 from detector.db import db
@@ -27,21 +28,6 @@ from detector.services import urljobs
 from detector.services.errors import InvalidInput
 
 SECRET_HEADER = "Detector-Webhook-Secret"
-
-
-class _Nullable(fields.Raw):
-    """A field that may be null (Swagger 2.0 says `x-nullable`)."""
-
-    def schema(self) -> dict[str, Any]:
-        return {**super().schema(), "x-nullable": True}
-
-
-class NullableString(_Nullable, fields.String):
-    pass
-
-
-class NullableInteger(_Nullable, fields.Integer):
-    pass
 
 
 # Two namespaces, mounted at /auth and /jobs beside those of detector.api.auth and .jobs.

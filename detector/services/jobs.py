@@ -65,6 +65,27 @@ def configured_model(config: Mapping[str, Any]) -> str:
         ) from None
 
 
+def save_new_job(
+    job: Job,
+    attach: Callable[[Job], None] | None = None,
+    on_failure: Callable[[], None] | None = None,
+) -> None:
+    """Commit a new job; ``attach(job)`` runs in its transaction first (an idempotency
+    record, say). On any error the transaction is rolled back, ``on_failure()`` undoes
+    what was kept outside the database (the stored video), and the error is raised."""
+    session = db.session
+    session.add(job)
+    try:
+        if attach is not None:
+            attach(job)
+        session.commit()
+    except Exception:
+        session.rollback()
+        if on_failure is not None:
+            on_failure()
+        raise
+
+
 def create_job(
     *,
     owner_id: int,
@@ -102,16 +123,7 @@ def create_job(
         callback_url=callback_url,
         **info.as_dict(),
     )
-    session = db.session
-    session.add(job)
-    try:
-        if attach is not None:
-            attach(job)
-        session.commit()
-    except Exception:
-        session.rollback()
-        storage.delete(key)
-        raise
+    save_new_job(job, attach, on_failure=lambda: storage.delete(key))
     dispatch.send_process_video(job.id)
     return job
 

@@ -13,7 +13,7 @@ from detector.models import Job, JobStatus, WebhookEvent
 from detector.net import UnsafeURL, check_url
 from detector.pipeline import download, webhooks
 from detector.services.errors import InvalidInput
-from detector.services.jobs import get_job
+from detector.services.jobs import get_job, save_new_job
 
 
 def checked_url(field: str, raw: Any, *, allow_private: bool) -> str | None:
@@ -55,15 +55,7 @@ def create_url_job(
         bytes_downloaded=0,
         download_deliveries=0,
     )
-    session = db.session
-    session.add(job)
-    try:
-        if attach is not None:
-            attach(job)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
+    save_new_job(job, attach)
     download.send_download(job.id)
     return job
 

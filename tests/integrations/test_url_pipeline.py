@@ -18,7 +18,7 @@ from detector.db.migrate import upgrade
 from tests.conftest import Auth, base_config
 from tests.integrations.docs_code import documented_verify
 from tests.integrations.servers import Recorder, answer, file_route, serve, unsized_route
-from tests.pipeline.conftest import Workers, detector_config, wait_for_job
+from tests.pipeline.conftest import Workers, assert_same_detections, detector_config, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -119,17 +119,6 @@ def _events(service: Service, path: str, count: int) -> list[dict[str, Any]]:
     for r in got:
         assert verify(service.secret, r.headers["Detector-Signature"], r.body), r.headers
     return [json.loads(r.body) for r in got]
-
-
-def assert_same_detections(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    assert [f["frame"] for f in got] == [f["frame"] for f in expected]
-    for g, e in zip(got, expected, strict=True):
-        assert g["timestamp"] == pytest.approx(e["timestamp"], abs=1e-6)
-        assert len(g["objects"]) == len(e["objects"]), f"frame {g['frame']}"
-        for a, b in zip(g["objects"], e["objects"], strict=True):
-            assert (a["label"], a["class_id"]) == (b["label"], b["class_id"])
-            assert a["score"] == pytest.approx(b["score"], abs=1e-4)
-            assert a["box"] == pytest.approx(b["box"], abs=0.5)
 
 
 def test_a_url_job_equals_the_upload_and_each_end_sends_one_signed_event(service, e2e_video, video_bytes):

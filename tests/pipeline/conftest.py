@@ -136,3 +136,14 @@ def wait_for_job(
             return job
         time.sleep(0.5)
     raise AssertionError(f"job did not reach {until} in {timeout} s: {job}")
+
+
+def assert_same_detections(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert [f["frame"] for f in got] == [f["frame"] for f in expected]
+    for g, e in zip(got, expected, strict=True):
+        assert g["timestamp"] == pytest.approx(e["timestamp"], abs=1e-6)
+        assert len(g["objects"]) == len(e["objects"]), f"frame {g['frame']}"
+        for a, b in zip(g["objects"], e["objects"], strict=True):
+            assert (a["label"], a["class_id"]) == (b["label"], b["class_id"])
+            assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+            assert a["box"] == pytest.approx(b["box"], abs=0.5)

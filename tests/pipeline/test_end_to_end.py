@@ -21,7 +21,7 @@ from detector.detection import DetectorSettings, model_identity
 from detector.pipeline.celery_app import EMBEDDED_CHORD_POLL_S
 from detector.pipeline.predict import predict_video
 from tests.conftest import RABBITMQ_URL, REDIS_URL, Auth, base_config, require_server
-from tests.pipeline.conftest import detector_config, wait_for_job
+from tests.pipeline.conftest import assert_same_detections, detector_config, wait_for_job
 
 THRESHOLD = 0.3
 
@@ -57,17 +57,6 @@ def _all_frames(client, headers, job_id: str) -> list[dict[str, Any]]:
         frames += page["frames"]
         start = page["next_start"]
     return frames
-
-
-def assert_same_detections(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    assert [f["frame"] for f in got] == [f["frame"] for f in expected]
-    for g, e in zip(got, expected, strict=True):
-        assert g["timestamp"] == pytest.approx(e["timestamp"], abs=1e-6)
-        assert len(g["objects"]) == len(e["objects"]), f"frame {g['frame']}"
-        for a, b in zip(g["objects"], e["objects"], strict=True):
-            assert (a["label"], a["class_id"]) == (b["label"], b["class_id"])
-            assert a["score"] == pytest.approx(b["score"], abs=1e-4)
-            assert a["box"] == pytest.approx(b["box"], abs=0.5)
 
 
 def _run_job(config, workers_factory, e2e_video, baseline) -> None:
