@@ -60,11 +60,14 @@ def _env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = _env(name)
     if raw is None:
         return default
-    return raw.lower() in {"1", "true", "yes", "on"}
+    return raw.lower() in TRUE_WORDS
 
 
 def _dev_secret(data_dir: Path, name: str) -> str:
@@ -251,7 +254,7 @@ def _typed(name: str, kind: str, value: Any) -> Any:
     kind = kind.removesuffix(" | None")
     try:
         if kind == "bool":
-            return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes", "on"}
+            return value if isinstance(value, bool) else str(value).lower() in TRUE_WORDS
         if kind == "int":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
