@@ -107,6 +107,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from detector.api import init_app as init_api
 
     init_api(app)
+    from detector.web import init_app as init_web
+
+    init_web(app)  # the web app at /
     from detector.observability.http import init_app as init_metrics
 
     init_metrics(app)

@@ -125,6 +125,11 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         # Videos larger than this many pixels per frame are refused (8K UHD by default).
         "MAX_FRAME_PIXELS": env_int("MAX_FRAME_PIXELS", 7680 * 4320),
         "LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute"),
+        # How long a media token (POST /api/jobs/<id>/media-token) plays a job's videos.
+        "MEDIA_TOKEN_SECONDS": env_int("MEDIA_TOKEN_SECONDS", 3600),
+        # The web app's session cookies (POST /api/auth/session) are sent over HTTPS only
+        # when this is true; the default is true in production, false elsewhere (http://127.0.0.1).
+        "SESSION_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", profile == "production"),
         # Where the login rate limit counts (detector.auth.ratelimit): unset means
         # the Redis result backend, else the database, so all API processes share it.
         "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI"),
@@ -200,6 +205,8 @@ class Settings:
     max_content_length: int
     max_frame_pixels: int
     login_rate_limit: str
+    media_token_seconds: int
+    session_cookie_secure: bool
     ratelimit_storage_uri: str | None
     celery_broker_url: str
     celery_result_backend: str

@@ -37,7 +37,7 @@ DESCRIPTION = (
 
 def init_app(app: Flask) -> Api:
     """Register the API blueprint (a fresh Api per app, so tests can build many apps)."""
-    from detector.api import auth, errors, health, jobs, keys, webhooks
+    from detector.api import auth, errors, health, jobs, keys, media, results, webhooks
 
     blueprint = Blueprint("api", __name__, url_prefix="/api")
     api = Api(
@@ -54,6 +54,11 @@ def init_app(app: Flask) -> Api:
     # /auth/webhook-secret and /jobs/<id>/webhook.
     api.add_namespace(webhooks.secret_ns, path="/auth")
     api.add_namespace(webhooks.ns, path="/jobs")
+    # /jobs/<id>/tracks, /jobs/<id>/export and /labels.
+    api.add_namespace(results.ns, path="/jobs")
+    api.add_namespace(results.labels_ns, path="/labels")
+    # /jobs/<id>/render, /jobs/<id>/media-token, /jobs/<id>/video[/annotated].
+    api.add_namespace(media.ns, path="/jobs")
     errors.register(api)
     app.register_blueprint(blueprint)
     errors.init_app(app)

@@ -1,10 +1,34 @@
-"""/api/auth: register, log in, refresh, log out, who am I."""
+"""/api/auth: register, log in, refresh, log out, who am I; and the web app's cookie session.
+
+Scripts log in with /login and send the tokens as Bearer headers. The web app
+at ``/`` (detector.web) uses /session instead, so that an injected script
+cannot read a long-lived credential:
+
+- the access token is answered in the JSON body and kept only in the page's
+  memory (it lasts JWT_ACCESS_MINUTES);
+- the refresh token is set as an HttpOnly, SameSite=Strict cookie whose path is
+  /api/auth/session, so the browser sends it to the session endpoints only and
+  no script can read it;
+- a second cookie, ``csrf_refresh_token``, readable by the page (path /), holds
+  a random value that is also a claim of the refresh token. The session
+  endpoints that use the cookie want that value back in the ``X-CSRF-TOKEN``
+  header (double submit): another site can make the browser send the cookie,
+  but cannot read the value to put in the header.
+
+Only the session endpoints read a cookie (``locations=["cookies"]``); every
+other endpoint takes its token from the Authorization header alone
+(JWT_TOKEN_LOCATION is ``["headers"]``), so a cookie never stands in for a
+Bearer token.
+"""
 
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
+from hmac import compare_digest
 from typing import Any
 
-from flask import request
+from flask import Response, jsonify, request
 from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
@@ -12,6 +36,8 @@ from flask_jwt_extended import (
     get_jwt,
     jwt_required,
 )
+from flask_jwt_extended.config import config as jwt_config
+from flask_jwt_extended.exceptions import CSRFError
 from flask_restx import Namespace, Resource, fields
 
 from detector.api.errors import error_body, error_model
@@ -117,9 +143,13 @@ def _login_limit() -> str:
     return current_settings().login_rate_limit
 
 
+# /login and /session count against one limit: trying passwords on both gains nothing.
+login_limit = limiter.shared_limit(_login_limit, scope="login", methods=["POST"])
+
+
 @ns.route("/login")
 class Login(Resource):
-    decorators = [limiter.limit(_login_limit, methods=["POST"])]
+    decorators = [login_limit]
 
     @ns.doc(id="login")
     @ns.expect((credentials, "The username and password, as JSON"))
@@ -171,3 +201,163 @@ class Me(Resource):
     def get(self) -> dict[str, Any]:
         """Who the access token belongs to."""
         return user_dict(current_user)
+
+
+# --- The web app's session: access token in the body, refresh token in a cookie ---------
+
+SESSION_PATH = "/api/auth/session"
+# The page reads the CSRF cookie with document.cookie, so its path covers the page (/).
+CSRF_COOKIE_PATH = "/"
+CSRF_CLAIM = "csrf"
+CSRF_HEADER_DOC = {
+    "X-CSRF-TOKEN": {
+        "in": "header",
+        "type": "string",
+        "required": True,
+        "description": "The value of the csrf_refresh_token cookie (double-submit CSRF protection)",
+    }
+}
+COOKIE_DOC = (
+    "Sends the refresh_token_cookie that POST /auth/session set (the browser does that by "
+    "itself) and needs the X-CSRF-TOKEN header: the value of the csrf_refresh_token cookie."
+)
+SET_COOKIE = {
+    "Set-Cookie": {
+        "type": "string",
+        "description": "refresh_token_cookie (HttpOnly, SameSite=Strict, Path=/api/auth/session) "
+        "and csrf_refresh_token (SameSite=Strict, Path=/, readable by the page)",
+    }
+}
+session_access_model = ns.model(
+    "SessionAccessToken",
+    {
+        "access_token": ACCESS_TOKEN,
+        "token_type": TOKEN_TYPE,
+        "expires_in": fields.Integer(
+            required=True,
+            min=1,
+            description="Seconds the access token is valid; get a new one from /auth/session/refresh",
+            example=3600,
+        ),
+    },
+)
+
+
+def _seconds(value: timedelta | bool) -> int:
+    """A flask-jwt-extended lifetime (a timedelta, or False for none) in seconds."""
+    return int(value.total_seconds()) if isinstance(value, timedelta) else 0
+
+
+def _access_answer(user: Any) -> dict[str, Any]:
+    return {
+        "access_token": create_access_token(identity=user),
+        "token_type": "Bearer",
+        "expires_in": _seconds(jwt_config.access_expires),
+    }
+
+
+def _set_session_cookies(response: Response, refresh_token: str, csrf: str) -> None:
+    secure = current_settings().session_cookie_secure
+    max_age = _seconds(jwt_config.refresh_expires) or None
+    response.set_cookie(
+        jwt_config.refresh_cookie_name,
+        refresh_token,
+        max_age=max_age,
+        path=SESSION_PATH,
+        secure=secure,
+        httponly=True,
+        samesite="Strict",
+    )
+    response.set_cookie(
+        jwt_config.refresh_csrf_cookie_name,
+        csrf,
+        max_age=max_age,
+        path=CSRF_COOKIE_PATH,
+        secure=secure,
+        httponly=False,
+        samesite="Strict",
+    )
+
+
+def _clear_session_cookies(response: Response) -> None:
+    secure = current_settings().session_cookie_secure
+    for name, path, httponly in (
+        (jwt_config.refresh_cookie_name, SESSION_PATH, True),
+        (jwt_config.refresh_csrf_cookie_name, CSRF_COOKIE_PATH, False),
+    ):
+        response.delete_cookie(name, path=path, secure=secure, httponly=httponly, samesite="Strict")
+
+
+def _check_csrf() -> None:
+    """The X-CSRF-TOKEN header must equal the csrf claim of the cookie's refresh token.
+
+    Raises:
+        CSRFError: no header, or another value (the API answers 401 ``unauthorized``).
+    """
+    sent = request.headers.get(jwt_config.refresh_csrf_header_name, "")
+    if not sent:
+        raise CSRFError(
+            f"missing CSRF token: send the csrf_refresh_token cookie's value as {jwt_config.refresh_csrf_header_name}"
+        )
+    expected = get_jwt().get(CSRF_CLAIM)
+    if not isinstance(expected, str) or not compare_digest(expected.encode(), sent.encode()):
+        raise CSRFError("the CSRF token does not match the session cookie")
+
+
+def _session_cookie(refresh: bool = True, skip_revocation_check: bool = False) -> Any:
+    """The refresh token from the session cookie only: never from a header."""
+    return jwt_required(refresh=refresh, locations=["cookies"], skip_revocation_check=skip_revocation_check)
+
+
+@ns.route("/session")
+class Session(Resource):
+    decorators = [login_limit]
+
+    @ns.doc(
+        id="create_session",
+        description="For the web app: like /auth/login, but the refresh token is set as an "
+        "HttpOnly cookie (with a CSRF cookie) instead of being answered. Shares the login rate limit.",
+    )
+    @ns.expect((credentials, "The username and password, as JSON"))
+    @ns.response(
+        200, "Signed in; the refresh and CSRF cookies are set", session_access_model, headers=SET_COOKIE
+    )
+    @ns.response(400, "Not a JSON object with a username and a password", error_model)
+    @ns.response(401, "Wrong username or password", error_model)
+    @ns.response(429, "Too many login attempts; wait Retry-After seconds", error_model, headers=RETRY_AFTER)
+    def post(self) -> Response | tuple[dict[str, Any], int]:
+        """Sign in the web app: an access token in the body, the refresh token in a cookie."""
+        user = users.authenticate(*_credentials())
+        if user is None:
+            return error_body("unauthorized", "wrong username or password"), 401
+        csrf = secrets.token_urlsafe(32)
+        refresh_token = create_refresh_token(identity=user, additional_claims={CSRF_CLAIM: csrf})
+        response = jsonify(_access_answer(user))
+        _set_session_cookies(response, refresh_token, csrf)
+        return response
+
+    @ns.doc(id="delete_session", description=COOKIE_DOC, params=CSRF_HEADER_DOC)
+    @ns.response(200, "Signed out: the refresh token is revoked and the cookies cleared", revoked_model)
+    @ns.response(401, "No session cookie, a bad or missing X-CSRF-TOKEN, or an expired session", error_model)
+    @_session_cookie(skip_revocation_check=True)
+    def delete(self) -> Response:
+        """Sign out of the web app: revoke the session's refresh token and clear its cookies."""
+        _check_csrf()
+        revoke_token(get_jwt())
+        response = jsonify({"message": "session ended"})
+        _clear_session_cookies(response)
+        return response
+
+
+@ns.route("/session/refresh")
+class SessionRefresh(Resource):
+    @ns.doc(id="refresh_session", description=COOKIE_DOC, params=CSRF_HEADER_DOC)
+    @ns.response(200, "A new access token", session_access_model)
+    @ns.response(
+        401, "No session cookie, a bad or missing X-CSRF-TOKEN, or a revoked or expired session", error_model
+    )
+    @_session_cookie()
+    def post(self) -> dict[str, Any]:
+        """Get a new access token for the web app with its session cookie."""
+        _check_csrf()
+        return _access_answer(current_user)

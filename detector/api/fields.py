@@ -24,3 +24,11 @@ class NullableInteger(_Nullable, fields.Integer):
 
 class NullableDateTime(_Nullable, fields.DateTime):
     pass
+
+
+class NullableFloat(_Nullable, fields.Float):
+    pass
+
+
+class NullableList(_Nullable, fields.List):
+    pass

@@ -12,13 +12,14 @@ from werkzeug.exceptions import ClientDisconnected
 
 from detector.api.authn import SECURITY, authenticated, current_user
 from detector.api.errors import error_model
-from detector.api.fields import NullableDateTime, NullableInteger, NullableString
+from detector.api.fields import NullableDateTime, NullableFloat, NullableInteger, NullableList, NullableString
 from detector.api.idempotency import HEADER_DOC, idempotent
 from detector.api.webhooks import create_url_job, submitted_urls
 from detector.config import current_settings
-from detector.models import Job
+from detector.models import Job, JobStatus, RenderStatus
 from detector.pipeline.results import detections_page_json
 from detector.services import jobs as job_service
+from detector.services import options
 from detector.services.errors import InvalidInput
 
 ns = Namespace(
@@ -31,6 +32,7 @@ ns = Namespace(
 
 JOB_ID = "4f6c0b1d9a6e4d0e8f5a2b7c3d9e1f20"
 STATUSES = ["downloading", "queued", "processing", "succeeded", "failed", "cancelled"]
+STAGES = ["downloading", "queued", "planning", "detecting", "merging", "tracking", "finished"]
 
 progress_model = ns.model(
     "Progress",
@@ -50,6 +52,51 @@ progress_model = ns.model(
             max=100,
             description="frames_done as a percentage of frames_total (0 while unknown)",
             example=32.0,
+        ),
+        "stage": fields.String(
+            required=True,
+            enum=STAGES,
+            description="What the job is doing: downloading, queued, planning, detecting, "
+            "merging (checking every chunk is stored), tracking (a job with track=true), finished",
+            example="detecting",
+        ),
+        "frames_tracked": NullableInteger(
+            required=True,
+            min=0,
+            description="A tracked job: frames tracked so far, once tracking has started; else null",
+            example=250,
+        ),
+    },
+)
+options_model = ns.model(
+    "JobOptions",
+    {
+        "sample_fps": NullableFloat(
+            required=True,
+            description="At most this many frames a second are analysed; null when not sampled by rate",
+            example=2.0,
+        ),
+        "frame_stride": NullableInteger(
+            required=True,
+            description="Every frame_stride-th frame is analysed; null when not sampled by stride",
+            example=5,
+        ),
+        "start": NullableFloat(
+            required=True, description="Analysis starts at this second; null for the start", example=10.0
+        ),
+        "end": NullableFloat(
+            required=True,
+            description="Analysis ends before this second; null for the end of the video",
+            example=40.0,
+        ),
+        "classes": NullableList(
+            fields.String,
+            required=True,
+            description="Only these labels are kept; null for every class",
+            example=["person", "car"],
+        ),
+        "track": fields.Boolean(
+            required=True, description="Whether objects carry track ids across frames", example=True
         ),
     },
 )
@@ -71,6 +118,31 @@ video_model = ns.model(
             description="Display rotation in degrees from the container; "
             "boxes are in the stored (unrotated) frame.",
             example=0,
+        ),
+    },
+)
+render_model = ns.model(
+    "Render",
+    {
+        "status": fields.String(
+            required=True,
+            enum=["queued", "rendering", "succeeded", "failed"],
+            description="queued, then rendering, then succeeded or failed",
+            example="rendering",
+        ),
+        "frames_done": fields.Integer(required=True, min=0, description="Frames drawn so far", example=120),
+        "percent": fields.Float(
+            required=True, min=0, max=100, description="Frames drawn, of the video's frames", example=40.0
+        ),
+        "error": NullableString(
+            required=True,
+            description="Why the render failed; null unless it failed",
+            example="the annotated video could not be made: the video ended early",
+        ),
+        "url": NullableString(
+            required=True,
+            description="The annotated MP4 once succeeded (GET, Range supported); null before",
+            example=f"/api/jobs/{JOB_ID}/video/annotated",
         ),
     },
 )
@@ -96,6 +168,12 @@ job_model = ns.model(
             example="torchvision/fasterrcnn_mobilenet_v3_large_fpn",
         ),
         "progress": fields.Nested(progress_model, required=True, description="How far detection has got"),
+        "options": fields.Nested(options_model, required=True, description="What the job analyses"),
+        "tracks_total": NullableInteger(
+            required=True,
+            description="A tracked job: the tracks found, once it has succeeded; else null",
+            example=42,
+        ),
         "video": fields.Nested(video_model, required=True, description="What the upload's probe found"),
         "objects_total": NullableInteger(
             required=True,
@@ -146,6 +224,18 @@ job_model = ns.model(
             required=True,
             description="Where to read the detections once the job has succeeded",
             example=f"/api/jobs/{JOB_ID}/detections",
+        ),
+        "tracks_url": fields.String(
+            required=True,
+            description="Where to read a tracked job's tracks once it has succeeded",
+            example=f"/api/jobs/{JOB_ID}/tracks",
+        ),
+        "render": fields.Nested(
+            render_model,
+            required=True,
+            allow_null=True,
+            skip_none=False,
+            description="The annotated video (POST /api/jobs/<id>/render); null until one is asked for",
         ),
     },
 )
@@ -227,6 +317,39 @@ LOCATION = {
 }
 
 
+class Bounded:
+    """A number form field's type in the API document: its bounds, and its default
+    (None: leaving the field out turns the option off)."""
+
+    def __init__(
+        self,
+        kind: type[int] | type[float],
+        minimum: float,
+        maximum: float,
+        default: float | None = None,
+        *,
+        exclusive_minimum: bool = False,
+    ) -> None:
+        self.kind, self.minimum, self.maximum, self.default = kind, minimum, maximum, default
+        self.exclusive_minimum = exclusive_minimum
+
+    @property
+    def __schema__(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {
+            "type": "integer" if self.kind is int else "number",
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+        }
+        if self.exclusive_minimum:
+            schema["exclusiveMinimum"] = True
+        if self.default is not None:
+            schema["default"] = self.default
+        return schema
+
+    def __call__(self, value: str) -> float:
+        return self.kind(value)
+
+
 class ScoreThreshold:
     """The score_threshold form field's type in the API document.
 
@@ -282,6 +405,54 @@ upload_parser.add_argument(
     "(DETECTOR_MIN_SCORE): the model reports nothing below it.",
 )
 
+upload_parser.add_argument(
+    "sample_fps",
+    location="form",
+    type=Bounded(float, 0, options.MAX_SAMPLE_FPS, exclusive_minimum=True),
+    required=False,
+    help=f"Analyse at most this many frames a second (greater than 0, at most {options.MAX_SAMPLE_FPS:g}), "
+    "chosen by timestamp so that variable-frame-rate video is sampled evenly. Not with frame_stride.",
+)
+upload_parser.add_argument(
+    "frame_stride",
+    location="form",
+    type=Bounded(int, 1, options.MAX_FRAME_STRIDE, 1),
+    required=False,
+    help=f"Analyse every k-th frame (1 to {options.MAX_FRAME_STRIDE}); 1, the default, is every frame. "
+    "Not with sample_fps.",
+)
+upload_parser.add_argument(
+    "start",
+    location="form",
+    type=Bounded(float, 0, options.MAX_SECONDS, 0),
+    required=False,
+    help="Analyse from this second of the video on (default 0); it must be before the video's end",
+)
+upload_parser.add_argument(
+    "end",
+    location="form",
+    type=Bounded(float, 0, options.MAX_SECONDS, exclusive_minimum=True),
+    required=False,
+    help="Analyse only frames before this second (default: the end of the video); after start",
+)
+upload_parser.add_argument(
+    "classes",
+    location="form",
+    type=str,
+    required=False,
+    help="Keep only these classes: comma-separated labels or class ids of the model (GET /api/labels), "
+    "e.g. person,car. Default: every class.",
+)
+upload_parser.add_argument(
+    "track",
+    location="form",
+    type=inputs.boolean,
+    required=False,
+    default=False,
+    help="Follow objects across the analysed frames: each object gets a track_id, and the job "
+    "gets tracks (GET /api/jobs/<id>/tracks). Default false.",
+)
+
 # Bounded, so that a huge page or start is a 400, never an integer overflow in the database.
 MAX_PAGE = 1_000_000
 MAX_FRAME_INDEX = 2**31 - 1
@@ -307,6 +478,50 @@ detections_parser.add_argument(
 )
 
 
+def stage(job: Job | Row[Any], done: int) -> str:
+    """What the job is doing now (one of STAGES)."""
+    if job.status.finished:
+        return "finished"
+    if job.status is not JobStatus.PROCESSING:
+        return str(job.status.value)
+    if not job.dispatched:
+        return "planning"
+    if job.frames_total is None or done < job.frames_total:
+        return "detecting"
+    return "tracking" if job.frames_tracked is not None else "merging"
+
+
+def options_dict(job: Job | Row[Any]) -> dict[str, Any]:
+    """The job's options as the API shows them (classes by label)."""
+    classes = None
+    if job.classes is not None:
+        labels = job_service.configured_labels(current_app.config)
+        classes = [labels.get(class_id, str(class_id)) for class_id in job.classes]
+    return {
+        "sample_fps": job.sample_fps,
+        "frame_stride": job.frame_stride,
+        "start": job.start_time,
+        "end": job.end_time,
+        "classes": classes,
+        "track": bool(job.track),
+    }
+
+
+def render_dict(job: Job | Row[Any]) -> dict[str, Any] | None:
+    """The job's annotated video as the API shows it; None when none was asked for."""
+    if job.render_status is None:
+        return None
+    done, total = job.render_frames_done or 0, job.frame_count
+    succeeded = job.render_status is RenderStatus.SUCCEEDED
+    return {
+        "status": job.render_status.value,
+        "frames_done": done,
+        "percent": 100.0 if succeeded else (round(min(100.0, 100.0 * done / total), 1) if total else 0.0),
+        "error": job.render_error,
+        "url": url_for("api.jobs_video_annotated", job_id=job.id) if succeeded else None,
+    }
+
+
 def job_dict(job: Job | Row[Any], done: int | None = None) -> dict[str, Any]:
     """The job (an object or a row) as the API shows it; ``done`` is its frames done, when known."""
     if done is None:
@@ -322,7 +537,11 @@ def job_dict(job: Job | Row[Any], done: int | None = None) -> dict[str, Any]:
             "frames_done": done,
             "frames_total": total,
             "percent": round(100.0 * done / total, 1) if total else 0.0,
+            "stage": stage(job, done),
+            "frames_tracked": job.frames_tracked,
         },
+        "options": options_dict(job),
+        "tracks_total": job.tracks_total,
         "video": {
             "codec": job.codec,
             "width": job.width,
@@ -342,10 +561,12 @@ def job_dict(job: Job | Row[Any], done: int | None = None) -> dict[str, Any]:
         "bytes_total": job.bytes_total,
         "callback_url": job.callback_url,
         "detections_url": url_for("api.jobs_detections", job_id=job.id),
+        "tracks_url": url_for("api.jobs_tracks", job_id=job.id),
+        "render": render_dict(job),
     }
 
 
-def _parse(parser: reqparse.RequestParser) -> dict[str, Any]:
+def parse_args(parser: reqparse.RequestParser) -> dict[str, Any]:
     try:
         return dict(parser.parse_args())
     except Exception as exc:  # reqparse aborts with a 400 HTTPException
@@ -364,7 +585,7 @@ class JobList(Resource):
     @ns.response(400, "A bad page or per_page", error_model)
     def get(self) -> dict[str, Any]:
         """List your jobs, newest first."""
-        args = _parse(list_parser)
+        args = parse_args(list_parser)
         page = max(1, args["page"])
         jobs, total = job_service.list_jobs(current_user.id, page, args["per_page"])
         done = job_service.frames_done(jobs)
@@ -381,7 +602,12 @@ class JobList(Resource):
     @ns.response(
         200, "The job an earlier request with this Idempotency-Key made", job_model, headers=LOCATION
     )
-    @ns.response(400, "Missing video, bad score_threshold or a cut-off upload", error_model)
+    @ns.response(
+        400,
+        "Missing video, a bad option (the message names the field), a span with no frame, "
+        "or a cut-off upload",
+        error_model,
+    )
     @ns.response(
         413, "Larger than the upload limit (MAX_UPLOAD_MB); the message states the limit", error_model
     )
@@ -408,11 +634,12 @@ class JobList(Resource):
             default=settings.default_score_threshold,
             floor=settings.detector_min_score,
         )
+        job_options = options.parse_job_options(form, job_service.configured_labels(current_app.config))
         upload = files.get("video")
         urls = submitted_urls(form, has_video=upload is not None)  # callback_url, source_url
         if urls.source_url is not None:
             url_job, replayed = create_url_job(
-                urls, threshold, job_service.configured_model(current_app.config)
+                urls, threshold, job_service.configured_model(current_app.config), job_options
             )
             location = {"Location": url_for("api.jobs_job", job_id=url_job.id), **urls.headers()}
             return job_dict(url_job), 200 if replayed else 202, location
@@ -435,6 +662,7 @@ class JobList(Resource):
                 model_name=job_service.configured_model(current_app.config),
                 attach=attach,
                 callback_url=urls.callback_url,
+                options=job_options,
             ),
             discard=lambda: storage.discard_upload(upload.stream),
         )
@@ -490,10 +718,15 @@ class JobDetections(Resource):
 
         Answers 409 until the job has succeeded.
         """
-        args = _parse(detections_parser)
+        args = parse_args(detections_parser)
         start, limit = args["start"], args["limit"]
-        job, frames = job_service.get_detections(current_user.id, job_id, start, limit)
+        job, frames, following = job_service.get_detections(current_user.id, job_id, start, limit)
         text = detections_page_json(
-            job_id=job.id, frames_total=job.frames_total or 0, start=start, limit=limit, frames=frames
+            job_id=job.id,
+            frames_total=job.frames_total or 0,
+            start=start,
+            limit=limit,
+            frames=frames,
+            next_start=following,
         )
         return current_app.response_class(text, mimetype="application/json")

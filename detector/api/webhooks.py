@@ -26,6 +26,7 @@ from detector.models import Job, WebhookSecret
 from detector.pipeline.webhooks import new_secret
 from detector.services import urljobs
 from detector.services.errors import InvalidInput
+from detector.services.options import JobOptions
 
 SECRET_HEADER = "Detector-Webhook-Secret"
 
@@ -182,7 +183,9 @@ def submitted_urls(form: MultiDict[str, str], has_video: bool) -> SubmittedURLs:
     return urls
 
 
-def create_url_job(urls: SubmittedURLs, threshold: float, model_name: str) -> tuple[Job, bool]:
+def create_url_job(
+    urls: SubmittedURLs, threshold: float, model_name: str, options: JobOptions
+) -> tuple[Job, bool]:
     """The job of a source_url submit (and whether an earlier request with its
     Idempotency-Key made it)."""
     source = urls.source_url
@@ -196,6 +199,7 @@ def create_url_job(urls: SubmittedURLs, threshold: float, model_name: str) -> tu
             model_name=model_name,
             callback_url=urls.callback_url,
             attach=attach,
+            options=options,
         ),
         discard=lambda: None,
     )

@@ -119,6 +119,8 @@ def up(host: str, port: int, detectors: int) -> None:
     # On one machine the detector yields the CPU to the API and the processor,
     # so requests stay fast while a video is being analysed.
     group.start("detector", worker_argv("detector", concurrency=detectors), background=True)
+    # Annotated videos, one at a time, also behind the API.
+    group.start("render", worker_argv("render", concurrency=1), background=True)
     click.echo(
         f"detector is up: API and Swagger UI at http://{host}:{port}/api/ "
         f"(database {service.database_url}, broker {service.celery_broker_url}); "

@@ -210,3 +210,9 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
             f"weights file {path} does not fit this model: {len(missing)} parameters are missing "
             f"or have other shapes (e.g. {', '.join(missing[:3])}). {HOW_TO_PROVIDE}"
         )
+
+
+def config_labels(settings: DetectorSettings) -> list[str]:
+    """The labels of the model ``settings`` name, from its config's test dataset."""
+    config_file, _ = _config_source(settings.model or DEFAULT_MODEL)
+    return _labels(_build_config(config_file, "cpu", settings.min_score))

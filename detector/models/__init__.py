@@ -1,5 +1,5 @@
 """SQLAlchemy models: users, revoked tokens, jobs, their chunks, per-frame detections,
-login rate-limit counters, API keys and idempotency keys."""
+tracks, login rate-limit counters, API keys and idempotency keys."""
 
 from detector.models.apikey import ApiKey, IdempotencyKey
 from detector.models.base import Base, utcnow
@@ -10,6 +10,8 @@ from detector.models.job import (
     FrameDetections,
     Job,
     JobStatus,
+    RenderStatus,
+    Track,
 )
 from detector.models.ratelimit import RateLimitCounter
 from detector.models.user import RevokedToken, User
@@ -26,7 +28,9 @@ __all__ = [
     "Job",
     "JobStatus",
     "RateLimitCounter",
+    "RenderStatus",
     "RevokedToken",
+    "Track",
     "User",
     "WebhookEvent",
     "WebhookSecret",

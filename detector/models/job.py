@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from detector.models.base import Base, JSONType, UTCDateTime, utcnow
 from detector.video.chunks import ChunkPlan
+from detector.video.selection import FrameSelection
 
 
 class JobStatus(enum.StrEnum):
@@ -27,6 +28,13 @@ class JobStatus(enum.StrEnum):
 
 
 FINISHED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class RenderStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RENDERING = "rendering"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 def new_job_id() -> str:
@@ -62,11 +70,25 @@ class Job(Base):
     rotation: Mapped[int] = mapped_column(Integer, default=0)
     # Request parameters and the engine that ran them.
     score_threshold: Mapped[float] = mapped_column(Float)
+    # What is analysed (detector.video.FrameSelection): a span in seconds, then
+    # every frame_stride-th frame or at most sample_fps frames a second; only
+    # these class ids (null: all); and whether objects are tracked.
+    sample_fps: Mapped[float | None] = mapped_column(Float)
+    frame_stride: Mapped[int | None] = mapped_column(Integer)
+    start_time: Mapped[float | None] = mapped_column(Float)
+    end_time: Mapped[float | None] = mapped_column(Float)
+    classes: Mapped[list[int] | None] = mapped_column(JSONType)
+    track: Mapped[bool] = mapped_column(default=False)
     # The exact model (detector.detection.model_identity), fixed when the job is created.
     model_name: Mapped[str | None] = mapped_column(String(1024))
-    # Progress: frames_total is known once the job is planned; frames done are
-    # summed over its chunks (see Chunk.frames_done).
+    # Progress: frames_total (the frames analysed) is known once the job is
+    # planned; frames done are summed over its chunks (see Chunk.frames_done).
+    # A tracked job then tracks its frames in order (detector.pipeline.tracking):
+    # frames_tracked so far, tracked_at its last progress.
     frames_total: Mapped[int | None] = mapped_column(Integer)
+    frames_tracked: Mapped[int | None] = mapped_column(Integer)
+    tracked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tracks_total: Mapped[int | None] = mapped_column(Integer)
     chunk_count: Mapped[int | None] = mapped_column(Integer)
     objects_total: Mapped[int | None] = mapped_column(Integer)
     dispatched: Mapped[bool] = mapped_column(default=False)
@@ -84,12 +106,38 @@ class Job(Base):
     download_deliveries: Mapped[int] = mapped_column(Integer, default=0)
     download_progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # The annotated video (detector.pipeline.rendering): one per job.
+    render_status: Mapped[RenderStatus | None] = mapped_column(
+        Enum(
+            RenderStatus,
+            name="render_status",
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+        )
+    )
+    render_key: Mapped[str | None] = mapped_column(String(255))
+    render_frames_done: Mapped[int | None] = mapped_column(Integer)
+    render_error: Mapped[str | None] = mapped_column(Text)
+    render_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    render_progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    render_deliveries: Mapped[int] = mapped_column(Integer, default=0)
+
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="job",
         cascade="all, delete-orphan",
         passive_deletes=True,
         order_by="Chunk.index",
     )
+
+    @property
+    def selection(self) -> FrameSelection:
+        """The frames the job analyses."""
+        return FrameSelection(
+            sample_fps=self.sample_fps,
+            frame_stride=self.frame_stride,
+            start=self.start_time,
+            end=self.end_time,
+        )
 
 
 class ChunkStatus(enum.StrEnum):
@@ -115,6 +163,9 @@ class Chunk(Base):
     seek_pts: Mapped[int] = mapped_column(BigInteger)
     frame_pts: Mapped[list[int]] = mapped_column(JSONType)
     timestamps: Mapped[list[float]] = mapped_column(JSONType)
+    # The chunk's frames: null for every frame from start_frame to end_frame (as
+    # chunks planned before jobs could sample were), else the selected indices.
+    frames: Mapped[list[int] | None] = mapped_column(JSONType)
     status: Mapped[ChunkStatus] = mapped_column(
         Enum(
             ChunkStatus,
@@ -145,6 +196,7 @@ class Chunk(Base):
             seek_pts=plan.seek_pts,
             frame_pts=list(plan.frame_pts),
             timestamps=list(plan.timestamps),
+            frames=list(plan.frames),
         )
 
     def plan(self) -> ChunkPlan:
@@ -156,6 +208,9 @@ class Chunk(Base):
             seek_pts=self.seek_pts,
             frame_pts=list(self.frame_pts),
             timestamps=list(self.timestamps),
+            frames=list(self.frames)
+            if self.frames is not None
+            else list(range(self.start_frame, self.end_frame)),
         )
 
 
@@ -168,3 +223,20 @@ class FrameDetections(Base):
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     timestamp: Mapped[float] = mapped_column(Float)
     objects: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+
+
+class Track(Base):
+    """One object followed across a tracked job's analysed frames."""
+
+    __tablename__ = "tracks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    track_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(255))
+    class_id: Mapped[int] = mapped_column(Integer)
+    first_frame: Mapped[int] = mapped_column(Integer)
+    last_frame: Mapped[int] = mapped_column(Integer)
+    first_timestamp: Mapped[float] = mapped_column(Float)
+    last_timestamp: Mapped[float] = mapped_column(Float)
+    frames: Mapped[int] = mapped_column(Integer)
+    mean_score: Mapped[float] = mapped_column(Float)

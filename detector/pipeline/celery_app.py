@@ -10,7 +10,7 @@ from flask import Flask
 from kombu import Exchange, Queue
 
 from detector.config import Settings
-from detector.pipeline.names import DETECTOR_QUEUE, PROCESSOR_QUEUE, QUEUE_OF, WATCHDOG
+from detector.pipeline.names import DETECTOR_QUEUE, PROCESSOR_QUEUE, QUEUE_OF, RENDER_QUEUE, WATCHDOG
 
 ROUTES = {name: {"queue": queue, "routing_key": queue} for name, queue in QUEUE_OF.items()}
 
@@ -42,7 +42,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_routing_key": PROCESSOR_QUEUE,
         "task_queues": tuple(
             Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)
-            for name in (PROCESSOR_QUEUE, DETECTOR_QUEUE)
+            for name in (PROCESSOR_QUEUE, DETECTOR_QUEUE, RENDER_QUEUE)
         ),
         "task_routes": ROUTES,
         # A chunk is stopped well before RabbitMQ's 30-minute consumer_timeout.

@@ -66,11 +66,12 @@ class ChunkRun:
     def _chunk_row(self) -> Any:
         return update(Chunk).where(Chunk.job_id == self.job_id, Chunk.index == self.chunk_index)
 
-    def start(self) -> tuple[ChunkPlan, float, str, int] | dict[str, Any]:
+    def start(self) -> tuple[ChunkPlan, Job, int] | dict[str, Any]:
         """Mark the chunk running and count this delivery.
 
-        Returns the chunk's plan, the job's score threshold, its video's storage
-        key and the delivery number; or, for a chunk already done, its summary.
+        Returns the chunk's plan, the job (detached: its score threshold,
+        classes and video's storage key are what the chunk needs) and the
+        delivery number; or, for a chunk already done, its summary.
 
         Raises:
             Skip: the job is not processing any more.
@@ -88,7 +89,8 @@ class ChunkRun:
             chunk.status = ChunkStatus.RUNNING
             chunk.frames_done = 0
             chunk.started_at = utcnow()
-            return chunk.plan(), job.score_threshold, job.storage_key, chunk.deliveries
+            plan, deliveries = chunk.plan(), chunk.deliveries
+        return plan, job, deliveries
 
     def check_deliveries(self, deliveries: int) -> None:
         """Give up on a chunk whose every delivery so far killed its worker.
@@ -136,7 +138,7 @@ class ChunkRun:
         if status is not JobStatus.PROCESSING:
             raise JobStopped()
 
-    def detect(self, predictor: Predictor, plan: ChunkPlan, threshold: float, key: str) -> list[FrameResult]:
+    def detect(self, predictor: Predictor, plan: ChunkPlan, job: Job) -> list[FrameResult]:
         """Decode the chunk's frames and run them through ``predictor``.
 
         Raises:
@@ -144,10 +146,11 @@ class ChunkRun:
         """
         try:
             return detect_range(
-                job_storage().path(key),
+                job_storage().path(job.storage_key),
                 predictor,
                 plan,
-                score_threshold=threshold,
+                score_threshold=job.score_threshold,
+                classes=job.classes,
                 stats=self.stats,
                 on_batch=self.progress,
                 on_forward=metrics.observe_batch,
@@ -249,12 +252,12 @@ class ChunkRun:
         started = self.start()
         if isinstance(started, dict):
             return started  # done by an earlier delivery
-        plan, threshold, key, deliveries = started
+        plan, job, deliveries = started
         self.check_deliveries(deliveries)
         log.info("job=%s chunk=%d started (delivery %d)", self.job_id, self.chunk_index, deliveries)
         try:
             predictor = self.load_predictor()
-            frames = self.detect(predictor, plan, threshold, key)
+            frames = self.detect(predictor, plan, job)
             metrics.observe_frames(len(frames), predictor.device)
             objects = self.store(frames, predictor.name)
         except SoftTimeLimitExceeded:

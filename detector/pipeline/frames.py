@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,17 +73,22 @@ def detect_range(
     plan: ChunkPlan,
     *,
     score_threshold: float,
+    classes: Collection[int] | None = None,
     stats: DecodeStats | None = None,
     on_batch: Callable[[int], None] | None = None,
     on_forward: Callable[[int], None] | None = None,
 ) -> list[FrameResult]:
     """Detections for the frames of ``plan``, one `FrameResult` per frame, in order.
 
+    Objects score at least ``score_threshold`` and, when ``classes`` are given,
+    have one of those class ids.
+
     ``on_batch(frames_done)`` is called after each batch (progress, cancellation);
     ``on_forward(size)`` after each forward pass of the model, with its real size
     (smaller than the batch after the device ran out of memory).
     """
     stats = stats if stats is not None else DecodeStats()
+    wanted = frozenset(classes) if classes is not None else None
     frames: list[FrameResult] = []
     batches: Iterable[list[np.ndarray]] = batched(
         decode_frames(path, plan.seek_pts, plan.frame_pts, stats), predictor.batch_size
@@ -91,7 +96,8 @@ def detect_range(
     for batch in prefetch(batches, depth=2):
         for objects in predictor.predict(batch, score_threshold, on_forward=on_forward):
             i = len(frames)
-            frames.append(FrameResult.from_objects(plan.start_frame + i, plan.timestamps[i], objects))
+            kept = objects if wanted is None else [o for o in objects if o["class_id"] in wanted]
+            frames.append(FrameResult.from_objects(plan.frames[i], plan.timestamps[i], kept))
         if on_batch is not None:
             on_batch(len(frames))
     return frames

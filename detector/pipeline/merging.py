@@ -1,5 +1,6 @@
 """Step 3 of a job: `merge_chunks` checks every chunk is stored exactly once and ends
-the job; `chunk_failed`, the chord's error callback, fails it instead."""
+the job (or hands a tracked job to `track_objects`); `chunk_failed`, the chord's
+error callback, fails it instead."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from detector.db import db
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
 from detector.pipeline.dispatch import stop_job
 from detector.pipeline.names import CHUNK_FAILED, MERGE_CHUNKS
+from detector.pipeline.tracking import send_track_objects
 from detector.pipeline.webhooks import job_ended
 
 log = get_task_logger(__name__)
@@ -40,11 +42,19 @@ def merge_chunks(self: Task, chunk_summaries: list[dict[str, Any]] | None, job_i
             f"chunks {missing} never finished ({stored} of {job.frames_total} frames stored)",
         )
         return {"job_id": job_id, "failed": "incomplete"}
+    job.objects_total = sum(c.objects for c in chunks)
+    decoded = sum(c.frames_decoded for c in chunks)
+    if job.track:
+        # Tracking is a step of its own, on all the frames in order; it ends the job.
+        job.frames_tracked = job.frames_tracked or 0
+        job.tracked_at = utcnow()
+        session.commit()
+        log.info("job=%s merged: %d frames, %d objects; tracking", job_id, stored, job.objects_total)
+        send_track_objects(job_id)
+        return {"job_id": job_id, "frames": stored, "objects": job.objects_total, "tracking": True}
     job.status = JobStatus.SUCCEEDED
     job.finished_at = utcnow()
-    job.objects_total = sum(c.objects for c in chunks)
     session.commit()
-    decoded = sum(c.frames_decoded for c in chunks)
     log.info("job=%s succeeded: %d frames, %d objects", job_id, stored, job.objects_total)
     job_ended(job_id)  # its webhook event, if it has a callback_url
     return {

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 PROCESSOR_QUEUE = "processor"
 DETECTOR_QUEUE = "detector"
+RENDER_QUEUE = "render"
 
 PROCESS_VIDEO = "detector.process_video"
 DETECT_FRAMES = "detector.detect_frames"
 MERGE_CHUNKS = "detector.merge_chunks"
 CHUNK_FAILED = "detector.chunk_failed"
+TRACK_OBJECTS = "detector.track_objects"
+RENDER_VIDEO = "detector.render_video"
 WATCHDOG = "detector.watchdog"
 DOWNLOAD_VIDEO = "detector.download_video"
 DELIVER_WEBHOOK = "detector.deliver_webhook"
@@ -23,6 +26,8 @@ QUEUE_OF = {
     PROCESS_VIDEO: PROCESSOR_QUEUE,
     MERGE_CHUNKS: PROCESSOR_QUEUE,
     CHUNK_FAILED: PROCESSOR_QUEUE,
+    TRACK_OBJECTS: PROCESSOR_QUEUE,
+    RENDER_VIDEO: RENDER_QUEUE,
     WATCHDOG: PROCESSOR_QUEUE,
     DOWNLOAD_VIDEO: PROCESSOR_QUEUE,
     DELIVER_WEBHOOK: PROCESSOR_QUEUE,
@@ -42,6 +47,16 @@ def download_task_id(job_id: str) -> str:
     return f"{job_id}-download"
 
 
+def track_task_id(job_id: str) -> str:
+    """A job's `track_objects` message: revoked with the job's other tasks."""
+    return f"{job_id}-track"
+
+
+def render_task_id(job_id: str) -> str:
+    """A job's `render_video` message."""
+    return f"{job_id}-render"
+
+
 def chunk_task_id(job_id: str, chunk_index: int) -> str:
     """Chunk task ids are derived, so a job's pending chunks can be revoked by id."""
     return f"{job_id}-{chunk_index}"
@@ -49,5 +64,5 @@ def chunk_task_id(job_id: str, chunk_index: int) -> str:
 
 def job_task_ids(job_id: str, chunk_count: int) -> list[str]:
     """Every task id a job's messages may carry: what to revoke when it stops."""
-    first = [process_video_task_id(job_id), download_task_id(job_id)]
+    first = [process_video_task_id(job_id), download_task_id(job_id), track_task_id(job_id)]
     return first + [chunk_task_id(job_id, i) for i in range(chunk_count)]

@@ -79,12 +79,21 @@ def process_video(self: Task, job_id: str) -> dict[str, Any]:
     except (VideoError, StorageError) as exc:
         stop_job(job_id, JobStatus.FAILED, f"the video cannot be read: {exc}")
         return {"job_id": job_id, "failed": str(exc)}
-    plans = plan_chunks(index, current_settings().chunk_frames)
+    selected = job.selection.select([index.timestamp(pts) for pts in index.pts])
+    if not selected:
+        message = (
+            f"no frame of the video is in the selection: its {len(index)} frames end at "
+            f"{index.timestamp(index.pts[-1]):g} s, and start is {job.start_time or 0:g} s"
+        )
+        stop_job(job_id, JobStatus.FAILED, message)
+        return {"job_id": job_id, "failed": message}
+    plans = plan_chunks(index, current_settings().chunk_frames, selected)
 
     with db.transaction():
         session.execute(delete(Chunk).where(Chunk.job_id == job_id))
         session.add_all(Chunk.from_plan(job_id, plan) for plan in plans)
-        job.frames_total = job.frame_count = len(index)
+        job.frame_count = len(index)
+        job.frames_total = len(selected)
         job.chunk_count = len(plans)
 
     header = [
@@ -97,5 +106,5 @@ def process_video(self: Task, job_id: str) -> dict[str, Any]:
     chord(header)(body)
     job.dispatched = True
     session.commit()
-    log.info("job=%s planned %d frames in %d chunks", job_id, len(index), len(plans))
-    return {"job_id": job_id, "frames": len(index), "chunks": len(plans)}
+    log.info("job=%s planned %d of %d frames in %d chunks", job_id, len(selected), len(index), len(plans))
+    return {"job_id": job_id, "frames": len(selected), "chunks": len(plans)}

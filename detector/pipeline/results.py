@@ -41,14 +41,6 @@ class FrameResult(NamedTuple):
         return f'{{"frame": {self.frame}, "timestamp": {self.timestamp!r}, "objects": {self.objects_json}}}'
 
 
-def next_start(frames: Sequence[FrameResult], frames_total: int) -> int | None:
-    """Where the page after ``frames`` starts; None when ``frames`` reach the last frame."""
-    if not frames:
-        return None
-    following = frames[-1].frame + 1
-    return following if following < frames_total else None
-
-
 def detections_page_json(
     *,
     job_id: str | None,
@@ -56,12 +48,14 @@ def detections_page_json(
     start: int,
     limit: int,
     frames: Sequence[FrameResult],
+    next_start: int | None = None,
 ) -> str:
     """A page of detections as JSON text.
 
-    The keys are ``job_id``, ``frames_total``, ``start``, ``limit``,
-    ``next_start`` (the ``start`` of the next page, or null on the last page)
-    and ``frames``. The frames' stored JSON is spliced in as it is.
+    The keys are ``job_id``, ``frames_total`` (the frames the job analysed),
+    ``start``, ``limit``, ``next_start`` (the ``start`` of the next page: the
+    index of the first analysed frame after this page, or null on the last
+    page) and ``frames``. The frames' stored JSON is spliced in as it is.
     """
     head = json.dumps(
         {
@@ -69,7 +63,7 @@ def detections_page_json(
             "frames_total": frames_total,
             "start": start,
             "limit": limit,
-            "next_start": next_start(frames, frames_total),
+            "next_start": next_start,
         }
     )
     body = ", ".join(frame.to_json() for frame in frames)
@@ -83,11 +77,17 @@ def detections_page(
     start: int,
     limit: int,
     frames: Sequence[FrameResult],
+    next_start: int | None = None,
 ) -> dict[str, Any]:
     """The same page as :func:`detections_page_json`, as Python data."""
     page: dict[str, Any] = json.loads(
         detections_page_json(
-            job_id=job_id, frames_total=frames_total, start=start, limit=limit, frames=frames
+            job_id=job_id,
+            frames_total=frames_total,
+            start=start,
+            limit=limit,
+            frames=frames,
+            next_start=next_start,
         )
     )
     return page

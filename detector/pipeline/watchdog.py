@@ -17,6 +17,7 @@ from detector.pipeline.dispatch import send_process_video, stop_job
 from detector.pipeline.download import watch_downloads
 from detector.pipeline.merging import merge_chunks
 from detector.pipeline.names import WATCHDOG
+from detector.pipeline.rendering import watch_renders
 from detector.pipeline.webhooks import resend_overdue_events
 
 log = get_task_logger(__name__)
@@ -44,12 +45,14 @@ def watchdog() -> dict[str, int]:
     processing = session.scalars(select(Job).where(Job.status == JobStatus.PROCESSING)).all()
     for job in processing:
         chunks = job.chunks
-        last = max([job.started_at or job.created_at, *(c.updated_at for c in chunks)])
+        activity = [job.started_at or job.created_at, job.tracked_at, *(c.updated_at for c in chunks)]
+        last = max(t for t in activity if t is not None)
         idle = now - last
         if chunks and all(c.status is ChunkStatus.DONE for c in chunks):
             if idle > min(stall, timedelta(minutes=2)):
-                # The chord's bookkeeping was lost (result backend flushed): finish it here.
-                log.warning("job=%s all chunks done but never merged; merging", job.id)
+                # The chord's bookkeeping was lost (result backend flushed), or a
+                # tracking step's message or worker: merge (and track) it again.
+                log.warning("job=%s all chunks done but never finished; merging", job.id)
                 merge_chunks.delay(None, job.id)
                 counts["resumed"] += 1
         elif idle > stall:
@@ -72,6 +75,8 @@ def watchdog() -> dict[str, int]:
     resent, failed = watch_downloads(stall)
     counts["resent"] += resent
     counts["failed"] += failed
+    # Annotated videos whose render stopped moving.
+    counts["renders_resent"], counts["renders_failed"] = watch_renders(stall)
     if webhooks := resend_overdue_events(stall):
         log.warning("resent %d webhook events whose retry message was lost", webhooks)
     # Uploads whose API process died mid-request (killed, or past API_TIMEOUT).

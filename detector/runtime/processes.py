@@ -20,7 +20,7 @@ from typing import IO
 
 from detector.runtime.priority import run_in_background
 
-QUEUES = ("processor", "detector")
+QUEUES = ("processor", "detector", "render")
 
 
 def api_argv(host: str, port: int, workers: int, timeout: int) -> list[str]:
@@ -51,7 +51,7 @@ def worker_argv(
     extra: Sequence[str] = (),
     app: str = "detector.worker",
 ) -> list[str]:
-    """A Celery worker for ``queue`` (``processor`` or ``detector``).
+    """A Celery worker for ``queue`` (``processor``, ``detector`` or ``render``).
 
     Args:
         concurrency: worker processes (ignored when ``autoscale`` is given).

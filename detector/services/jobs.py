@@ -10,6 +10,7 @@ from sqlalchemy import Integer, Row, Select, Text, bindparam, cast, func, select
 
 from detector.db import db
 from detector.detection import DetectorSettings, WeightsError, model_identity
+from detector.detection.labels import label_set
 from detector.models import Chunk, FrameDetections, Job, JobStatus
 from detector.pipeline import dispatch
 from detector.pipeline.results import FrameResult
@@ -21,6 +22,7 @@ from detector.services.errors import (
     NotFound,
     UnreadableVideo,
 )
+from detector.services.options import JobOptions, check_selection_fits
 from detector.storage import VideoStorage
 from detector.video import NotAVideoError, VideoError, probe
 
@@ -65,6 +67,18 @@ def configured_model(config: Mapping[str, Any]) -> str:
         ) from None
 
 
+def configured_labels(config: Mapping[str, Any]) -> Mapping[int, str]:
+    """Class id -> label of every class this deployment's model reports.
+
+    Raises:
+        Misconfigured: the DETECTOR_* settings name no model this service knows.
+    """
+    try:
+        return label_set(DetectorSettings.from_config(config))
+    except (ValueError, ImportError) as exc:
+        raise Misconfigured(f"the model's labels cannot be read: {exc}") from None
+
+
 def save_new_job(
     job: Job,
     attach: Callable[[Job], None] | None = None,
@@ -97,13 +111,16 @@ def create_job(
     model_name: str,
     attach: Callable[[Job], None] | None = None,
     callback_url: str | None = None,
+    options: JobOptions | None = None,
 ) -> Job:
     """Probe an upload (already written into storage's incoming area), keep it,
     commit the job, then send ``process_video``. A refused upload leaves nothing.
 
     ``attach(job)``, when given, runs in the job's transaction before its commit
     (detector.services.idempotency adds its key record there); a failed commit
-    leaves nothing either, and re-raises."""
+    leaves nothing either, and re-raises. ``options`` say what is analysed; a
+    span that starts after the video's end is refused here."""
+    options = options or JobOptions()
     try:
         upload.flush()
         info = probe(upload.name, max_pixels=max_pixels)
@@ -112,6 +129,11 @@ def create_job(
         if isinstance(exc, NotAVideoError):
             raise NotAVideo(f"not a video: {exc}") from None
         raise UnreadableVideo(f"unusable video: {exc}") from None
+    try:
+        check_selection_fits(options.selection, info.duration)
+    except InvalidInput:
+        storage.discard_upload(upload)
+        raise
     key = storage.commit_upload(upload)
     job = Job(
         owner_id=owner_id,
@@ -121,6 +143,7 @@ def create_job(
         score_threshold=score_threshold,
         model_name=model_name,
         callback_url=callback_url,
+        **options.as_columns(),
         **info.as_dict(),
     )
     save_new_job(job, attach, on_failure=lambda: storage.delete(key))
@@ -212,8 +235,12 @@ def frames_done(jobs: Sequence[Job | Row[Any]]) -> dict[str, int]:
     return {job.id: _frames_done(job, sums.get(job.id)) for job in jobs}
 
 
-def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[Row[Any], list[FrameResult]]:
-    """A page of a succeeded job's frames, their objects as the stored JSON text.
+def get_detections(
+    owner_id: int, job_id: str, start: int, limit: int
+) -> tuple[Row[Any], list[FrameResult], int | None]:
+    """A page of a succeeded job's analysed frames from frame index ``start`` on,
+    their objects as the stored JSON text, and the index of the next page's first
+    frame (None after the last frame).
 
     The objects stay the JSON text the worker stored: the API sends them on as
     they are instead of parsing and re-encoding every box.
@@ -221,8 +248,12 @@ def get_detections(owner_id: int, job_id: str, start: int, limit: int) -> tuple[
     job = _job_row(_JOB_ROW, owner_id, job_id)
     if job.status is not JobStatus.SUCCEEDED:
         raise Conflict(f"job {job_id} is {job.status.value}; detections are ready when it has succeeded")
-    rows = db.session.connection().execute(_FRAME_PAGE, {"job_id": job.id, "start": start, "limit": limit})
-    return job, [FrameResult(*row) for row in rows.all()]
+    rows = db.session.connection().execute(
+        _FRAME_PAGE, {"job_id": job.id, "start": start, "limit": limit + 1}
+    )
+    frames = [FrameResult(*row) for row in rows.all()]
+    following = frames.pop().frame if len(frames) > limit else None
+    return job, frames, following
 
 
 def cancel_job(owner_id: int, job_id: str) -> Job:
@@ -235,13 +266,16 @@ def cancel_job(owner_id: int, job_id: str) -> Job:
 
 
 def delete_job(owner_id: int, job_id: str, storage: VideoStorage) -> None:
-    """Delete a job, its stored video and its detections; a running job is cancelled first."""
+    """Delete a job, its stored video, its annotated video and its detections; a running
+    job is cancelled first."""
     job = get_job(owner_id, job_id)
     if not job.status.finished:
         dispatch.stop_job(job.id, JobStatus.CANCELLED, "deleted by its owner")
-    key = job.storage_key
+    keys = [job.storage_key, job.render_key]
     session = db.session
     session.delete(session.get(Job, job.id))
     session.commit()
-    storage.delete(key)
+    for key in keys:
+        if key:
+            storage.delete(key)
     log.info("job=%s deleted", job_id)

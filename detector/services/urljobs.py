@@ -14,6 +14,7 @@ from detector.net import UnsafeURL, check_url
 from detector.pipeline import download, webhooks
 from detector.services.errors import InvalidInput
 from detector.services.jobs import get_job, save_new_job
+from detector.services.options import JobOptions
 
 
 def checked_url(field: str, raw: Any, *, allow_private: bool) -> str | None:
@@ -38,6 +39,7 @@ def create_url_job(
     model_name: str,
     callback_url: str | None,
     attach: Callable[[Job], None] | None = None,
+    options: JobOptions | None = None,
 ) -> Job:
     """Commit a job in ``downloading`` for a checked ``source_url`` and send download_video.
 
@@ -54,6 +56,7 @@ def create_url_job(
         callback_url=callback_url,
         bytes_downloaded=0,
         download_deliveries=0,
+        **(options or JobOptions()).as_columns(),
     )
     save_new_job(job, attach)
     download.send_download(job.id)

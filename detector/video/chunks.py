@@ -1,8 +1,9 @@
-"""Split a video's frames into chunks that detector workers decode on their own."""
+"""Split a video's selected frames into chunks that detector workers decode on their own."""
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from detector.video.probe import FrameIndex
@@ -10,11 +11,14 @@ from detector.video.probe import FrameIndex
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """Frames ``start_frame`` (inclusive) to ``end_frame`` (exclusive) of a video.
+    """The frames ``frames`` of a video (0-based indices in presentation order,
+    ascending), all within ``start_frame`` (inclusive) to ``end_frame`` (exclusive).
 
-    ``seek_pts`` is the keyframe at or before the first frame: decoding starts
-    there and runs forward. ``frame_pts`` are the chunk's frames' timestamps in
-    the stream's time base, so a worker can tell exactly which decoded frame is
+    A job that analyses every frame has every index of the range; a sampled job
+    only some. ``seek_pts`` is the keyframe at or before the first frame:
+    decoding starts there and runs forward, dropping the frames between the
+    selected ones. ``frame_pts`` are the selected frames' timestamps in the
+    stream's time base, so a worker can tell exactly which decoded frame is
     which; ``timestamps`` are the same in seconds from the video's first frame,
     as results report them.
     """
@@ -25,43 +29,65 @@ class ChunkPlan:
     seek_pts: int
     frame_pts: list[int]
     timestamps: list[float]
+    frames: list[int]
 
     @property
     def frame_count(self) -> int:
-        return self.end_frame - self.start_frame
+        """The frames this chunk analyses."""
+        return len(self.frames)
 
 
-def _boundaries(total: int, keyframes: list[int], chunk_frames: int) -> list[int]:
-    """Chunk start frames, ``chunk_frames`` apart, each moved to a keyframe within
-    half a chunk where there is one, so that a chunk rarely decodes frames that it
-    does not deliver."""
+def _redecoded(selected: Sequence[int], keyframes: list[int], position: int) -> int:
+    """Frames decoded twice when a chunk starts at ``selected[position]``: those the
+    previous chunk decoded between this chunk's keyframe and its own last frame."""
+    key = keyframes[bisect.bisect_right(keyframes, selected[position]) - 1]
+    return max(0, selected[position - 1] + 1 - key)
+
+
+def _boundaries(selected: Sequence[int], keyframes: list[int], chunk_frames: int) -> list[int]:
+    """Positions in ``selected`` where chunks start, ``chunk_frames`` apart, each
+    moved within half a chunk to where no frame is decoded twice (the first
+    selected frame after a keyframe) where there is such a place."""
     starts = [0]
     slack = chunk_frames // 2
+    total = len(selected)
     while (target := starts[-1] + chunk_frames) < total:
-        pos = bisect.bisect_left(keyframes, target)
-        near = [k for k in keyframes[max(pos - 1, 0) : pos + 1] if abs(k - target) <= slack]
-        starts.append(min(near, key=lambda k: abs(k - target)) if near else target)
+        lowest = max(starts[-1] + 1, target - slack)
+        candidates = [
+            p
+            for p in range(lowest, min(total - 1, target + slack) + 1)
+            if _redecoded(selected, keyframes, p) == 0
+        ]
+        starts.append(min(candidates, key=lambda p: (abs(p - target), p)) if candidates else target)
     return starts
 
 
-def plan_chunks(index: FrameIndex, chunk_frames: int) -> list[ChunkPlan]:
-    """Cover every frame of ``index`` exactly once with chunks of about ``chunk_frames``."""
+def plan_chunks(
+    index: FrameIndex, chunk_frames: int, selected: Sequence[int] | None = None
+) -> list[ChunkPlan]:
+    """Cover each of the ``selected`` frames of ``index`` (default: all) exactly once,
+    with chunks of about ``chunk_frames`` selected frames."""
     if chunk_frames < 1:
         raise ValueError("chunk_frames must be at least 1")
-    total = len(index)
-    starts = _boundaries(total, index.keyframes, chunk_frames)
+    chosen = list(range(len(index))) if selected is None else list(selected)
+    if not chosen:
+        return []
+    starts = _boundaries(chosen, index.keyframes, chunk_frames)
     plans = []
     for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else total
-        key = index.keyframes[bisect.bisect_right(index.keyframes, start) - 1]
+        end = starts[i + 1] if i + 1 < len(starts) else len(chosen)
+        frames = chosen[start:end]
+        key = index.keyframes[bisect.bisect_right(index.keyframes, frames[0]) - 1]
+        pts = [index.pts[f] for f in frames]
         plans.append(
             ChunkPlan(
                 index=i,
-                start_frame=start,
-                end_frame=end,
+                start_frame=frames[0],
+                end_frame=frames[-1] + 1,
                 seek_pts=index.pts[key],
-                frame_pts=index.pts[start:end],
-                timestamps=[index.timestamp(pts) for pts in index.pts[start:end]],
+                frame_pts=pts,
+                timestamps=[index.timestamp(p) for p in pts],
+                frames=frames,
             )
         )
     return plans

@@ -56,7 +56,21 @@ def test_upload_is_accepted_stored_and_queued(app, client, auth: Auth, small_vid
         "duration": 2.0,
         "rotation": 0,
     }
-    assert job["progress"] == {"frames_done": 0, "frames_total": None, "percent": 0.0}
+    assert job["progress"] == {
+        "frames_done": 0,
+        "frames_total": None,
+        "percent": 0.0,
+        "stage": "queued",
+        "frames_tracked": None,
+    }
+    assert job["options"] == {
+        "sample_fps": None,
+        "frame_stride": None,
+        "start": None,
+        "end": None,
+        "classes": None,
+        "track": False,
+    }
 
     # The video is kept under a server-made key, not the client's name.
     [stored] = stored_videos(app)
@@ -227,7 +241,13 @@ def test_detections_page_through_every_frame_in_order(app, client, auth: Auth, s
         "objects": [{"label": "person", "class_id": 1, "score": 0.9, "box": [1.0, 2.0, 3.0, 4.0]}],
     }
     job = client.get(f"/api/jobs/{job_id}", headers=headers).json
-    assert job["progress"] == {"frames_done": 20, "frames_total": 20, "percent": 100.0}
+    assert job["progress"] == {
+        "frames_done": 20,
+        "frames_total": 20,
+        "percent": 100.0,
+        "stage": "finished",
+        "frames_tracked": None,
+    }
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=1001", "start=-1", "start=x"])
@@ -243,7 +263,7 @@ def test_progress_sums_the_chunks(app, client, auth: Auth, small_video):
     job_id = upload(client, headers, small_video).json["id"]
     with app.app_context():
         job = db.session.get(Job, job_id)
-        job.status, job.frames_total = JobStatus.PROCESSING, 20
+        job.status, job.frames_total, job.dispatched = JobStatus.PROCESSING, 20, True
         for i, done in enumerate([10, 3]):
             db.session.add(
                 Chunk(
@@ -259,7 +279,13 @@ def test_progress_sums_the_chunks(app, client, auth: Auth, small_video):
             )
         db.session.commit()
     job = client.get(f"/api/jobs/{job_id}", headers=headers).json
-    assert job["progress"] == {"frames_done": 13, "frames_total": 20, "percent": 65.0}
+    assert job["progress"] == {
+        "frames_done": 13,
+        "frames_total": 20,
+        "percent": 65.0,
+        "stage": "detecting",
+        "frames_tracked": None,
+    }
 
 
 def test_cancel_a_queued_job(client, auth: Auth, small_video):

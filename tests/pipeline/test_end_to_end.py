@@ -67,7 +67,13 @@ def _run_job(config, workers_factory, e2e_video, baseline) -> None:
         job = _upload(client, headers, e2e_video)
         done = wait_for_job(client, headers, job["id"], until=("succeeded", "failed", "cancelled"))
         assert done["status"] == "succeeded", (done, workers.logs())
-    assert done["progress"] == {"frames_done": 80, "frames_total": 80, "percent": 100.0}
+    assert done["progress"] == {
+        "frames_done": 80,
+        "frames_total": 80,
+        "percent": 100.0,
+        "stage": "finished",
+        "frames_tracked": None,
+    }
     assert done["video"]["frame_count"] == 80
     # One exact name from creation on: backend, model and the weights file's checksum.
     expected_model = model_identity(DetectorSettings.from_config(config))

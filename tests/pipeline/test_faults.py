@@ -218,7 +218,13 @@ class Faults:
         frames = self.frames(job_id)
         assert [f["frame"] for f in frames] == list(range(FRAMES))
         assert [f["timestamp"] for f in frames] == [pytest.approx(i / FPS) for i in range(FRAMES)]
-        assert job["progress"] == {"frames_done": FRAMES, "frames_total": FRAMES, "percent": 100.0}
+        assert job["progress"] == {
+            "frames_done": FRAMES,
+            "frames_total": FRAMES,
+            "percent": 100.0,
+            "stage": "finished",
+            "frames_tracked": None,
+        }
         assert job["objects_total"] == sum(len(f["objects"]) for f in frames)
         assert sum(len(f["objects"]) for f in frames) > 0, "a test with no detections proves nothing"
         assert all(c.status is ChunkStatus.DONE for c in self.chunks(job_id).values())

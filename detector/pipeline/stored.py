@@ -1,0 +1,32 @@
+"""A job's stored frames, read back in frame order a batch at a time (exports, renders)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+
+from detector.db import db
+from detector.models import FrameDetections
+
+# Frames read from the database per query.
+BATCH_FRAMES = 500
+
+
+def stored_frames(job_id: str, batch: int = BATCH_FRAMES) -> Iterator[tuple[int, float, list[Any]]]:
+    """A job's stored frames in order, as ``(frame, timestamp, objects)``, ``batch`` at a
+    time, holding no transaction open between batches."""
+    last = -1
+    while True:
+        rows = db.session.execute(
+            select(FrameDetections.index, FrameDetections.timestamp, FrameDetections.objects)
+            .where(FrameDetections.job_id == job_id, FrameDetections.index > last)
+            .order_by(FrameDetections.index)
+            .limit(batch)
+        ).all()
+        db.session.rollback()
+        if not rows:
+            return
+        yield from ((index, timestamp, objects) for index, timestamp, objects in rows)
+        last = rows[-1][0]

@@ -1,0 +1,136 @@
+"""A job's videos: the original and its annotated render, the render's requests and
+the short-lived media tokens that let a browser's ``<video>`` play them.
+
+A ``<video>`` element cannot send an ``Authorization`` header, so its URL
+carries a media token instead: signed with the app's SECRET_KEY
+(itsdangerous), naming one user and one job, good for MEDIA_TOKEN_SECONDS and
+only for that job's video endpoints.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from detector.db import db
+from detector.models import Job, JobStatus, RenderStatus, utcnow
+from detector.pipeline.rendering import send_render
+from detector.services.errors import Conflict, NotFound, ServiceError
+from detector.services.jobs import get_job
+from detector.storage import StorageError, VideoStorage
+
+_SALT = "detector.media"
+
+
+class MediaTokenRefused(ServiceError):
+    """A media token that is malformed, expired or not for this job."""
+
+    status = 401
+    code = "unauthorized"
+
+
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=_SALT)
+
+
+def media_token(secret: str, user_id: int, job_id: str) -> str:
+    """A token that plays ``job_id``'s videos as ``user_id``."""
+    return str(_serializer(secret).dumps({"u": user_id, "j": job_id}))
+
+
+def media_token_user(secret: str, token: str, job_id: str, max_age: int) -> int:
+    """The user a media token plays ``job_id`` for.
+
+    Raises:
+        MediaTokenRefused: expired, tampered with, or for another job.
+    """
+    try:
+        payload: Any = _serializer(secret).loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise MediaTokenRefused("the media token has expired; ask for a new one") from None
+    except BadSignature:
+        raise MediaTokenRefused("the media token is not valid") from None
+    if not isinstance(payload, dict) or payload.get("j") != job_id or not isinstance(payload.get("u"), int):
+        raise MediaTokenRefused("the media token is not for this job")
+    return int(payload["u"])
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    path: Path
+    mimetype: str
+    download_name: str
+
+
+def _mimetype(filename: str) -> str:
+    guessed, _ = mimetypes.guess_type(filename)
+    return guessed if guessed and guessed.startswith("video/") else "application/octet-stream"
+
+
+def original_video(owner_id: int, job_id: str, storage: VideoStorage) -> MediaFile:
+    """The job's stored video, as uploaded.
+
+    Raises:
+        NotFound: no such job of the caller's, or its video is gone.
+        Conflict: the job's video is still being downloaded.
+    """
+    job = get_job(owner_id, job_id)
+    if not job.storage_key:
+        raise Conflict(f"job {job_id} is {job.status.value}; its video is not stored yet")
+    try:
+        path = storage.path(job.storage_key)
+    except StorageError:
+        raise NotFound(f"job {job_id}'s video is no longer stored") from None
+    return MediaFile(path, _mimetype(job.original_filename), job.original_filename)
+
+
+def annotated_video(owner_id: int, job_id: str, storage: VideoStorage) -> MediaFile:
+    """The job's annotated video (MP4).
+
+    Raises:
+        NotFound: no such job, or no render was asked for.
+        Conflict: the render is not finished, or it failed.
+    """
+    job = get_job(owner_id, job_id)
+    if job.render_status is None:
+        raise NotFound(f"job {job_id} has no annotated video; POST /api/jobs/{job_id}/render makes one")
+    if job.render_status is not RenderStatus.SUCCEEDED or not job.render_key:
+        detail = f": {job.render_error}" if job.render_error else ""
+        raise Conflict(f"job {job_id}'s annotated video is {job.render_status.value}{detail}")
+    try:
+        path = storage.path(job.render_key)
+    except StorageError:
+        raise NotFound(f"job {job_id}'s annotated video is no longer stored") from None
+    stem = Path(job.original_filename).stem or "video"
+    return MediaFile(path, "video/mp4", f"{stem}.annotated.mp4")
+
+
+def request_render(owner_id: int, job_id: str) -> tuple[Job, bool]:
+    """Start the job's annotated video, or find the one asked for before; whether it
+    was started now. A failed render is started again.
+
+    Raises:
+        Conflict: the job has not succeeded.
+    """
+    job = get_job(owner_id, job_id)
+    if job.status is not JobStatus.SUCCEEDED:
+        raise Conflict(f"job {job_id} is {job.status.value}; only a succeeded job can be rendered")
+    session = db.session
+    current = session.get(Job, job.id, with_for_update=True)
+    assert current is not None
+    if current.render_status not in (None, RenderStatus.FAILED):
+        session.rollback()
+        return current, False
+    now = utcnow()
+    current.render_status = RenderStatus.QUEUED
+    current.render_error = None
+    current.render_frames_done = 0
+    current.render_deliveries = 0
+    current.render_requested_at = current.render_progress_at = now
+    session.commit()
+    send_render(current.id)
+    return current, True

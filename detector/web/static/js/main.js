@@ -1,0 +1,64 @@
+// The web app's entry: the header, the hash router and the session.
+//
+// Routes: #/ (the job list and the upload form), #/jobs/<id> (one job),
+// #/signin and #/register. Without a session every route shows the sign-in form;
+// after signing in, the page asked for is shown.
+
+import * as api from "./api.js";
+import { authView } from "./auth.js";
+import { h, replace } from "./dom.js";
+import { jobView } from "./job.js";
+import { jobsView } from "./jobs.js";
+
+const main = document.getElementById("main");
+const account = document.getElementById("account");
+let view = null;
+
+function renderAccount() {
+  if (!api.signedIn()) {
+    replace(account);
+    return;
+  }
+  const user = api.currentUser();
+  const signOut = h("button", { type: "button", class: "small", id: "sign-out" }, "Sign out");
+  signOut.addEventListener("click", async () => {
+    signOut.disabled = true;
+    await api.signOut();
+    location.hash = "#/signin";
+    route();
+  });
+  replace(account, h("span", { class: "user" }, user ? user.username : ""), signOut);
+}
+
+function route() {
+  let hash = location.hash || "#/";
+  if (!hash.startsWith("#/")) {
+    if (view) return; // an in-page anchor such as #main: the page stays
+    hash = "#/";
+  }
+  if (view) view.destroy();
+  view = null;
+  replace(main);
+  renderAccount();
+  if (!api.signedIn()) {
+    view = authView(main, hash);
+    return;
+  }
+  const [path, query] = hash.slice(1).split("?");
+  const job = /^\/jobs\/([^/]+)$/.exec(path);
+  if (job) view = jobView(main, decodeURIComponent(job[1]), new URLSearchParams(query || ""));
+  else if (path === "/" || path === "/signin" || path === "/register" || path === "") view = jobsView(main);
+  else {
+    main.append(h("section", { class: "card" }, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to your jobs"))));
+  }
+  main.focus({ preventScroll: true });
+}
+
+api.onSessionChange(() => route());
+window.addEventListener("hashchange", route);
+
+(async () => {
+  await api.restoreSession();
+  route();
+  document.body.dataset.ready = "1";
+})();
