@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import IO
 
 import click
 
 from detector.cli.common import config, on_model_allocator, settings
+from detector.exports import FORMATS
+
+OUTPUT_FORMATS = ("json", *FORMATS)
 
 
 @click.command()
@@ -16,18 +22,58 @@ from detector.cli.common import config, on_model_allocator, settings
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="write JSON here instead of standard output",
+    help="write the results here instead of standard output",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="json",
+    show_default=True,
+    help="json: the detections page; or an export format, as GET /api/jobs/<id>/export writes it",
 )
 @click.option(
     "--score-threshold", type=click.FloatRange(0, 1), default=None, help="default: DEFAULT_SCORE_THRESHOLD"
 )
-def predict(video: Path, out: Path | None, score_threshold: float | None) -> None:
+@click.option("--sample-fps", type=float, default=None, help="analyse at most this many frames a second")
+@click.option("--frame-stride", type=int, default=None, help="analyse every k-th frame")
+@click.option("--start", type=float, default=None, help="analyse from this second on")
+@click.option("--end", type=float, default=None, help="analyse only frames before this second")
+@click.option("--classes", default=None, help="keep only these labels or class ids, comma-separated")
+@click.option("--track", is_flag=True, help="give each object a track id across frames")
+@click.option(
+    "--render",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="also write the annotated video (H.264 MP4) here",
+)
+def predict(
+    video: Path,
+    out: Path | None,
+    output_format: str,
+    score_threshold: float | None,
+    sample_fps: float | None,
+    frame_stride: int | None,
+    start: float | None,
+    end: float | None,
+    classes: str | None,
+    track: bool,
+    render: Path | None,
+) -> None:
     """Detect objects in VIDEO in this process (no queue): the pipeline's baseline.
 
-    Prints the same JSON as GET /api/jobs/<id>/detections, with every frame.
-    Runs on tcmalloc when the system has it, as the workers do (DETECTOR_ALLOCATOR).
+    Prints the same JSON as GET /api/jobs/<id>/detections, with every analysed
+    frame (or, with --format, the job's export), and takes the same options as
+    POST /api/jobs. Runs on tcmalloc when the system has it, as the workers do
+    (DETECTOR_ALLOCATOR).
     """
-    from detector.pipeline.predict import predict_video
+    from detector.detection import DetectorSettings
+    from detector.detection.labels import label_set
+    from detector.exports import ExportError, ExportSource, export
+    from detector.pipeline.predict import predict as run_predict
+    from detector.services.errors import InvalidInput
+    from detector.services.options import parse_job_options
+    from detector.video import probe
 
     on_model_allocator()
     service = settings()
@@ -38,15 +84,82 @@ def predict(video: Path, out: Path | None, score_threshold: float | None) -> Non
             f"({service.detector_min_score}): objects under it are never kept",
             param_hint="--score-threshold",
         )
-    page, timing = predict_video(video, config(), threshold)
-    text = json.dumps(page)
-    if out is None:
-        click.echo(text)
-    else:
-        out.write_text(text)
+    labels = label_set(DetectorSettings.from_config(config()))
+    form = {
+        "sample_fps": sample_fps,
+        "frame_stride": frame_stride,
+        "start": start,
+        "end": end,
+        "classes": classes,
+        "track": "true" if track else None,
+    }
+    try:
+        options = parse_job_options({k: v for k, v in form.items() if v is not None}, labels)
+    except InvalidInput as exc:
+        raise click.UsageError(exc.message) from None
+    info = probe(video)
+    source = ExportSource(
+        name=video.name,
+        width=info.width,
+        height=info.height,
+        frame_count=info.frame_count,
+        fps=info.fps,
+        labels=labels,
+        tracked=options.track,
+    )
+    if output_format != "json":
+        try:
+            export(output_format, source, [])  # refuse mot without --track before the model runs
+        except ExportError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    found = run_predict(
+        video, config(), threshold, selection=options.selection, classes=options.classes, track=options.track
+    )
+    records = [(f.frame, f.timestamp, json.loads(f.objects_json)) for f in found.frames]
+    with _output(out) as stream:
+        if output_format == "json":
+            stream.write(json.dumps(found.page()))
+        else:
+            for piece in export(output_format, replace(source, frame_count=found.video_frames), records):
+                stream.write(piece)
+    timing = found.timing
     click.echo(
-        f"{timing['frames']} frames in {timing['seconds']:.2f} s "
+        f"{timing['frames']} of {timing['video_frames']} frames in {timing['seconds']:.2f} s "
         f"({timing['frames_per_second']:.2f} frames/s, {timing['model']} on "
-        f"{timing['device']}, batch {timing['batch_size']}, allocator {timing['allocator']})",
+        f"{timing['device']}, batch {timing['batch_size']}, allocator {timing['allocator']})"
+        + (
+            f"; {len(found.tracks or [])} tracks in {timing['tracking_seconds']:.2f} s"
+            if options.track
+            else ""
+        ),
         err=True,
     )
+    if render is not None:
+        from detector.render import render_video
+
+        stats = render_video(video, render, records, hold_frames=options.selection.hold_frames(info.fps))
+        click.echo(
+            f"annotated video: {render} ({stats.frames} frames in {stats.seconds:.1f} s, {stats.encoder})",
+            err=True,
+        )
+
+
+class _output:
+    """Standard output, or a file written whole."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.stream: IO[str] = sys.stdout
+
+    def __enter__(self) -> IO[str]:
+        if self.path is not None:
+            self.stream = self.path.open("w", encoding="utf-8")
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is not None:
+            self.stream.close()
+        else:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -62,11 +62,12 @@ class Watched:
     errors: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
 
-    def expect_console_error(self, fragment: str) -> None:
-        """One console error containing ``fragment`` was meant to happen (a refused request)."""
+    def expect_console_error(self, fragment: str, times: int | None = 1) -> None:
+        """Console errors containing ``fragment`` were meant to happen (refused requests):
+        exactly ``times`` of them, or any number but none when ``times`` is None."""
         matching = [m for m in self.console_errors if fragment in m]
-        assert len(matching) == 1, (fragment, self.console_errors)
-        self.console_errors.remove(matching[0])
+        assert matching and (times is None or len(matching) == times), (fragment, self.console_errors)
+        self.console_errors = [m for m in self.console_errors if fragment not in m]
 
     def assert_clean(self) -> None:
         assert self.dialogs == [], f"a JavaScript dialog opened: {self.dialogs}"

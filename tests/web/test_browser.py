@@ -112,17 +112,19 @@ def row(page: Any, job_id: str) -> Any:
 # --- Signing in, uploading, progress ----------------------------------------------------
 
 
-def test_register_upload_and_watch_the_progress_reach_100(service: Service, browser_page: Any):
+def test_register_upload_follow_cancel_and_delete(service: Service, browser_page: Any, tmp_path: Path):
     watched = browser_page(service.url)
     page = watched.page
     with page.expect_response(lambda r: r.url.endswith("/api/auth/session")) as signed_in:
         register(page, "alice", PASSWORD)
     assert signed_in.value.status == 200
     assert page.locator(".account .user").text_content() == "alice"
+    page.wait_for_selector(".list-state:has-text('No jobs yet')")
 
     # The tokens: the refresh token in an HttpOnly cookie no script reads, the
     # access token nowhere but the page's memory.
     access = signed_in.value.json()["access_token"]
+    api = {"Authorization": f"Bearer {access}"}
     cookies = {c["name"]: c for c in page.context.cookies()}
     assert cookies[REFRESH_COOKIE]["httpOnly"] is True
     assert cookies[REFRESH_COOKIE]["sameSite"] == "Strict"
@@ -146,6 +148,29 @@ def test_register_upload_and_watch_the_progress_reach_100(service: Service, brow
     job_id = made.value.json()["id"]
     assert made.value.request.headers.get("idempotency-key")
     page.wait_for_selector(".upload-progress-text:has-text('Uploaded')")
+
+    # The job's progress bar, sampled until the job is done: it moves, never back.
+    the_row = row(page, job_id)
+    seen: list[tuple[str, float]] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        status = the_row.get_attribute("data-status") or ""
+        value = float(the_row.locator("progress").evaluate("p => p.position < 0 ? 0 : p.value"))
+        if not seen or seen[-1] != (status, value):
+            seen.append((status, value))
+        if status in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.1)
+    assert seen[-1] == ("succeeded", 100.0), (seen, service.workers.logs())
+    assert seen[0][0] in ("queued", "processing")  # it was shown before it was done
+    values = [value for _, value in seen]
+    assert values == sorted(values)
+    assert "100 %" in the_row.locator(".progress-text").text_content()
+    job = service.client().get(f"/api/jobs/{job_id}", headers=api).json
+    assert job["objects_total"] > 0
+    assert the_row.locator(".col-objects").text_content() == str(job["objects_total"])
+    assert the_row.locator(".col-duration").text_content() == "3.00 s"
+    assert the_row.locator("a.filename").text_content() == "clip.mp4"
 
     # A refused upload shows the API's own message.
     video_bytes = service.video.read_bytes()
@@ -181,30 +206,34 @@ def test_register_upload_and_watch_the_progress_reach_100(service: Service, brow
     assert options_job["score_threshold"] == THRESHOLD  # the field kept its value
     assert refused.is_hidden()
 
-    # The first job's progress bar, sampled until the job is done.
-    the_row = row(page, job_id)
-    seen: list[tuple[str, float]] = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        status = the_row.get_attribute("data-status") or ""
-        value = float(the_row.locator("progress").evaluate("p => p.position < 0 ? 0 : p.value"))
-        if not seen or seen[-1] != (status, value):
-            seen.append((status, value))
-        if status in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(0.1)
-    assert seen[-1] == ("succeeded", 100.0), (seen, service.workers.logs())
-    assert seen[0][0] in ("queued", "processing")  # it was shown before it was done
-    values = [value for _, value in seen]
-    assert values == sorted(values)  # never backwards
-    assert "100 %" in the_row.locator(".progress-text").text_content()
-    job = service.client().get(f"/api/jobs/{job_id}", headers={"Authorization": f"Bearer {access}"}).json
-    assert the_row.locator(".col-objects").text_content() == str(job["objects_total"])
-    assert the_row.locator(".col-duration").text_content() == "3.00 s"
-    assert the_row.locator("a.filename").text_content() == "clip.mp4"
-    row(page, options_job["id"]).locator("[data-status=succeeded], .status-succeeded").first.wait_for(timeout=240_000)
-    assert page.locator("tr[data-job-id]").count() == 2
+    # A longer video, cancelled from its row while it runs.
+    for name in ("#upload-start", "#upload-end", "#upload-sample_fps", "#upload-classes"):
+        page.fill(name, "")
+    page.uncheck("#upload-track")
+    long_video = make_video(tmp_path / "long.mp4", frames=200, width=WIDTH, height=HEIGHT, fps=FPS, gop=8)
+    page.set_input_files("#upload-video", str(long_video))
+    with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as made:
+        page.click("#upload-form button[type=submit]")
+    long_id = made.value.json()["id"]
+    long_row = row(page, long_id)
+    long_row.locator("button:has-text('Cancel')").click()
+    page.wait_for_selector(f'tr[data-job-id="{long_id}"][data-status="cancelled"]')
+    assert long_row.locator("button:has-text('Cancel')").is_hidden()
+    assert service.client().get(f"/api/jobs/{long_id}", headers=api).json["status"] == "cancelled"
+
+    page.wait_for_selector(f'tr[data-job-id="{options_job["id"]}"][data-status="succeeded"]', timeout=240_000)
+    assert page.locator("tr[data-job-id]").count() == 3
     screenshot(page, "web-jobs.png")
+
+    # Delete asks once more on the button, then the job is gone.
+    delete = long_row.locator("button.danger")
+    delete.click()
+    assert delete.text_content() == "Really delete?"
+    assert service.client().get(f"/api/jobs/{long_id}", headers=api).status_code == 200
+    delete.click()
+    long_row.wait_for(state="detached")
+    assert service.client().get(f"/api/jobs/{long_id}", headers=api).status_code == 404
+    assert page.locator("tr[data-job-id]").count() == 2
     watched.assert_clean()
 
 
