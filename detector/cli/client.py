@@ -37,6 +37,7 @@ from rich.progress import (
 
 from detector.client import ApiError, ClientSettings, DetectorClient, MissingSetting, NetworkError
 from detector.client.settings import config_path, write_file
+from detector.exports import FORMATS
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_SERVER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -95,19 +96,59 @@ def export_options(command: _F) -> _F:
     )(command)
     command = click.option(
         "--export",
-        type=click.Choice(["json"]),
+        type=click.Choice(EXPORT_FORMATS),
         default=None,
-        help="Once the job has succeeded, write all its detections (every page) as JSON",
+        help="Once the job has succeeded, write all its detections: json (every page as one "
+        "document) or a file format of GET /api/jobs/<id>/export",
     )(command)
     return command
 
 
-def _write_export(client: DetectorClient, job_id: str, output: Path | None) -> None:
-    text = json.dumps(client.all_detections(job_id))
-    if output is None:
-        click.echo(text)
+EXPORT_FORMATS = ("json", *FORMATS)
+
+
+def job_options(command: _F) -> _F:
+    """The options of POST /api/jobs that say what is analysed and whether it is tracked."""
+    for flag, kind, text in reversed(
+        [
+            ("--sample-fps", float, "Analyse at most this many frames a second"),
+            ("--frame-stride", int, "Analyse every k-th frame"),
+            ("--start", float, "Analyse from this second on"),
+            ("--end", float, "Analyse only frames before this second"),
+            ("--classes", str, "Keep only these labels or class ids, comma-separated"),
+        ]
+    ):
+        command = click.option(flag, type=kind, default=None, help=text)(command)
+    return click.option("--track", is_flag=True, help="Give each object a track id across frames")(command)
+
+
+def _job_fields(values: dict[str, Any]) -> dict[str, str]:
+    """The form fields of the job options given on the command line."""
+    names = ("sample_fps", "frame_stride", "start", "end", "classes")
+    fields = {name: str(values[name]) for name in names if values.get(name) is not None}
+    if values.get("track"):
+        fields["track"] = "true"
+    return fields
+
+
+def _write_export(client: DetectorClient, job_id: str, output: Path | None, fmt: str | None = None) -> None:
+    if fmt in (None, "json"):
+        text = json.dumps(client.all_detections(job_id))
+        if output is None:
+            click.echo(text)
+        else:
+            output.write_text(text + "\n")
     else:
-        output.write_text(text + "\n")
+        stream = output.open("wb") if output is not None else sys.stdout.buffer
+        try:
+            for block in client.export(job_id, fmt):
+                stream.write(block)
+        finally:
+            if output is not None:
+                stream.close()
+            else:
+                stream.flush()
+    if output is not None:
         err.print(f"detections written to {output}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -129,7 +170,7 @@ def wait_for(client: DetectorClient, job_id: str, poll: float) -> dict[str, Any]
                 progress = job["progress"]
                 bar.update(
                     task,
-                    description=job["status"],
+                    description=progress.get("stage") or job["status"],
                     completed=progress["frames_done"],
                     total=progress["frames_total"],
                 )
@@ -154,7 +195,7 @@ def _finish(client: DetectorClient, job: dict[str, Any], export: str | None, out
             soft_wrap=True,
         )
         if export or output:
-            _write_export(client, job["id"], output)
+            _write_export(client, job["id"], output, export)
         sys.exit(EXIT_OK)
     reason = f": {job['error']}" if job.get("error") else ""
     _fail(EXIT_JOB_FAILED, f"job {job['id']} {status}{reason}")
@@ -172,6 +213,7 @@ def _is_url(value: str) -> bool:
 )
 @click.option("--callback-url", default=None, help="The server POSTs the finished job to this URL")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the job to finish, with a progress bar")
+@job_options
 @export_options
 @click.option(
     "--poll", type=click.FloatRange(0.05), default=1.0, show_default=True, help="Seconds between polls"
@@ -187,6 +229,7 @@ def submit(
     export: str | None,
     output: Path | None,
     poll: float,
+    **options: Any,
 ) -> None:
     """Submit a video file (uploaded) or an http(s) URL (the server downloads it).
 
@@ -196,8 +239,11 @@ def submit(
     if (export or output) and not wait_:
         raise click.UsageError("--export and -o need --wait (or use `detector results JOB` later)")
     client = _client(server, api_key)
+    fields = _job_fields(options)
     if _is_url(video_or_url):
-        job = client.submit_url(video_or_url, score_threshold=score_threshold, callback_url=callback_url)
+        job = client.submit_url(
+            video_or_url, score_threshold=score_threshold, callback_url=callback_url, options=fields
+        )
     else:
         path = Path(video_or_url)
         if not path.is_file():
@@ -217,6 +263,7 @@ def submit(
                 callback_url=callback_url,
                 on_progress=lambda n: bar.advance(task, n),
                 on_restart=lambda: bar.reset(task),
+                options=fields,
             )
     click.echo(job["id"])
     if wait_:
@@ -276,16 +323,24 @@ def jobs(server: str | None, api_key: str | None, page: int, per_page: int, as_j
 @click.argument("job_id")
 @server_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    default="json",
+    show_default=True,
+    help="json (every page as one document) or a file format of GET /api/jobs/<id>/export",
+)
 @_client_errors
-def results(job_id: str, server: str | None, api_key: str | None, output: Path | None) -> None:
-    """Write a succeeded job's detections (every page, as one JSON document)."""
+def results(job_id: str, server: str | None, api_key: str | None, output: Path | None, fmt: str) -> None:
+    """Write a succeeded job's detections (every page as one JSON document, or an export)."""
     client = _client(server, api_key)
     job = client.job(job_id)
     if job["status"] in ("failed", "cancelled"):
         _finish(client, job, None, None)
     if job["status"] != "succeeded":
         _fail(EXIT_SERVER, f"job {job_id} is {job['status']}; wait for it with: detector wait {job_id}")
-    _write_export(client, job_id, output)
+    _write_export(client, job_id, output, fmt)
 
 
 @click.command()

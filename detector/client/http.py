@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +146,12 @@ class DetectorClient:
         on_progress: Callable[[int], None] | None = None,
         on_restart: Callable[[], None] | None = None,
         idempotency_key: str | None = None,
+        options: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Upload a video; ``on_progress(bytes)`` after each block sent, ``on_restart()``
-        before a retry sends it again."""
-        fields = _fields(score_threshold, callback_url)
+        before a retry sends it again. ``options`` are more form fields of the job
+        (``sample_fps``, ``classes``, ``track``...), as POST /api/jobs takes them."""
+        fields = {**_fields(score_threshold, callback_url), **(options or {})}
         boundary = uuid.uuid4().hex
         attempts = {"n": 0}
 
@@ -175,8 +177,9 @@ class DetectorClient:
         score_threshold: float | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        options: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        fields = {**_fields(score_threshold, callback_url), "source_url": url}
+        fields = {**_fields(score_threshold, callback_url), **(options or {}), "source_url": url}
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         # multipart, like a file upload, so the server reads the same form
         files = {name: (None, value) for name, value in fields.items()}
@@ -204,6 +207,31 @@ class DetectorClient:
             )
             yield page
             start = page["next_start"]
+
+    def export(self, job_id: str, fmt: str) -> Iterator[bytes]:
+        """A succeeded job's export in format ``fmt`` (coco, mot, cvat, csv, jsonl), streamed.
+
+        Raises:
+            ApiError: the server refused (409 for mot of an untracked job, say).
+            NetworkError: no answer.
+        """
+        try:
+            response = self.session.get(
+                self.url(f"/jobs/{job_id}/export"),
+                params={"format": fmt},
+                headers=self._headers(),
+                timeout=self.timeout,
+                stream=True,
+            )
+        except requests.RequestException as exc:
+            raise NetworkError(f"{self.server}: {exc}") from None
+        if not response.ok:
+            _answer(response)  # raises the API's error
+        with response:
+            try:
+                yield from response.iter_content(chunk_size=BLOCK)
+            except requests.RequestException as exc:
+                raise NetworkError(f"{self.server}: the export was cut off: {exc}") from None
 
     def all_detections(self, job_id: str) -> dict[str, Any]:
         """All frames of a succeeded job, as one page (the shape `detector predict` prints)."""

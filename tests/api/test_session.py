@@ -98,8 +98,13 @@ def test_the_secure_flag_follows_the_setting(app, client):
 
 @pytest.mark.parametrize(
     "profile, value, expected",
-    [("production", None, True), ("development", None, False), ("test", None, False)]
-    + [("production", "false", False), ("development", "true", True)],
+    [
+        ("production", None, True),
+        ("development", None, False),
+        ("test", None, False),
+        ("production", "false", False),
+        ("development", "true", True),
+    ],
 )
 def test_secure_cookies_by_default_in_production_only(monkeypatch, tmp_path, profile, value, expected):
     if value is None:
@@ -132,7 +137,10 @@ def test_refresh_needs_the_cookie_and_the_matching_csrf_header(app: Flask, clien
     assert "X-CSRF-TOKEN" in no_header.json["message"]
     wrong = client.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf[::-1]})
     assert wrong.status_code == 401
-    assert wrong.json == {"error": "unauthorized", "message": "the CSRF token does not match the session cookie"}
+    assert wrong.json == {
+        "error": "unauthorized",
+        "message": "the CSRF token does not match the session cookie",
+    }
 
     refreshed = client.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf})
     assert refreshed.status_code == 200, refreshed.json

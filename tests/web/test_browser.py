@@ -174,7 +174,9 @@ def test_register_upload_follow_cancel_and_delete(service: Service, browser_page
 
     # A refused upload shows the API's own message.
     video_bytes = service.video.read_bytes()
-    page.set_input_files("#upload-video", files=[{"name": "both.mp4", "mimeType": "video/mp4", "buffer": video_bytes}])
+    page.set_input_files(
+        "#upload-video", files=[{"name": "both.mp4", "mimeType": "video/mp4", "buffer": video_bytes}]
+    )
     page.fill("#upload-sample_fps", "5")
     page.fill("#upload-frame_stride", "2")
     page.click("#upload-form button[type=submit]")
@@ -288,7 +290,8 @@ def painted_pixels(page: Any) -> int:
 def seek(page: Any, time_s: float, frame: int | None) -> None:
     page.evaluate("t => { document.querySelector('video.video').currentTime = t; }", time_s)
     page.wait_for_function(
-        "f => document.querySelector('canvas.overlay').dataset.frame === f", arg="" if frame is None else str(frame)
+        "f => document.querySelector('canvas.overlay').dataset.frame === f",
+        arg="" if frame is None else str(frame),
     )
 
 
@@ -302,7 +305,9 @@ def pick_object(frames: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str,
         and o["box"][2] - o["box"][0] >= 12 and o["box"][3] - o["box"][1] >= 12
     ]  # fmt: skip
     assert candidates, "no box inside the picture: the seeded weights found nothing to draw"
-    return max(candidates, key=lambda fo: (fo[1]["box"][2] - fo[1]["box"][0]) * (fo[1]["box"][3] - fo[1]["box"][1]))
+    return max(
+        candidates, key=lambda fo: (fo[1]["box"][2] - fo[1]["box"][0]) * (fo[1]["box"][3] - fo[1]["box"][1])
+    )
 
 
 def test_the_player_draws_the_detections_in_step_with_the_video(
@@ -344,7 +349,9 @@ def test_the_player_draws_the_detections_in_step_with_the_video(
     assert alpha_at(page, middle_x, y2) > 0  # bottom edge
     assert alpha_at(page, x2, middle_y) > 0  # right edge
     shown = page.locator(".here").text_content()
-    assert f"frame {frame['frame']} · {len(frame['objects'])} of {len(frame['objects'])} objects shown" in shown
+    assert (
+        f"frame {frame['frame']} · {len(frame['objects'])} of {len(frame['objects'])} objects shown" in shown
+    )
 
     # Hover names the smallest box under the pointer.
     under = [
@@ -404,10 +411,139 @@ def test_the_player_draws_the_detections_in_step_with_the_video(
 
     # For the picture in the docs: the known frame, its ten best objects, listed.
     seek(page, frame["timestamp"], frame["frame"])
-    best = sorted((o["score"] for o in frame["objects"]), reverse=True)[: 10][-1]
+    best = sorted((o["score"] for o in frame["objects"]), reverse=True)[:10][-1]
     page.locator("#min-score").fill(f"{int(best * 100) / 100:.2f}")
     page.click(".objects-box summary")
     screenshot(page, "web-job.png")
+    watched.assert_clean()
+
+
+def test_without_request_video_frame_callback_the_overlay_follows_timeupdate(
+    service: Service, done_job: dict[str, Any], browser_page: Any
+):
+    job, frames = done_job["job"], done_job["frames"]
+    watched = browser_page(service.url)
+    page = watched.page
+    # A browser without requestVideoFrameCallback (Firefox before 132, say).
+    page.add_init_script("delete HTMLVideoElement.prototype.requestVideoFrameCallback;")
+    sign_in(watched, done_job["username"])
+    page.goto(f"/#/jobs/{job['id']}")
+    page.wait_for_function("() => document.querySelector('video.video')?.readyState >= 2")
+    assert (
+        page.evaluate("() => 'requestVideoFrameCallback' in document.querySelector('video.video')") is False
+    )
+    frame, target = pick_object(frames)
+    seek(page, frame["timestamp"], frame["frame"])
+    x1, y1, x2, y2 = to_screen(target["box"], geometry(page))
+    assert alpha_at(page, x1, (y1 + y2) / 2) > 0
+    assert alpha_at(page, (x1 + x2) / 2, y2) > 0
+    seek(page, 0, expected_frame(frames, 0))
+    page.evaluate("() => document.querySelector('video.video').play()")
+    samples = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not page.eval_on_selector("video.video", "v => v.ended"):
+        samples.append(page.eval_on_selector("canvas.overlay", "c => [c.dataset.frame, c.dataset.time]"))
+        time.sleep(0.05)
+    drawn = [(int(f), float(t)) for f, t in samples if f]
+    assert len({f for f, _ in drawn}) >= 5, samples
+    for drawn_frame, media_time in drawn:
+        assert drawn_frame == expected_frame(frames, media_time)
+    watched.assert_clean()
+
+
+def red_box(png: bytes) -> tuple[int, int, int, int]:
+    """Where the synthetic video's red square is in a screenshot: left, top, right, bottom."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    red = np.argwhere((image[:, :, 2] > 180) & (image[:, :, 1] < 80) & (image[:, :, 0] < 80))
+    assert len(red), "no red square on screen"
+    return int(red[:, 1].min()), int(red[:, 0].min()), int(red[:, 1].max()), int(red[:, 0].max())
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_boxes_turn_with_a_rotated_video(service: Service, browser_page: Any, tmp_path: Path, rotation: int):
+    """A phone video: the browser shows it turned, and the boxes (in the stored frame) turn with it.
+
+    The API here is played by the test (page.route) around a real rotated video, so the
+    box is known exactly: the red square of frame 5, which the browser's own picture shows.
+    """
+    video = make_video(
+        tmp_path / f"r{rotation}.mp4", frames=10, width=WIDTH, height=HEIGHT, fps=FPS, rotation=rotation
+    )
+    job_id = f"rotated{rotation}"
+    side = max(8, min(WIDTH, HEIGHT) // 6)  # synthetic.frame_image's square
+
+    def square(i: int) -> list[int]:
+        x = (i * 7) % (WIDTH - side)
+        return [x, HEIGHT // 4, x + side, HEIGHT // 4 + side]
+
+    frames = [
+        {
+            "frame": i,
+            "timestamp": i / FPS,
+            "objects": [{"label": "red", "class_id": 1, "score": 0.9, "box": square(i)}],
+        }
+        for i in range(10)
+    ]
+    job = {
+        "id": job_id, "status": "succeeded", "filename": video.name, "score_threshold": 0.5, "model": "test",
+        "progress": {"frames_done": 10, "frames_total": 10, "percent": 100.0, "stage": "finished", "frames_tracked": None},
+        "options": {"sample_fps": None, "frame_stride": None, "start": None, "end": None, "classes": None, "track": False},
+        "video": {"codec": "h264", "width": WIDTH, "height": HEIGHT, "fps": FPS, "frame_count": 10, "duration": 1.0,
+                  "rotation": rotation},
+        "objects_total": 10, "error": None, "created_at": "2026-12-02T00:00:00+00:00", "started_at": None,
+        "finished_at": None, "render": None,
+    }  # fmt: skip
+    page_json = {
+        "job_id": job_id,
+        "frames_total": 10,
+        "start": 0,
+        "limit": 1000,
+        "next_start": None,
+        "frames": frames,
+    }
+    watched = browser_page(service.url)
+    page = watched.page
+    register(page, f"rita{rotation}", PASSWORD)
+    page.route(f"**/api/jobs/{job_id}", lambda route: route.fulfill(json=job))
+    page.route(f"**/api/jobs/{job_id}/detections?*", lambda route: route.fulfill(json=page_json))
+    page.route(
+        f"**/api/jobs/{job_id}/media-token",
+        lambda route: route.fulfill(json={"token": "t", "expires_in": 60, "video_url": f"/media/{video.name}",
+                                          "annotated_url": "/media/none.mp4"}),
+    )  # fmt: skip
+    page.route(
+        f"**/media/{video.name}", lambda route: route.fulfill(path=str(video), content_type="video/mp4")
+    )
+
+    page.goto(f"/#/jobs/{job_id}")
+    page.wait_for_function("() => document.querySelector('video.video')?.readyState >= 2")
+    seek(page, 0.5, 5)
+    g = geometry(page)
+    turned = rotation in (90, 270)
+    assert (g["vw"], g["vh"]) == ((HEIGHT, WIDTH) if turned else (WIDTH, HEIGHT))  # the browser turns it
+    page.uncheck("#show-boxes")
+    left, top, right, bottom = red_box(page.locator("video.video").screenshot())
+    page.check("#show-boxes")
+    # From the middle of the red square outwards, the first drawn pixel is the box's edge.
+    edges = page.evaluate(
+        """([cx, cy]) => { const c = document.querySelector('canvas.overlay'); const r = window.devicePixelRatio || 1;
+             const ctx = c.getContext('2d');
+             const painted = (x, y) => ctx.getImageData(Math.round(x * r), Math.round(y * r), 1, 1).data[3] > 0;
+             const walk = (dx, dy) => { for (let x = cx, y = cy; x >= 0 && y >= 0 && x < c.clientWidth && y < c.clientHeight; x += dx, y += dy)
+                                          if (painted(x, y)) return dx ? x : y; return null; };
+             return [walk(-1, 0), walk(0, -1), walk(1, 0), walk(0, 1)]; }""",
+        [(left + right) / 2, (top + bottom) / 2],
+    )
+    scale = min(g["cw"] / g["vw"], g["ch"] / g["vh"])  # screen pixels per video pixel
+    for drawn, seen in zip(edges, (left, top, right, bottom), strict=True):
+        assert drawn is not None and abs(drawn - seen) <= scale + 2, (
+            rotation,
+            edges,
+            (left, top, right, bottom),
+        )
     watched.assert_clean()
 
 
@@ -478,9 +614,7 @@ def test_a_reload_keeps_the_session_and_sign_out_revokes_it(service: Service, br
     client = service.client()
     assert client.get("/api/jobs", headers={"Authorization": f"Bearer {access}"}).status_code == 401
     client.set_cookie(REFRESH_COOKIE, old_cookies[REFRESH_COOKIE], path="/api/auth/session")
-    again = client.post(
-        "/api/auth/session/refresh", headers={"X-CSRF-TOKEN": old_cookies[CSRF_COOKIE]}
-    )
+    again = client.post("/api/auth/session/refresh", headers={"X-CSRF-TOKEN": old_cookies[CSRF_COOKIE]})
     assert again.status_code == 401
     # A reload now shows the sign-in form: there is no session to restore.
     page.reload()
@@ -498,7 +632,8 @@ def test_a_hostile_filename_and_hostile_labels_show_as_text(
     page = watched.page
     register(page, "mallory", PASSWORD)
     page.set_input_files(
-        "#upload-video", files=[{"name": HOSTILE, "mimeType": "video/mp4", "buffer": service.video.read_bytes()}]
+        "#upload-video",
+        files=[{"name": HOSTILE, "mimeType": "video/mp4", "buffer": service.video.read_bytes()}],
     )
     assert page.locator(".chosen").text_content().startswith(HOSTILE)
     with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as made:

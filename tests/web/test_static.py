@@ -118,7 +118,14 @@ def test_nothing_comes_from_another_origin(path):
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
 def test_no_script_parses_data_as_html_or_code(path):
     source = path.read_text()
-    for forbidden in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+    for forbidden in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+    ):
         # dom.js names innerHTML and outerHTML only to refuse them.
         if path.name == "dom.js" and forbidden in ("innerHTML", "outerHTML"):
             assert f'"{forbidden}"' in source
