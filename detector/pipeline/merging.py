@@ -14,7 +14,7 @@ from detector.db import db
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
 from detector.pipeline.dispatch import stop_job
 from detector.pipeline.names import CHUNK_FAILED, MERGE_CHUNKS
-from detector.pipeline.tracking import send_track_objects
+from detector.pipeline.tracking import send_track_objects, tracking_under_way
 from detector.pipeline.webhooks import job_ended
 
 log = get_task_logger(__name__)
@@ -46,7 +46,10 @@ def merge_chunks(self: Task, chunk_summaries: list[dict[str, Any]] | None, job_i
     decoded = sum(c.frames_decoded for c in chunks)
     if job.track:
         # Tracking is a step of its own, on all the frames in order; it ends the job.
-        job.frames_tracked = job.frames_tracked or 0
+        if tracking_under_way(job):
+            session.rollback()
+            return {"job_id": job_id, "skipped": "tracking is under way"}
+        job.frames_tracked = 0
         job.tracked_at = utcnow()
         session.commit()
         log.info("job=%s merged: %d frames, %d objects; tracking", job_id, stored, job.objects_total)

@@ -11,6 +11,7 @@ duplicated, in the transaction that ends the job.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from celery import Task, shared_task
@@ -27,6 +28,20 @@ log = get_task_logger(__name__)
 
 # Frames read, tracked and written back per transaction (and per progress report).
 BATCH_FRAMES = 500
+# A tracking step that reported progress this recently is under way: merge_chunks
+# (which runs twice for most jobs: the chord's callback and the last chunk's send)
+# does not start another. One that has been silent longer died, and the watchdog's
+# merge starts it again.
+TRACKING_LEASE = timedelta(minutes=2)
+
+
+def tracking_under_way(job: Job) -> bool:
+    """Whether the job's tracking step has reported progress within TRACKING_LEASE."""
+    return (
+        job.tracked_at is not None
+        and job.frames_tracked is not None
+        and utcnow() - job.tracked_at < TRACKING_LEASE
+    )
 
 
 def send_track_objects(job_id: str) -> None:

@@ -145,3 +145,47 @@ def test_a_retried_upload_makes_one_job(app, cli: Cli, small_video):
     again = client.submit_file(small_video, idempotency_key="retry-1")
     assert first["id"] == again["id"]
     assert api_get(app, cli, "/api/jobs")["total"] == 1
+
+
+def test_submit_sends_the_job_options_and_results_downloads_an_export(app, cli: Cli, small_video, tmp_path):
+    from detector.db import db
+    from detector.models import FrameDetections, Job, JobStatus
+
+    result = cli.run(
+        "submit",
+        str(small_video),
+        "--frame-stride",
+        "2",
+        "--start",
+        "0.1",
+        "--classes",
+        "person,car",
+        "--track",
+    )
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    options = api_get(app, cli, f"/api/jobs/{job_id}")["options"]
+    assert options == {
+        "sample_fps": None,
+        "frame_stride": 2,
+        "start": 0.1,
+        "end": None,
+        "classes": ["person", "car"],
+        "track": True,
+    }
+    with app.app_context():  # finish it as the pipeline would: two analysed frames, tracked
+        job = db.session.get(Job, job_id)
+        job.status, job.frames_total = JobStatus.SUCCEEDED, 2
+        for index in (2, 4):
+            obj = {"label": "car", "class_id": 3, "score": 0.8, "box": [1.0, 2.0, 30.0, 40.0], "track_id": 1}
+            db.session.add(FrameDetections(job_id=job_id, index=index, timestamp=index / 10, objects=[obj]))
+        db.session.commit()
+    out = tmp_path / "job.csv"
+    exported = cli.run("results", job_id, "--format", "csv", "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "frame,timestamp,track_id,label,class_id,score,x1,y1,x2,y2"
+    assert [line.split(",")[:4] for line in lines[1:]] == [["2", "0.2", "1", "car"], ["4", "0.4", "1", "car"]]
+    mot = cli.run("results", job_id, "--format", "mot")
+    assert mot.returncode == 0, mot.stderr
+    assert [line.split(",")[:2] for line in mot.stdout.splitlines()] == [["3", "1"], ["5", "1"]]
