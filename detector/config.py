@@ -126,7 +126,7 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "MAX_FRAME_PIXELS": env_int("MAX_FRAME_PIXELS", 7680 * 4320),
         "LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute"),
         # How long a media token (POST /api/jobs/<id>/media-token) plays a job's videos.
-        "MEDIA_TOKEN_SECONDS": env_int("MEDIA_TOKEN_SECONDS", 3600),
+        "MEDIA_URL_SECONDS": env_int("MEDIA_URL_SECONDS", 3600),
         # The web app's session cookies (POST /api/auth/session) are sent over HTTPS only
         # when this is true; the default is true in production, false elsewhere (http://127.0.0.1).
         "SESSION_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", profile == "production"),
@@ -174,6 +174,11 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "DOWNLOAD_TIMEOUT_SECONDS": _env_float("DOWNLOAD_TIMEOUT_SECONDS", 30.0),
         # Tries of one download (resumed with Range where the server allows) before it fails.
         "DOWNLOAD_ATTEMPTS": env_int("DOWNLOAD_ATTEMPTS", 5),
+        # A finished job's stored videos (upload and annotated render) are deleted this
+        # many days after it ended (detector.pipeline.retention); 0 keeps them forever.
+        "VIDEO_RETENTION_DAYS": _env_float("VIDEO_RETENTION_DAYS", 0.0),
+        # Megabytes of stored video (uploads and renders not yet deleted) per user; 0: unlimited.
+        "STORAGE_QUOTA_MB": _env_float("STORAGE_QUOTA_MB", 0.0),
         "LOG_FORMAT": _env("LOG_FORMAT", "text"),
         "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
     }
@@ -205,7 +210,7 @@ class Settings:
     max_content_length: int
     max_frame_pixels: int
     login_rate_limit: str
-    media_token_seconds: int
+    media_url_seconds: int
     session_cookie_secure: bool
     ratelimit_storage_uri: str | None
     celery_broker_url: str
@@ -233,6 +238,8 @@ class Settings:
     webhook_timeout_seconds: float
     download_timeout_seconds: float
     download_attempts: int
+    video_retention_days: float
+    storage_quota_mb: float
     log_format: str
     log_level: str
 

@@ -4,10 +4,12 @@ The real benchmark is run by hand (`make bench`); no timing here is asserted.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +20,7 @@ from click.testing import CliRunner
 
 from detector.bench import load
 from detector.bench import run as bench_run
+from detector.bench.figures import SampledPair, decode_selection, made_up_frames, sampling_summary
 from detector.bench.load import (
     ROUND_KEYS,
     WRK_LATENCY,
@@ -29,9 +32,12 @@ from detector.bench.load import (
     wrk_load,
 )
 from detector.bench.options import BenchOptions
-from detector.bench.report import BenchReport, check_targets, format_table
-from detector.bench.service import free_port
+from detector.bench.report import SAMPLING_SLACK, BenchReport, check_targets, format_table
+from detector.bench.service import PeakRss, free_port
 from detector.cli.bench import bench
+from detector.exports import FORMATS
+from detector.video.selection import FrameSelection
+from detector.video.synthetic import make_video
 from tests.conftest import missing_tool
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:8000/api/jobs/1
@@ -168,7 +174,16 @@ def test_every_option_is_on_the_command_line_with_its_default(monkeypatch, tmp_p
 
 
 @pytest.mark.parametrize(
-    "args", [["--batch-sweep", "1,x"], ["--frames", "0"], ["--load-tool", "ab"], ["--memory-factor", "1"]]
+    "args",
+    [
+        ["--batch-sweep", "1,x"],
+        ["--frames", "0"],
+        ["--load-tool", "ab"],
+        ["--memory-factor", "1"],
+        ["--sampling-repeats", "0"],
+        ["--export-objects", "-1"],
+        ["--sample-fps", "x"],
+    ],
 )
 def test_the_command_line_refuses_bad_values(args: list[str]):
     result = CliRunner().invoke(bench, args)
@@ -278,6 +293,110 @@ def test_table_says_which_targets_were_missed():
     assert row["frames decoded / delivered"].endswith("<= 1.05")  # not measured: no verdict
 
 
+def test_a_sampled_job_is_expected_to_take_its_share_of_the_full_job_plus_its_decoding():
+    # 300 frames, 60 analysed: a fifth of the full job's time plus the decoding.
+    pairs = [SampledPair(full_s=20.0, sampled_s=4.6, decode_s=0.5, full_decode_s=0.5)]
+    summary = sampling_summary(300, 60, pairs)
+    assert summary["analysed_share"] == 0.2
+    assert summary["expected_s"] == 4.5  # 0.2 * 20 + 0.5
+    assert summary["vs_expected"] == round(4.6 / 4.5, 3)
+    assert summary["full_video_fps"] == 15.0 and summary["sampled_video_fps"] == round(300 / 4.6, 2)
+    assert summary["sampled_analysed_fps"] == round(60 / 4.6, 2)
+    assert summary["speedup"] == round(20 / 4.6, 2) and summary["ideal_speedup"] == 5.0
+    assert summary["decode_share"] == round(0.5 / 4.6, 3)
+    assert summary["full_decode_share"] == 0.025
+
+
+def test_the_sampled_figures_are_the_medians_of_the_pairs():
+    pairs = [
+        SampledPair(full_s=10.0, sampled_s=3.0, decode_s=0.0, full_decode_s=0.1),  # 1.5 of expected
+        SampledPair(full_s=10.0, sampled_s=2.0, decode_s=0.0, full_decode_s=0.1),  # 1.0
+        SampledPair(full_s=20.0, sampled_s=2.0, decode_s=0.0, full_decode_s=0.1),  # 0.5
+    ]
+    summary = sampling_summary(100, 20, pairs)
+    assert summary["vs_expected_runs"] == [0.5, 1.0, 1.5]
+    assert summary["vs_expected"] == 1.0
+    assert summary["full_s"] == 10.0 and summary["sampled_s"] == 2.0
+
+
+def test_the_sampled_job_meets_its_target_up_to_the_slack_and_not_beyond():
+    assert check_targets({"sampled_job": {"vs_expected": 1 + SAMPLING_SLACK}}) == {
+        "sampled_job_scaling": True
+    }
+    assert check_targets({"sampled_job": {"vs_expected": 0.7}}) == {"sampled_job_scaling": True}
+    assert check_targets({"sampled_job": {"vs_expected": 1 + SAMPLING_SLACK + 0.001}}) == {
+        "sampled_job_scaling": False
+    }
+    assert "sampled_job_scaling" not in check_targets({"sampled_job": {}})
+
+
+def test_decoding_a_selection_alone_counts_what_it_decodes(tmp_path: Path):
+    video = make_video(tmp_path / "v.mp4", frames=50, width=64, height=48, fps=25, gop=50)
+    seconds, decoded, delivered = decode_selection(video, FrameSelection(sample_fps=5), chunk_frames=100)
+    assert delivered == 10  # every 5th of 50 frames at 25 frames/s
+    assert decoded >= 46  # from the keyframe at 0 up to frame 45, the last one chosen
+    assert seconds > 0
+    _, decoded, delivered = decode_selection(video, FrameSelection(), chunk_frames=100)
+    assert decoded == delivered == 50
+
+
+def test_the_made_up_export_job_has_objects_on_fixed_tracks():
+    pool = [{"label": "dog", "class_id": 18, "score": 0.5, "box": [0, 0, 1, 1]}]
+    frames = made_up_frames(30, 3, 25.0, pool)
+    assert [f for f, _, _ in frames] == list(range(30))
+    assert frames[25][1] == 1.0
+    assert all([o["track_id"] for o in objects] == [1, 2, 3] for _, _, objects in frames)
+    assert all(o["label"] == "dog" for _, _, objects in frames for o in objects)
+    assert "track_id" not in pool[0]  # the pool is copied, not changed
+    fallback = made_up_frames(2, 2, 25.0, [])
+    assert {o["label"] for _, _, objects in fallback for o in objects} == {"person", "car"}
+    assert made_up_frames(3, 0, 25.0, pool) == [(0, 0.0, []), (1, 0.04, []), (2, 0.08, [])]
+
+
+def test_the_peak_memory_of_a_process_is_caught_and_its_growth_measured():
+    with PeakRss([os.getpid()]) as memory:
+        block = b"x" * (64 * 1024 * 1024)
+        time.sleep(0.1)  # at least one reading, where the kernel's peak cannot be reset
+        del block
+    busiest = memory.busiest()
+    assert busiest["growth_mb"] >= 50
+    assert busiest["peak_rss_mb"] >= busiest["idle_rss_mb"] + 50
+
+
+def test_the_table_shows_the_sampled_job_tracking_exports_and_renders():
+    figures = {
+        "sampled_job": sampling_summary(
+            300, 60, [SampledPair(full_s=20.0, sampled_s=8.0, decode_s=0.5, full_decode_s=0.5)]
+        )
+        | {"sample_fps": 5.0, "video_fps": 25, "decoded_per_analysed": 4.8},
+        "tracking": {
+            "objects_per_frame": 9.5,
+            "s_per_1000_frames": 2.5,
+            "job_step_s": 1.2,
+            "job_step_share": 0.1,
+        },
+        "exports": {
+            "frames": 10000,
+            "objects_per_frame": 10,
+            "formats": {
+                fmt: {"frames_per_s": 1000.0, "idle_rss_mb": 180.0, "peak_rss_mb": 185.5, "growth_mb": 5.5}
+                for fmt in FORMATS
+            },
+        },
+        "render": {"640x360": {"render_fps": 90.1, "detect_fps": 20.2}},
+    }
+    lines = format_table(BenchReport(machine={}, options={}, figures=figures)).splitlines()
+
+    def row(label: str) -> str:
+        return next(line for line in lines if line.strip().startswith(label))
+
+    # 8 s against 0.2 * 20 + 0.5 = 4.5 s expected
+    assert row("sampled job's time / (share x full job's + decoding)").endswith("1.778  <= 1.25: MISSED")
+    assert row("API process RSS during the coco export").endswith("180.0 -> 185.5 (+5.5)  ")
+    assert "90.1 (20.2)" in row("render frames/s at 640x360 (detection frames/s there)")
+    assert sum("export of a 10000-frame job" in line for line in lines) == len(FORMATS)
+
+
 @pytest.mark.slow
 def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
     """`detector bench` on a few small frames: every stage runs (the real API and
@@ -288,6 +407,8 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
     argv += ["--frames", "16", "--width", "160", "--height", "96", "--batch-size", "4"]
     argv += ["--chunk-frames", "8", "--batch-sweep", "1,4", "--chunk-sweep", "8", "--clients", "4"]
     argv += ["--memory-frames", "8", "--load-rounds", "1", "--load-seconds", "1"]
+    argv += ["--sampling-repeats", "1", "--export-frames", "200"]
+    argv += ["--render-width", "320", "--render-height", "180", "--render-frames", "8"]
     # make test runs other tests beside this one, on every core: at the lowest
     # priority the detector would wait for them all.
     argv += ["--no-background-detector"]
@@ -316,6 +437,10 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
         "api_under_load",
         "detector_worker_memory",
         "end_to_end_fps_by_chunk",
+        "sampled_job",
+        "tracking",
+        "exports",
+        "render",
     ):
         assert name in figures, name
     assert figures["chunks"] == 2  # 16 frames in chunks of 8
@@ -327,6 +452,24 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
         assert load[endpoint]["requests"] > 0
         assert load[endpoint]["non_2xx"] == 0 and load[endpoint]["socket_errors"] == 0
     assert figures["detector_worker_memory"]["long"]["frames"] == 80
+    sampled = figures["sampled_job"]
+    assert sampled["video_frames"] == 16 and sampled["frames_analysed"] == 4  # 5 of 25 frames/s
+    for key in ("full_video_fps", "sampled_video_fps", "speedup", "decoded_per_analysed", "decode_share"):
+        assert key in sampled, key
+    assert len(sampled["vs_expected_runs"]) == 1
+    tracking = figures["tracking"]
+    assert tracking["frames"] == tracking["job_frames"] == 16
+    for key in ("s_per_1000_frames", "objects_per_frame", "job_step_s", "job_step_share"):
+        assert key in tracking, key
+    exports = figures["exports"]
+    assert exports["frames"] == 200 and set(exports["formats"]) == set(FORMATS)
+    for measured in exports["formats"].values():
+        assert {"frames_per_s", "mb", "idle_rss_mb", "peak_rss_mb", "growth_mb"} <= set(measured)
+        assert measured["mb"] > 0
+    assert set(figures["render"]) == {"160x96", "320x180"}
+    assert figures["render"]["320x180"]["frames"] == 8
+    for measured in figures["render"].values():
+        assert {"render_fps", "detect_fps", "render_per_detect", "encoder"} <= set(measured)
     assert set(report["targets_met"]) == {
         "pipeline_efficiency",
         "decoded_per_delivered",
@@ -334,6 +477,14 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
         "worker_memory_flat",
         "api_job_p99",
         "api_detections_p99",
+        "sampled_job_scaling",
     }
     assert (out / "bench.png").stat().st_size > 0
     assert "pipeline efficiency (end to end / predict)" in run.stdout
+    for row in (
+        "sampled job's time",
+        "tracking, s per 1,000 frames",
+        "coco: frames/s",
+        "render frames/s at 320x180",
+    ):
+        assert row in run.stdout, row

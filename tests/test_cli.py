@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import click.testing
 import pytest
 import requests
 from click.testing import CliRunner
@@ -76,7 +77,7 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
             assert time.monotonic() < deadline, "detector up did not become ready"
             time.sleep(0.5)
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        assert len(children) == 3  # API, processor worker, detector worker
+        assert len(children) == 4  # API, processor, detector and render workers
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0
         for pid in children:
@@ -118,3 +119,156 @@ def test_predict_refuses_a_threshold_below_the_models_floor(small_video, model_e
     result = CliRunner().invoke(main, ["predict", str(small_video), "--score-threshold", "0.01"])
     assert result.exit_code == 2
     assert "below the model's score floor DETECTOR_MIN_SCORE (0.05)" in result.output
+
+
+# --- detector predict with the job options ---
+
+
+def _predict(*args: str) -> click.testing.Result:
+    return CliRunner().invoke(main, ["predict", *args], catch_exceptions=False)
+
+
+def _page(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_predict_sample_fps_and_a_span_give_only_those_frames_with_their_own_indices(
+    tmp_path, small_video, model_env, monkeypatch
+):
+    """small_video is 20 frames at 10 fps. Each frame is inferred alone (batch 1), so a
+    sampled frame's objects are exactly those the same frame has in a full run."""
+    monkeypatch.setenv("DETECTOR_BATCH_SIZE", "1")
+    full = tmp_path / "full.json"
+    assert _predict(str(small_video), "--out", str(full), "--score-threshold", "0.2").exit_code == 0
+    by_frame = {f["frame"]: f for f in _page(full)["frames"]}
+    assert sum(len(f["objects"]) for f in by_frame.values()) > 0
+
+    sampled = tmp_path / "sampled.json"
+    result = _predict(
+        str(small_video), "--out", str(sampled), "--score-threshold", "0.2", "--sample-fps", "2.5"
+    )
+    assert result.exit_code == 0, result.output
+    page = _page(sampled)
+    assert [f["frame"] for f in page["frames"]] == [0, 4, 8, 12, 16]
+    assert page["frames_total"] == 5
+    assert [f["timestamp"] for f in page["frames"]] == pytest.approx([0.0, 0.4, 0.8, 1.2, 1.6])
+    assert page["frames"] == [by_frame[f["frame"]] for f in page["frames"]]
+    assert "5 of 20 frames" in result.output
+
+    span = tmp_path / "span.json"
+    result = _predict(
+        str(small_video), "--out", str(span), "--score-threshold", "0.2",
+        "--frame-stride", "6", "--start", "0.5", "--end", "1.7",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [f["frame"] for f in _page(span)["frames"]] == [5, 11]
+    assert _page(span)["frames"] == [by_frame[5], by_frame[11]]
+
+
+def test_predict_coco_output_loads_with_pycocotools(tmp_path, small_video, model_env):
+    from pycocotools.coco import COCO
+
+    page_path, coco_path = tmp_path / "page.json", tmp_path / "out.coco.json"
+    options = ["--score-threshold", "0.2", "--frame-stride", "3"]
+    assert _predict(str(small_video), "--out", str(page_path), *options).exit_code == 0
+    result = _predict(str(small_video), "--out", str(coco_path), "--format", "coco", *options)
+    assert result.exit_code == 0, result.output
+    page = _page(page_path)
+    coco = COCO(str(coco_path))
+    # One image per analysed frame (COCO ids from 1), one annotation per object.
+    assert sorted(coco.getImgIds()) == [f["frame"] + 1 for f in page["frames"]] == list(range(1, 21, 3))
+    objects = [o for f in page["frames"] for o in f["objects"]]
+    assert objects and len(coco.getAnnIds()) == len(objects)
+    first = next(f for f in page["frames"] if f["objects"])
+    annotation = coco.loadAnns(coco.getAnnIds(imgIds=[first["frame"] + 1]))[0]
+    x1, y1, x2, y2 = first["objects"][0]["box"]
+    assert annotation["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1])
+    assert coco.loadCats(annotation["category_id"])[0]["name"] == first["objects"][0]["label"]
+    assert coco.loadImgs(first["frame"] + 1)[0]["width"] == 160
+    assert "person" in {c["name"] for c in coco.loadCats(coco.getCatIds())}
+
+
+def test_predict_mot_without_track_is_a_usage_error(tmp_path, small_video, model_env):
+    out = tmp_path / "out.mot.txt"
+    result = CliRunner().invoke(main, ["predict", str(small_video), "--format", "mot", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "needs track ids" in result.output
+    assert "frames/s" not in result.output  # refused before the model ran
+    assert not out.exists()
+
+
+def test_predict_track_gives_every_object_the_trackers_id(tmp_path, small_video, model_env):
+    from detector.pipeline.predict import track_results
+    from detector.pipeline.results import FrameResult
+
+    plain, tracked, mot = tmp_path / "plain.json", tmp_path / "tracked.json", tmp_path / "out.mot.txt"
+    options = ["--score-threshold", "0.2", "--sample-fps", "5"]
+    assert _predict(str(small_video), "--out", str(plain), *options).exit_code == 0
+    result = _predict(str(small_video), "--out", str(tracked), "--track", *options)
+    assert result.exit_code == 0, result.output
+    frames = _page(tracked)["frames"]
+    assert [f["frame"] for f in frames] == list(range(0, 20, 2))
+    ids = [[o["track_id"] for o in f["objects"]] for f in frames]
+    assert ids and all(type(i) is int and i >= 1 for frame in ids for i in frame)
+    # Without the ids, the same objects as an untracked run; the ids are the tracker's.
+    assert [[{k: v for k, v in o.items() if k != "track_id"} for o in f["objects"]] for f in frames] == [
+        f["objects"] for f in _page(plain)["frames"]
+    ]
+    expected, summaries, _ = track_results(
+        [FrameResult.from_objects(f["frame"], f["timestamp"], f["objects"]) for f in _page(plain)["frames"]]
+    )
+    assert ids == [[o["track_id"] for o in json.loads(f.objects_json)] for f in expected]
+    assert f"; {len(summaries)} tracks in" in result.output
+    # And the MOTChallenge export of the same: a line per object, 1-based frames.
+    result = _predict(str(small_video), "--out", str(mot), "--track", "--format", "mot", *options)
+    assert result.exit_code == 0, result.output
+    lines = [line.split(",") for line in mot.read_text().splitlines()]
+    assert [(int(a), int(b)) for a, b, *_ in lines] == [
+        (f["frame"] + 1, o["track_id"]) for f in frames for o in f["objects"]
+    ]
+
+
+def test_predict_unknown_classes_are_a_usage_error_listing_the_labels(small_video, model_env):
+    result = CliRunner().invoke(main, ["predict", str(small_video), "--classes", "person,banana2"])
+    assert result.exit_code == 2, result.output
+    assert "unknown label 'banana2'" in result.output
+    listed = result.output.split("labels are:")[1]
+    assert "person" in listed and "banana" in listed and "toothbrush" in listed
+    assert "frames/s" not in result.output
+
+
+def test_predict_classes_keep_only_those_labels(tmp_path, small_video, model_env):
+    every, some = tmp_path / "every.json", tmp_path / "some.json"
+    assert _predict(str(small_video), "--out", str(every), "--score-threshold", "0.2").exit_code == 0
+    # "N/A" is a placeholder in the COCO class list, which random weights report too.
+    labels = {o["label"] for f in _page(every)["frames"] for o in f["objects"]} - {"N/A"}
+    assert len(labels) >= 2, labels
+    kept = sorted(labels)[0]
+    result = _predict(str(small_video), "--out", str(some), "--score-threshold", "0.2", "--classes", kept)
+    assert result.exit_code == 0, result.output
+    assert _page(some)["frames"] == [
+        {**f, "objects": [o for o in f["objects"] if o["label"] == kept]} for f in _page(every)["frames"]
+    ]
+
+
+def test_predict_render_writes_a_playable_mp4(tmp_path, small_video, model_env):
+    import av
+
+    from detector.video import index_frames
+
+    out, video = tmp_path / "result.json", tmp_path / "annotated.mp4"
+    result = _predict(
+        str(small_video), "--out", str(out), "--score-threshold", "0.2",
+        "--frame-stride", "2", "--render", str(video),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"annotated video: {video}" in result.output
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert (stream.codec_context.width, stream.codec_context.height) == (160, 120)
+        assert sum(1 for frame in container.decode(stream) if frame.pts is not None) == 20
+    source, annotated = index_frames(small_video), index_frames(video)
+    assert [annotated.timestamp(p) for p in annotated.pts] == pytest.approx(
+        [source.timestamp(p) for p in source.pts], abs=1e-3
+    )

@@ -42,9 +42,10 @@ from flask_restx import Namespace, Resource, fields
 
 from detector.api.errors import error_body, error_model
 from detector.api.extensions import limiter
+from detector.api.fields import NullableInteger
 from detector.auth.tokens import revoke_token
 from detector.config import current_settings
-from detector.services import users
+from detector.services import quota, users
 from detector.services.errors import InvalidInput
 
 ns = Namespace("auth", description="Accounts and JWT tokens")
@@ -69,6 +70,24 @@ credentials = ns.model(
         ),
     },
 )
+storage_model = ns.model(
+    "StorageUse",
+    {
+        "used_bytes": fields.Integer(
+            required=True,
+            min=0,
+            description="Bytes of stored video: your uploads and annotated videos not deleted yet",
+            example=503540531,
+        ),
+        "quota_bytes": NullableInteger(
+            required=True,
+            min=0,
+            description="Your storage quota in bytes (STORAGE_QUOTA_MB); null: unlimited. A video "
+            "that would take used_bytes past it is refused with 413 quota_exceeded.",
+            example=524288000,
+        ),
+    },
+)
 user_model = ns.model(
     "User",
     {
@@ -78,6 +97,9 @@ user_model = ns.model(
             required=True,
             description="When the account was created (ISO 8601, UTC)",
             example="2026-11-22T18:20:01.125000+00:00",
+        ),
+        "storage": fields.Nested(
+            storage_model, required=True, description="The video storage you use, and your quota"
         ),
     },
 )
@@ -121,7 +143,12 @@ def _credentials() -> tuple[str, str]:
 
 
 def user_dict(user: Any) -> dict[str, Any]:
-    return {"id": user.id, "username": user.username, "created_at": user.created_at.isoformat()}
+    return {
+        "id": user.id,
+        "username": user.username,
+        "created_at": user.created_at.isoformat(),
+        "storage": quota.storage_use(user.id).as_dict(),
+    }
 
 
 @ns.route("/register")
@@ -195,11 +222,11 @@ class Logout(Resource):
 @ns.route("/me")
 class Me(Resource):
     @ns.doc(id="get_current_user", security="Bearer")
-    @ns.response(200, "The logged-in user", user_model)
+    @ns.response(200, "The logged-in user, with their video storage use and quota", user_model)
     @ns.response(401, UNAUTHORIZED, error_model)
     @jwt_required()
     def get(self) -> dict[str, Any]:
-        """Who the access token belongs to."""
+        """Who the access token belongs to, and how much video storage they use of their quota."""
         return user_dict(current_user)
 
 

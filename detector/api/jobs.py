@@ -119,6 +119,19 @@ video_model = ns.model(
             "boxes are in the stored (unrotated) frame.",
             example=0,
         ),
+        "expires_at": NullableDateTime(
+            required=True,
+            description="When the stored video and its annotated video will be deleted "
+            "(VIDEO_RETENTION_DAYS after the job ended; ISO 8601, UTC); null: kept for as long "
+            "as the job (no retention, or the job has not finished)",
+            example="2026-12-22T18:24:31.902114+00:00",
+        ),
+        "deleted_at": NullableDateTime(
+            required=True,
+            description="When they were deleted (ISO 8601, UTC); from then on the video endpoints "
+            "and render answer 410. Detections, tracks and exports stay. Null until then.",
+            example="2026-12-22T18:25:00.120417+00:00",
+        ),
     },
 )
 render_model = ns.model(
@@ -141,7 +154,8 @@ render_model = ns.model(
         ),
         "url": NullableString(
             required=True,
-            description="The annotated MP4 once succeeded (GET, Range supported); null before",
+            description="The annotated MP4 once succeeded (GET, Range supported); null before, "
+            "and once the job's videos were deleted (video.deleted_at)",
             example=f"/api/jobs/{JOB_ID}/video/annotated",
         ),
     },
@@ -518,7 +532,9 @@ def render_dict(job: Job | Row[Any]) -> dict[str, Any] | None:
         "frames_done": done,
         "percent": 100.0 if succeeded else (round(min(100.0, 100.0 * done / total), 1) if total else 0.0),
         "error": job.render_error,
-        "url": url_for("api.jobs_video_annotated", job_id=job.id) if succeeded else None,
+        "url": url_for("api.jobs_video_annotated", job_id=job.id)
+        if succeeded and job.video_deleted_at is None
+        else None,
     }
 
 
@@ -550,6 +566,8 @@ def job_dict(job: Job | Row[Any], done: int | None = None) -> dict[str, Any]:
             "frame_count": job.frame_count,
             "duration": job.duration,
             "rotation": job.rotation,
+            "expires_at": job.video_expires_at.isoformat() if job.video_expires_at else None,
+            "deleted_at": job.video_deleted_at.isoformat() if job.video_deleted_at else None,
         },
         "objects_total": job.objects_total,
         "error": job.error,
@@ -609,7 +627,12 @@ class JobList(Resource):
         error_model,
     )
     @ns.response(
-        413, "Larger than the upload limit (MAX_UPLOAD_MB); the message states the limit", error_model
+        413,
+        "Larger than the upload limit (MAX_UPLOAD_MB; the message states the limit), or a video that "
+        "would take you past your storage quota (STORAGE_QUOTA_MB, quota_exceeded: the message "
+        "states the quota, your use and the video's size; a source_url is refused when you are "
+        "at or over it)",
+        error_model,
     )
     @ns.response(415, "Not a video", error_model)
     @ns.response(
@@ -683,7 +706,7 @@ class JobResource(Resource):
         return job_dict(*job_service.get_job_with_progress(current_user.id, job_id))
 
     @ns.doc(id="delete_job", security=SECURITY)
-    @ns.response(204, "Deleted, with its video and detections")
+    @ns.response(204, "Deleted, with its video and detections (their bytes leave your storage use)")
     def delete(self, job_id: str) -> tuple[str, int]:
         """Delete a job, its stored video and its detections (a running job is cancelled)."""
         job_service.delete_job(current_user.id, job_id, current_app.extensions["video_storage"])

@@ -57,6 +57,10 @@ MEDIA_TOKEN_PARAM = {
     },
     "Range": {"in": "header", "type": "string", "description": "bytes=START-END, as HTTP defines it"},
 }
+GONE = (
+    "The job's stored videos were deleted at the end of their retention (VIDEO_RETENTION_DAYS; "
+    "the job's video.deleted_at); its detections, tracks and exports remain"
+)
 RANGE_HEADERS = {
     "Accept-Ranges": {"type": "string", "description": "bytes"},
     "Content-Range": {"type": "string", "description": "On 206: the bytes sent, e.g. bytes 0-1023/52428800"},
@@ -68,7 +72,7 @@ def _viewer(job_id: str) -> int:
     token = request.args.get("media_token")
     if token is not None:
         return media.media_token_user(
-            current_app.config["SECRET_KEY"], token, job_id, current_settings().media_token_seconds
+            current_app.config["SECRET_KEY"], token, job_id, current_settings().media_url_seconds
         )
     g.caller = authenticate()
     return int(g.caller.id)
@@ -98,6 +102,7 @@ class JobRender(Resource):
     @ns.response(202, "Rendering started", render_model)
     @ns.response(200, "The render asked for before (queued, rendering or succeeded)", render_model)
     @ns.response(409, "The job has not succeeded", error_model)
+    @ns.response(410, GONE, error_model)
     def post(self, job_id: str) -> tuple[dict[str, Any], int]:
         """Draw the job's detections into a browser-playable MP4 (H.264); follow it in the job's `render`.
 
@@ -115,14 +120,14 @@ class JobMediaToken(Resource):
     method_decorators = [authenticated()]
 
     @ns.doc(id="create_media_token", security=SECURITY)
-    @ns.response(200, "URLs that play the job's videos for MEDIA_TOKEN_SECONDS", media_token_model)
+    @ns.response(200, "URLs that play the job's videos for MEDIA_URL_SECONDS", media_token_model)
     def post(self, job_id: str) -> dict[str, Any]:
         """A short-lived token for this job's videos, for players that cannot send a Bearer token."""
         job = job_service.get_job(current_user.id, job_id)
         token = media.media_token(current_app.config["SECRET_KEY"], current_user.id, job.id)
         return {
             "token": token,
-            "expires_in": current_settings().media_token_seconds,
+            "expires_in": current_settings().media_url_seconds,
             "video_url": url_for("api.jobs_video", job_id=job.id, media_token=token),
             "annotated_url": url_for("api.jobs_video_annotated", job_id=job.id, media_token=token),
         }
@@ -138,6 +143,7 @@ class JobVideo(Resource):
     @ns.response(200, "The whole video, as uploaded", headers=RANGE_HEADERS)
     @ns.response(206, "The bytes the Range asked for", headers=RANGE_HEADERS)
     @ns.response(409, "The video is still being downloaded (a source_url job)", error_model)
+    @ns.response(410, GONE, error_model)
     @ns.response(416, "A Range outside the file", error_model)
     def get(self, job_id: str) -> Response:
         """The job's original video, with Range support."""
@@ -155,6 +161,7 @@ class JobAnnotatedVideo(Resource):
     @ns.response(200, "The whole annotated MP4", headers=RANGE_HEADERS)
     @ns.response(206, "The bytes the Range asked for", headers=RANGE_HEADERS)
     @ns.response(409, "The render has not finished, or it failed (the message says why)", error_model)
+    @ns.response(410, GONE, error_model)
     @ns.response(416, "A Range outside the file", error_model)
     def get(self, job_id: str) -> Response:
         """The job's annotated video (H.264 MP4, index first), with Range support."""

@@ -7,6 +7,7 @@ process or in `detector predict`; the others talk to the running service.
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import subprocess
@@ -16,17 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 from detector.bench.load import choose_tool, combine_rounds, python_load, wrk_load
 from detector.bench.options import BenchOptions
-from detector.bench.service import Client, Service, rss_mb
+from detector.bench.service import Client, PeakRss, Service, rss_mb
 from detector.detection import DetectorSettings, get_predictor
-from detector.models import Chunk, Job
+from detector.exports import FORMATS
+from detector.models import Chunk, FrameDetections, Job, JobStatus, User, utcnow
+from detector.render import render_video
 from detector.runtime.processes import detector_cli_argv
-from detector.video import decode_frames, index_frames
+from detector.tracking import Tracker, frame_rate_of
+from detector.video import DecodeStats, decode_frames, index_frames, plan_chunks
+from detector.video.selection import FrameSelection
 from detector.video.synthetic import make_video
+
+# A job's analysed frames as the exports and the renderer take them: (frame, seconds, objects).
+StoredFrame = tuple[int, float, list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -37,15 +45,16 @@ class Videos:
     warmup: Path  # one batch: loads the model in a fresh worker, not timed
     short: Path  # options.memory_frames, for the worker's memory
     long: Path  # memory_factor times longer
+    large: Path  # options.render_frames of render_width x render_height, for the render
 
     @classmethod
     def make(cls, out: Path, options: BenchOptions) -> Videos:
-        def video(name: str, frames: int) -> Path:
+        def video(name: str, frames: int, width: int = options.width, height: int = options.height) -> Path:
             return make_video(
                 out / name,
                 frames=frames,
-                width=options.width,
-                height=options.height,
+                width=width,
+                height=height,
                 fps=options.fps,
                 gop=options.gop,
             )
@@ -55,6 +64,7 @@ class Videos:
             warmup=video("warmup.mp4", options.batch_size),
             short=video("short.mp4", options.memory_frames),
             long=video("long.mp4", options.memory_frames * options.memory_factor),
+            large=video("large.mp4", options.render_frames, options.render_width, options.render_height),
         )
 
 
@@ -118,11 +128,15 @@ def model_by_batch(bench: Bench) -> dict[str, Any]:
     return figures
 
 
-def predict_fps(bench: Bench, env: dict[str, str]) -> float:
+def predict_fps(
+    bench: Bench, env: dict[str, str], video: Path | None = None, out: Path | None = None
+) -> float:
     """Frames/s of the `detector predict` command itself (model loading excluded),
     in a fresh process as a user runs it and as a worker child starts, rather
-    than in this process after the sweeps."""
-    argv = detector_cli_argv("predict", str(bench.videos.main), "--out", str(bench.out / "predict.json"))
+    than in this process after the sweeps. It runs over ``video`` (the main
+    video by default) and writes its detections page to ``out``."""
+    video = video or bench.videos.main
+    argv = detector_cli_argv("predict", str(video), "--out", str(out or bench.out / "predict.json"))
     argv += ["--score-threshold", str(bench.options.score_threshold)]
     run = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
     found = re.search(r"\(([\d.]+) frames/s", run.stderr)
@@ -274,3 +288,306 @@ def chunk_sweep(bench: Bench, service: Service, client: Client) -> dict[str, Any
         by_chunk[chunk] = round(options.frames / seconds, 2)
         bench.log(f"end to end, chunks of {chunk}: {by_chunk[chunk]} frames/s")
     return {"end_to_end_fps_by_chunk": by_chunk}
+
+
+# --- job options, tracking, exports and renders -----------------------------------------------
+
+
+def stored_frames(engine: Engine, job_id: str) -> list[StoredFrame]:
+    """A job's stored frames in frame order, as the exports and the renderer read them."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(FrameDetections.index, FrameDetections.timestamp, FrameDetections.objects)
+            .where(FrameDetections.job_id == job_id)
+            .order_by(FrameDetections.index)
+        ).all()
+    return [(index, timestamp, list(objects)) for index, timestamp, objects in rows]
+
+
+def decode_selection(video: Path, selection: FrameSelection, chunk_frames: int) -> tuple[float, int, int]:
+    """Decode the frames ``selection`` picks of ``video`` alone, chunk by chunk as a
+    job of chunks of ``chunk_frames`` plans them: seconds (indexing excluded),
+    frames decoded and frames delivered."""
+    index = index_frames(video)
+    chosen = selection.select([index.timestamp(pts) for pts in index.pts])
+    stats = DecodeStats()
+    started = time.perf_counter()
+    for plan in plan_chunks(index, chunk_frames, chosen):
+        for _ in decode_frames(video, plan.seek_pts, plan.frame_pts, stats):
+            pass
+    return _elapsed(started), stats.decoded, stats.delivered
+
+
+@dataclass(frozen=True)
+class SampledPair:
+    """One full job and one sampled job of the same video, back to back, in seconds
+    (upload start to success), and the seconds of decoding each one's frames alone."""
+
+    full_s: float
+    sampled_s: float
+    decode_s: float  # the sampled job's selection, decoded alone
+    full_decode_s: float  # every frame, decoded alone
+
+
+def sampling_summary(video_frames: int, analysed: int, pairs: list[SampledPair]) -> dict[str, Any]:
+    """The sampled-job figures of ``pairs`` (medians over the pairs).
+
+    A sampled job still decodes much of the video (every frame from a keyframe
+    to the next selected frame), but runs the model on ``analysed`` frames
+    only. So the time it should take is the analysed share of the full job's
+    time plus the decoding of its own selection (the full job's time already
+    holds its decoding, so this counts the analysed share of it twice, a small
+    allowance): ``expected_s = analysed / video_frames * full_s + decode_s``.
+    ``vs_expected`` is the sampled job's time over that; `check_targets`
+    allows `SAMPLING_SLACK` above 1 for what no sampling shrinks (the upload,
+    planning, the wait for the first chunk, the merge) and the machine's drift
+    between the two jobs of a pair.
+    """
+    share = analysed / video_frames
+
+    def median(values: list[float], places: int = 3) -> float:
+        return round(statistics.median(values), places)
+
+    expected = [share * p.full_s + p.decode_s for p in pairs]
+    ratios = sorted(p.sampled_s / e for p, e in zip(pairs, expected, strict=True))
+    return {
+        "video_frames": video_frames,
+        "frames_analysed": analysed,
+        "analysed_share": round(share, 4),
+        "full_s": median([p.full_s for p in pairs]),
+        "sampled_s": median([p.sampled_s for p in pairs]),
+        "full_video_fps": median([video_frames / p.full_s for p in pairs], 2),
+        "sampled_video_fps": median([video_frames / p.sampled_s for p in pairs], 2),
+        "sampled_analysed_fps": median([analysed / p.sampled_s for p in pairs], 2),
+        "speedup": median([p.full_s / p.sampled_s for p in pairs], 2),
+        "ideal_speedup": round(video_frames / analysed, 2),
+        "decode_s": median([p.decode_s for p in pairs]),
+        "decode_share": median([p.decode_s / p.sampled_s for p in pairs]),
+        "full_decode_share": median([p.full_decode_s / p.full_s for p in pairs]),
+        "expected_s": median(expected),
+        "vs_expected": median(ratios),
+        "vs_expected_runs": [round(r, 3) for r in ratios],
+    }
+
+
+def _decoded_and_analysed(engine: Engine, job_id: str) -> tuple[int, int]:
+    """A finished job's frames decoded (summed over its chunks) and frames analysed."""
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        decoded = sum(session.scalars(select(Chunk.frames_decoded).where(Chunk.job_id == job_id)))
+        if job is None or not job.frames_total:
+            raise RuntimeError(f"job {job_id} has no frames analysed")
+        return decoded, job.frames_total
+
+
+def sampled_job(bench: Bench, client: Client, engine: Engine) -> tuple[dict[str, Any], str]:
+    """The main video as a full job and as a ``sample_fps`` job, back to back,
+    ``sampling_repeats`` times: frames/s of video of each, the speed-up against
+    the frames analysed, the sampled job's frames decoded per frame analysed (its
+    chunks' rows) and the share of its time that decoding its frames alone takes
+    (in this process, `decode_selection`). Also the id of the last full job,
+    whose detections the tracking, export and render figures use."""
+    options = bench.options
+    video = bench.videos.main
+    sampled = FrameSelection(sample_fps=options.sample_fps)
+    pairs = []
+    for _ in range(options.sampling_repeats):
+        full_id, full_s = client.run_job(video, options.score_threshold)
+        sampled_id, sampled_s = client.run_job(
+            video, options.score_threshold, sample_fps=str(options.sample_fps)
+        )
+        decode_s, _, _ = decode_selection(video, sampled, options.chunk_frames)
+        full_decode_s, _, _ = decode_selection(video, FrameSelection(), options.chunk_frames)
+        pairs.append(SampledPair(full_s, sampled_s, decode_s, full_decode_s))
+    decoded, analysed = _decoded_and_analysed(engine, sampled_id)
+    figure = sampling_summary(len(index_frames(video)), analysed, pairs)
+    figure["sample_fps"] = options.sample_fps
+    figure["video_fps"] = options.fps
+    figure["decoded_per_analysed"] = round(decoded / analysed, 3)
+    bench.log(f"sampled job: {figure}")
+    return {"sampled_job": figure}, full_id
+
+
+def tracking(bench: Bench, client: Client, engine: Engine, job_id: str) -> dict[str, Any]:
+    """The tracker in this process over the stored detections of ``job_id`` (seconds
+    per 1,000 frames, objects per frame), and a ``track=true`` job of the main
+    video through the service: its tracking step (from the last chunk done to the
+    job's success, from the rows: the merge, the step's wait in the queue, reading
+    the frames, tracking them and writing them back) against the job's whole time
+    (upload start to success)."""
+    frames = stored_frames(engine, job_id)
+    objects = sum(len(o) for _, _, o in frames)
+    rate = frame_rate_of([t for _, t, _ in frames])
+    warm = Tracker(rate)  # loads the tracker's library; not timed
+    for frame, timestamp, found in frames[:2]:
+        warm.update(frame, timestamp, found)
+    tracker = Tracker(rate)
+    started = time.perf_counter()
+    for frame, timestamp, found in frames:
+        tracker.update(frame, timestamp, found)
+    tracks = len(tracker.summaries())
+    seconds = _elapsed(started)
+
+    # Not timed: the processor loads the tracker's library on its first tracked job.
+    client.run_job(bench.videos.warmup, bench.options.score_threshold, track="true")
+    tracked_id, job_s = client.run_job(bench.videos.main, bench.options.score_threshold, track="true")
+    with Session(engine) as session:
+        job = session.get(Job, tracked_id)
+        done = session.scalars(select(Chunk.finished_at).where(Chunk.job_id == tracked_id)).all()
+        if job is None or job.finished_at is None or not all(done):
+            raise RuntimeError(f"job {tracked_id} has not finished")
+        step_s = (job.finished_at - max(d for d in done if d is not None)).total_seconds()
+        tracked_frames = job.frames_total or 0
+        job_tracks = job.tracks_total
+    figure = {
+        "frames": len(frames),
+        "objects_per_frame": round(objects / max(len(frames), 1), 1),
+        "tracks": tracks,
+        "s_per_1000_frames": round(seconds / max(len(frames), 1) * 1000, 3),
+        "job_s": round(job_s, 3),
+        "job_frames": tracked_frames,
+        "job_tracks": job_tracks,
+        "job_step_s": round(step_s, 3),
+        "job_step_share": round(step_s / job_s, 3),
+        "job_step_s_per_1000_frames": round(step_s / max(tracked_frames, 1) * 1000, 3),
+    }
+    bench.log(f"tracking: {figure}")
+    return {"tracking": figure}
+
+
+# Objects for the made-up export job when the real job found none.
+_FALLBACK_OBJECTS = [
+    {"label": "person", "class_id": 1, "score": 0.9, "box": [10.0, 20.0, 60.0, 140.0]},
+    {"label": "car", "class_id": 3, "score": 0.75, "box": [200.0, 100.0, 320.0, 180.0]},
+]
+
+
+def made_up_frames(frames: int, per_frame: int, fps: float, pool: list[dict[str, Any]]) -> list[StoredFrame]:
+    """``frames`` frames of ``per_frame`` objects each, taken in turn from ``pool``
+    (a real job's objects), the k-th object of every frame on track k + 1."""
+    pool = pool or _FALLBACK_OBJECTS
+    made = []
+    for f in range(frames):
+        objects = [{**pool[(f * per_frame + k) % len(pool)], "track_id": k + 1} for k in range(per_frame)]
+        made.append((f, round(f / fps, 6), objects))
+    return made
+
+
+def _made_up_job(bench: Bench, engine: Engine, pool: list[dict[str, Any]]) -> str:
+    """A succeeded, tracked job of ``export_frames`` frames owned by the benchmark's
+    user, written straight into the service's database (no video behind it)."""
+    options = bench.options
+    frames = options.export_frames
+    now = utcnow()
+    with Session(engine) as session:
+        owner = session.scalar(select(User.id).where(User.username == Client.USERNAME))
+        if owner is None:
+            raise RuntimeError("the benchmark's user is not in the database")
+        job = Job(
+            owner_id=owner,
+            original_filename="export-bench.mp4",
+            storage_key="export-bench-has-no-video",
+            status=JobStatus.SUCCEEDED,
+            fps=float(options.fps),
+            width=options.width,
+            height=options.height,
+            frame_count=frames,
+            duration=frames / options.fps,
+            codec="h264",
+            score_threshold=options.score_threshold,
+            track=True,
+            frames_total=frames,
+            frames_tracked=frames,
+            tracks_total=options.export_objects,
+            chunk_count=0,
+            objects_total=frames * options.export_objects,
+            dispatched=True,
+            created_at=now,
+            started_at=now,
+            finished_at=now,
+        )
+        session.add(job)
+        session.commit()
+        job_id = job.id
+        made = made_up_frames(frames, options.export_objects, options.fps, pool)
+        for at in range(0, frames, 1000):
+            rows = [
+                {"job_id": job_id, "index": i, "timestamp": t, "objects": o}
+                for i, t, o in made[at : at + 1000]
+            ]
+            session.execute(insert(FrameDetections), rows)
+            session.commit()
+    return job_id
+
+
+def exports(bench: Bench, service: Service, client: Client, engine: Engine, job_id: str) -> dict[str, Any]:
+    """Each export format of a made-up succeeded job of ``export_frames`` frames
+    (objects taken from ``job_id``'s), streamed through the API: frames/s, and
+    the peak resident memory of the API's processes during the download against
+    before it (the process that grew most: the one that served it)."""
+    options = bench.options
+    pool = [o for _, _, found in stored_frames(engine, job_id)[:100] for o in found]
+    export_job = _made_up_job(bench, engine, pool)
+    by_format = {}
+    for fmt in FORMATS:
+        api = service.worker_children("api")
+        with PeakRss(api) as memory:
+            started = time.perf_counter()
+            response = client.session.get(
+                f"{service.base}/jobs/{export_job}/export",
+                params={"format": fmt},
+                headers=client.headers,
+                stream=True,
+                timeout=600,
+            )
+            if not response.ok:
+                raise RuntimeError(f"the {fmt} export failed ({response.status_code}): {response.text[:500]}")
+            size = sum(len(piece) for piece in response.iter_content(64 * 1024))
+            seconds = _elapsed(started)
+        by_format[fmt] = {
+            "frames_per_s": round(options.export_frames / seconds, 1),
+            "seconds": round(seconds, 3),
+            "mb": round(size / 1e6, 2),
+            **memory.busiest(),
+        }
+    figure = {
+        "frames": options.export_frames,
+        "objects_per_frame": options.export_objects,
+        "api_processes": len(service.worker_children("api")),
+        "formats": by_format,
+    }
+    bench.log(f"exports: {figure}")
+    return {"exports": figure}
+
+
+def render(bench: Bench, engine: Engine, env: dict[str, str], job_id: str, predict: float) -> dict[str, Any]:
+    """Frames/s of `render_video` in this process: the main video with ``job_id``'s
+    detections, against ``predict`` (`detector predict` frames/s of the main video),
+    and the large video (render_width x render_height) with the detections
+    `detector predict` finds in it, against that run's frames/s."""
+    options = bench.options
+    large_page = bench.out / "predict-large.json"
+    large_predict = predict_fps(bench, env, bench.videos.large, large_page)
+    frames_large = [
+        (f["frame"], f["timestamp"], f["objects"]) for f in json.loads(large_page.read_text())["frames"]
+    ]
+    runs = [
+        (bench.videos.main, options.width, options.height, stored_frames(engine, job_id), predict),
+        (bench.videos.large, options.render_width, options.render_height, frames_large, large_predict),
+    ]
+    by_size: dict[str, dict[str, Any]] = {}
+    for video, width, height, frames, detect_fps in runs:
+        size = f"{width}x{height}"
+        if size in by_size:
+            continue  # the large video is the main one's size
+        stats = render_video(video, bench.out / f"render-{size}.mp4", frames)
+        by_size[size] = {
+            "frames": stats.frames,
+            "objects_per_frame": round(sum(len(o) for _, _, o in frames) / max(len(frames), 1), 1),
+            "render_fps": round(stats.fps, 2),
+            "detect_fps": round(detect_fps, 2),
+            "render_per_detect": round(stats.fps / detect_fps, 2) if detect_fps else None,
+            "encoder": stats.encoder,
+        }
+    bench.log(f"render: {by_size}")
+    return {"render": by_size}

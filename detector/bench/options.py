@@ -65,6 +65,21 @@ class BenchOptions:
     background_detector: bool = option(
         True, "run the detector worker at the lowest CPU priority, as `detector up` does"
     )
+    sample_fps: float = option(
+        5.0, "frames a second the sampled job analyses (its sample_fps), beside a full job of the video"
+    )
+    sampling_repeats: int = option(
+        3, "pairs of a full job and a sampled job; the report takes the medians", minimum=1
+    )
+    export_frames: int = option(
+        10_000, "frames of the succeeded job the exports are timed on (made up in the database)", minimum=1
+    )
+    export_objects: int = option(10, "objects in each frame of that job", minimum=0)
+    render_width: int = option(1920, "frame width of the second video the render is timed on", minimum=16)
+    render_height: int = option(1080, "frame height of that video", minimum=16)
+    render_frames: int = option(
+        50, "frames of that video (detector predict and the render both run over it)", minimum=1
+    )
     clients: int = option(50, "clients (connections) of the API load", minimum=1)
     load_tool: str = option(
         "auto",

@@ -52,6 +52,14 @@ def plot(report: BenchReport, path: Path) -> None:
 FLAT_MEMORY_GROWTH = 0.10
 
 
+# How far above its expected time (figures.sampling_summary) a sampled job may
+# take and still count as scaling with the frames it analyses: the costs no
+# sampling shrinks (upload, planning, the first chunk's wait, the merge: some
+# 0.2-0.3 s, about a tenth of the default sampled job) and the machine's drift
+# between the two jobs of a pair.
+SAMPLING_SLACK = 0.25
+
+
 # What the table shows beside each figure that has a target (check_targets' names).
 TARGET_TEXT = {
     "pipeline_efficiency": ">= 0.9",
@@ -60,6 +68,7 @@ TARGET_TEXT = {
     "worker_memory_flat": f"flat (+{FLAT_MEMORY_GROWTH:.0%} at most)",
     "api_job_p99": "p99 < 100",
     "api_detections_p99": "p99 < 100",
+    "sampled_job_scaling": f"<= {1 + SAMPLING_SLACK:g}",
 }
 
 
@@ -83,6 +92,8 @@ def check_targets(figures: dict[str, Any]) -> dict[str, bool]:
     for name in ("job", "detections"):
         if name in load:
             met[f"api_{name}_p99"] = load[name]["p99_ms"] < 100
+    if (scaling := figures.get("sampled_job", {}).get("vs_expected")) is not None:
+        met["sampled_job_scaling"] = scaling <= 1 + SAMPLING_SLACK
     return met
 
 
@@ -122,6 +133,7 @@ def format_table(report: BenchReport) -> str:
                 rows.append(("  p99 of each round (the figure above is their median)", rounds, ""))
     if "detector_fps_during_load" in load:
         rows.append(("detector frames/s meanwhile (it yields the CPU)", load["detector_fps_during_load"], ""))
+    rows += _option_rows(f)
 
     met = check_targets(f)
 
@@ -133,3 +145,69 @@ def format_table(report: BenchReport) -> str:
     lines = [f"{'figure'.ljust(width)}  {'measured':>14}  target", "-" * (width + 26)]
     lines += [f"{name.ljust(width)}  {value!s:>14}  {verdict(target)}" for name, value, target in rows]
     return "\n".join(lines)
+
+
+def _option_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The table's rows of the sampled job, tracking, exports and renders, where measured."""
+    rows: list[tuple[str, Any, str]] = []
+    if s := f.get("sampled_job"):
+        rows += [
+            (
+                f"sampled job, {s['sample_fps']:g} of {s['video_fps']} frames/s "
+                f"({s['frames_analysed']} of {s['video_frames']} frames): s, full / sampled",
+                f"{s['full_s']} / {s['sampled_s']}",
+                "",
+            ),
+            (
+                "  frames of video per s, full / sampled job",
+                f"{s['full_video_fps']} / {s['sampled_video_fps']}",
+                "",
+            ),
+            (
+                "  frames analysed per s, full / sampled job",
+                f"{s['full_video_fps']} / {s['sampled_analysed_fps']}",
+                "",
+            ),
+            ("  speed-up (ideal: frames of video / analysed)", f"{s['speedup']} ({s['ideal_speedup']})", ""),
+            ("  sampled job: frames decoded / analysed", s["decoded_per_analysed"], ""),
+            ("  sampled job: its frames decoded alone / its time", s["decode_share"], ""),
+            (
+                "  sampled job's time / (share x full job's + decoding)",
+                s["vs_expected"],
+                "sampled_job_scaling",
+            ),
+        ]
+    if t := f.get("tracking"):
+        rows += [
+            (
+                f"tracking, s per 1,000 frames ({t['objects_per_frame']} objects a frame)",
+                t["s_per_1000_frames"],
+                "",
+            ),
+            (
+                "tracked job: tracking step s (share of the job's time)",
+                f"{t['job_step_s']} ({t['job_step_share']})",
+                "",
+            ),
+        ]
+    if e := f.get("exports"):
+        what = f"{e['frames']}-frame job, {e['objects_per_frame']} objects a frame"
+        for fmt, m in e["formats"].items():
+            rows.append((f"export of a {what}, {fmt}: frames/s", m["frames_per_s"], ""))
+        if coco := e["formats"].get("coco"):
+            rows.append(
+                (
+                    "  API process RSS during the coco export: idle -> peak MB",
+                    f"{coco['idle_rss_mb']} -> {coco['peak_rss_mb']} (+{coco['growth_mb']})",
+                    "",
+                )
+            )
+    for size, r in f.get("render", {}).items():
+        rows.append(
+            (
+                f"render frames/s at {size} (detection frames/s there)",
+                f"{r['render_fps']} ({r['detect_fps']})",
+                "",
+            )
+        )
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -36,6 +37,73 @@ def rss_mb(pid: int, field: str = "VmHWM") -> float:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Set a process's peak resident memory (VmHWM) to its current one (Linux's
+    clear_refs 5); False where that is not allowed."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+class PeakRss:
+    """The peak resident memory of processes while inside the ``with``, in MB by pid.
+
+    Each process's VmRSS is read every ``interval`` seconds; where the kernel's
+    own peak (VmHWM) can be reset on entry, it is read on exit as well, which
+    catches a peak between two readings. ``idle`` holds each one's VmRSS on entry.
+    """
+
+    def __init__(self, pids: list[int], interval: float = 0.01) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.idle: dict[int, float] = {}
+        self.peak: dict[int, float] = {}
+        self._reset: dict[int, bool] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _read(self, pid: int, field: str) -> float | None:
+        try:
+            return rss_mb(pid, field)
+        except OSError:  # the process has ended
+            return None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            for pid in self.pids:
+                if (now := self._read(pid, "VmRSS")) is not None:
+                    self.peak[pid] = max(self.peak.get(pid, now), now)
+
+    def __enter__(self) -> PeakRss:
+        for pid in self.pids:
+            if (idle := self._read(pid, "VmRSS")) is not None:
+                self.idle[pid] = self.peak[pid] = idle
+            self._reset[pid] = reset_peak_rss(pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for pid in self.pids:
+            if self._reset[pid] and (hwm := self._read(pid, "VmHWM")) is not None:
+                self.peak[pid] = max(self.peak.get(pid, hwm), hwm)
+
+    def busiest(self) -> dict[str, float]:
+        """The process that grew most: its idle and peak MB and the growth."""
+        grown = {pid: self.peak[pid] - self.idle[pid] for pid in self.idle if pid in self.peak}
+        if not grown:
+            return {"idle_rss_mb": float("nan"), "peak_rss_mb": float("nan"), "growth_mb": float("nan")}
+        pid = max(grown, key=lambda p: grown[p])
+        return {
+            "idle_rss_mb": round(self.idle[pid], 1),
+            "peak_rss_mb": round(self.peak[pid], 1),
+            "growth_mb": round(grown[pid], 1),
+        }
 
 
 class Service:
@@ -106,26 +174,29 @@ class Client:
     longer finish (`Service.check_running`: a worker died).
     """
 
+    USERNAME = "bench"
+
     def __init__(self, base: str, check: Callable[[], None] = lambda: None) -> None:
         self.base = base
         self.check = check
         self.session = requests.Session()
-        user = {"username": "bench", "password": "bench-password"}
+        user = {"username": self.USERNAME, "password": "bench-password"}
         self.session.post(f"{base}/auth/register", json=user, timeout=10)
         token = self.session.post(f"{base}/auth/login", json=user, timeout=10).json()["access_token"]
         self.headers = {"Authorization": f"Bearer {token}"}
 
-    def upload(self, path: Path, threshold: float) -> str:
-        """Upload ``path``; the new job's id."""
+    def upload(self, path: Path, threshold: float, **form: str) -> str:
+        """Upload ``path`` with the job options in ``form`` (``sample_fps="5"``); the new job's id."""
         with path.open("rb") as f:
             response = self.session.post(
                 f"{self.base}/jobs",
                 headers=self.headers,
                 files={"video": (path.name, f)},
-                data={"score_threshold": str(threshold)},
+                data={"score_threshold": str(threshold), **form},
                 timeout=600,
             )
-        response.raise_for_status()
+        if not response.ok:
+            raise RuntimeError(f"the upload was refused ({response.status_code}): {response.text[:500]}")
         return str(response.json()["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -148,12 +219,13 @@ class Client:
     def frames_done(self, job_id: str) -> int:
         return int(self.job(job_id)["progress"]["frames_done"])
 
-    def run_job(self, path: Path, threshold: float) -> tuple[str, float]:
-        """Upload, wait; returns the job id and seconds from the upload's start to success:
+    def run_job(self, path: Path, threshold: float, **form: str) -> tuple[str, float]:
+        """Upload (with the job options in ``form``), wait; returns the job id and seconds
+        from the upload's start to success:
         the upload's duration plus the job's own created -> finished time (so the
         polling interval does not blur it)."""
         started = time.perf_counter()
-        job_id = self.upload(path, threshold)
+        job_id = self.upload(path, threshold, **form)
         uploaded = time.perf_counter() - started
         job = self.wait(job_id)
         created = datetime.fromisoformat(job["created_at"])

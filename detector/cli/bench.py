@@ -74,7 +74,8 @@ def bench_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @bench_options
 def bench(**values: Any) -> None:
     """Measure the pipeline: efficiency vs `detector predict`, decode, batching,
-    broker bytes, overheads, worker memory, API latency under load.
+    broker bytes, overheads, a sampled job against a full one, tracking, exports
+    (speed and the API's memory), renders, worker memory, API latency under load.
 
     Writes bench.json and bench.png into --out and prints a table.
     """

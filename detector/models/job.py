@@ -121,6 +121,13 @@ class Job(Base):
     render_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     render_progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     render_deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    # Stored video (detector.pipeline.retention): the upload's and the render's sizes in
+    # bytes (a user's STORAGE_QUOTA_MB counts them); when VIDEO_RETENTION_DAYS deletes
+    # both files (finished_at + retention, null: kept), and when it did.
+    video_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    render_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    video_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    video_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="job",

@@ -11,6 +11,7 @@ from sqlalchemy import delete
 from detector.db import db
 from detector.models import FrameDetections, Job, JobStatus, utcnow
 from detector.pipeline.names import PROCESS_VIDEO, job_task_ids, process_video_task_id
+from detector.pipeline.retention import set_expiry
 from detector.pipeline.webhooks import job_ended
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def stop_job(job_id: str, status: JobStatus, message: str) -> bool:
         job.status = status
         job.error = message if status is JobStatus.FAILED else None
         job.finished_at = utcnow()
+        set_expiry(job)
         session.execute(delete(FrameDetections).where(FrameDetections.job_id == job_id))
         chunk_count = job.chunk_count or 0
     log.info("job=%s %s: %s", job_id, status.value, message)

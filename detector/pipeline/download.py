@@ -5,7 +5,9 @@ The download goes through the URL guard (detector.net), at most MAX_UPLOAD_MB:
 refused when Content-Length says more, stopped when the stream passes it. A
 broken transfer is tried again DOWNLOAD_ATTEMPTS times, resumed with ``Range``
 where the server answers 206. The job's ``bytes_downloaded`` shows progress;
-the watchdog resends a download that stopped moving, then fails it.
+the watchdog resends a download that stopped moving, then fails it. A video
+that would take its owner past STORAGE_QUOTA_MB fails the job, with the message
+a refused upload gets, and is not kept (detector.pipeline.retention).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from detector.net import UnsafeURL, guarded_request
 from detector.pipeline.chunks import job_storage
 from detector.pipeline.dispatch import send_process_video, stop_job
 from detector.pipeline.names import DOWNLOAD_VIDEO, download_task_id
+from detector.pipeline.retention import quota_bytes, quota_refusal, storage_used
 from detector.video import NotAVideoError, VideoError, probe
 
 log = get_task_logger(__name__)
@@ -43,6 +46,10 @@ NOT_VIDEO_TYPES = ("text/", "application/json", "application/xml", "application/
 
 class DownloadFailed(Exception):
     """The URL gave no video file; the message says why."""
+
+
+class OverQuota(DownloadFailed):
+    """The downloaded video would take its owner past STORAGE_QUOTA_MB."""
 
 
 class JobStopped(Exception):
@@ -196,13 +203,17 @@ def download_video(job_id: str) -> dict[str, object]:
     upload = storage.new_upload()
     try:
         size = fetch(job_id, url, upload, settings)
+        if (refusal := _over_quota(job_id, size, settings)) is not None:
+            raise OverQuota(refusal)
         info = probe(upload.name, max_pixels=settings.max_frame_pixels)
     except JobStopped:
         storage.discard_upload(upload)
         return {"job_id": job_id, "skipped": "job stopped during the download"}
     except (DownloadFailed, VideoError) as exc:
         storage.discard_upload(upload)
-        if isinstance(exc, NotAVideoError):
+        if isinstance(exc, OverQuota):
+            message = str(exc)  # as a refused upload says it
+        elif isinstance(exc, NotAVideoError):
             message = f"the source_url did not give a video: {exc}"
         elif isinstance(exc, VideoError):
             message = f"the source_url gave an unusable video: {exc}"
@@ -220,12 +231,26 @@ def download_video(job_id: str) -> dict[str, object]:
             storage.delete(key)
             return {"job_id": job_id, "skipped": "job stopped during the download"}
         job.storage_key = key
+        job.video_bytes = size
         for name, value in info.as_dict().items():
             setattr(job, name, value)
         job.status = JobStatus.QUEUED
     send_process_video(job_id)
     log.info("job=%s downloaded %d bytes; queued", job_id, size)
     return {"job_id": job_id, "bytes": size}
+
+
+def _over_quota(job_id: str, size: int, settings: Settings) -> str | None:
+    """Why keeping a downloaded video of ``size`` bytes takes the job's owner past
+    STORAGE_QUOTA_MB (the same message as a refused upload); None when it fits."""
+    quota = quota_bytes(settings)
+    if quota is None:
+        return None
+    session = db.session
+    owner_id = session.scalar(select(Job.owner_id).where(Job.id == job_id))
+    refusal = None if owner_id is None else quota_refusal(storage_used(owner_id), quota, size)
+    session.rollback()
+    return refusal
 
 
 # Downloads started for one job before the watchdog fails it instead of resending.

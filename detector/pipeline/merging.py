@@ -14,6 +14,7 @@ from detector.db import db
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
 from detector.pipeline.dispatch import stop_job
 from detector.pipeline.names import CHUNK_FAILED, MERGE_CHUNKS
+from detector.pipeline.retention import set_expiry
 from detector.pipeline.tracking import send_track_objects, tracking_under_way
 from detector.pipeline.webhooks import job_ended
 
@@ -57,6 +58,7 @@ def merge_chunks(self: Task, chunk_summaries: list[dict[str, Any]] | None, job_i
         return {"job_id": job_id, "frames": stored, "objects": job.objects_total, "tracking": True}
     job.status = JobStatus.SUCCEEDED
     job.finished_at = utcnow()
+    set_expiry(job)
     session.commit()
     log.info("job=%s succeeded: %d frames, %d objects", job_id, stored, job.objects_total)
     job_ended(job_id)  # its webhook event, if it has a callback_url

@@ -114,6 +114,7 @@ def render_job(job_id: str) -> dict[str, Any]:
     except BaseException:
         storage.discard_upload(output)
         raise
+    render_bytes = Path(output.name).stat().st_size
     render_key = storage.commit_upload(output)
     with db.transaction() as session:
         job = session.get(Job, job_id, with_for_update=True)
@@ -121,6 +122,7 @@ def render_job(job_id: str) -> dict[str, Any]:
             storage.delete(render_key)
             return {"job_id": job_id, "skipped": "render stopped"}
         old, job.render_key = job.render_key, render_key
+        job.render_bytes = render_bytes
         job.render_status = RenderStatus.SUCCEEDED
         job.render_frames_done = stats.frames
         job.render_progress_at = utcnow()

@@ -21,6 +21,7 @@ from sqlalchemy import delete, insert, select, update
 from detector.db import db
 from detector.models import Chunk, FrameDetections, Job, JobStatus, Track, utcnow
 from detector.pipeline.names import TRACK_OBJECTS, track_task_id
+from detector.pipeline.retention import set_expiry
 from detector.pipeline.webhooks import job_ended
 from detector.tracking import Tracker, frame_rate_of
 
@@ -103,6 +104,7 @@ def track_objects(self: Task, job_id: str) -> dict[str, Any]:
         job.tracks_total = len(summaries)
         job.status = JobStatus.SUCCEEDED
         job.finished_at = utcnow()
+        set_expiry(job)
     log.info("job=%s succeeded: %d frames tracked, %d tracks", job_id, tracked, len(summaries))
     job_ended(job_id)
     return {"job_id": job_id, "frames": tracked, "tracks": len(summaries)}

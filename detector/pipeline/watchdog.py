@@ -1,5 +1,6 @@
 """The watchdog, run on a schedule by the processor worker with ``--beat``: it notices
-jobs that stopped moving and resends, resumes or fails them, with a message."""
+jobs that stopped moving and resends, resumes or fails them, with a message; and it
+deletes stored videos past their retention (detector.pipeline.retention)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from detector.pipeline.download import watch_downloads
 from detector.pipeline.merging import merge_chunks
 from detector.pipeline.names import WATCHDOG
 from detector.pipeline.rendering import watch_renders
+from detector.pipeline.retention import measure_videos, sweep_videos
 from detector.pipeline.webhooks import resend_overdue_events
 
 log = get_task_logger(__name__)
@@ -81,4 +83,7 @@ def watchdog() -> dict[str, int]:
         log.warning("resent %d webhook events whose retry message was lost", webhooks)
     # Uploads whose API process died mid-request (killed, or past API_TIMEOUT).
     counts["uploads_swept"] = job_storage().sweep_uploads(older_than=UNFINISHED_UPLOAD_SECONDS)
+    # Stored videos past VIDEO_RETENTION_DAYS; sizes the storage quota still lacks.
+    counts["videos_deleted"] = sweep_videos(job_storage())
+    counts["videos_measured"] = measure_videos(job_storage())
     return counts

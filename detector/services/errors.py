@@ -27,6 +27,25 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class Gone(ServiceError):
+    """What was asked for existed and was deleted for good (a video past its retention)."""
+
+    status = 410
+    code = "gone"
+
+
+class QuotaExceeded(ServiceError):
+    """Keeping this video would take its owner past STORAGE_QUOTA_MB.
+
+    413 Payload Too Large rather than 403: the request is refused for its size, as an
+    upload over MAX_UPLOAD_MB is, and it is no question of permission; a smaller
+    video, or one sent after deleting jobs, is accepted.
+    """
+
+    status = 413
+    code = "quota_exceeded"
+
+
 class NotAVideo(ServiceError):
     """The upload is not a media container with a video stream."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
@@ -20,9 +21,11 @@ from detector.services.errors import (
     Misconfigured,
     NotAVideo,
     NotFound,
+    QuotaExceeded,
     UnreadableVideo,
 )
 from detector.services.options import JobOptions, check_selection_fits
+from detector.services.quota import check_room
 from detector.storage import VideoStorage
 from detector.video import NotAVideoError, VideoError, probe
 
@@ -114,15 +117,22 @@ def create_job(
     options: JobOptions | None = None,
 ) -> Job:
     """Probe an upload (already written into storage's incoming area), keep it,
-    commit the job, then send ``process_video``. A refused upload leaves nothing.
+    commit the job, then send ``process_video``. A refused upload leaves nothing:
+    one that would take its owner past STORAGE_QUOTA_MB is refused before all else.
 
     ``attach(job)``, when given, runs in the job's transaction before its commit
     (detector.services.idempotency adds its key record there); a failed commit
     leaves nothing either, and re-raises. ``options`` say what is analysed; a
     span that starts after the video's end is refused here."""
     options = options or JobOptions()
+    upload.flush()
+    size = os.fstat(upload.fileno()).st_size
     try:
-        upload.flush()
+        check_room(owner_id, size)
+    except QuotaExceeded:
+        storage.discard_upload(upload)
+        raise
+    try:
         info = probe(upload.name, max_pixels=max_pixels)
     except VideoError as exc:
         storage.discard_upload(upload)
@@ -139,6 +149,7 @@ def create_job(
         owner_id=owner_id,
         original_filename=(filename or "video")[:255],
         storage_key=key,
+        video_bytes=size,
         status=JobStatus.QUEUED,
         score_threshold=score_threshold,
         model_name=model_name,

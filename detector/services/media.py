@@ -3,7 +3,7 @@ the short-lived media tokens that let a browser's ``<video>`` play them.
 
 A ``<video>`` element cannot send an ``Authorization`` header, so its URL
 carries a media token instead: signed with the app's SECRET_KEY
-(itsdangerous), naming one user and one job, good for MEDIA_TOKEN_SECONDS and
+(itsdangerous), naming one user and one job, good for MEDIA_URL_SECONDS and
 only for that job's video endpoints.
 """
 
@@ -19,7 +19,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from detector.db import db
 from detector.models import Job, JobStatus, RenderStatus, utcnow
 from detector.pipeline.rendering import send_render
-from detector.services.errors import Conflict, NotFound, ServiceError
+from detector.services.errors import Conflict, Gone, NotFound, ServiceError
 from detector.services.jobs import get_job
 from detector.storage import StorageError, VideoStorage
 
@@ -71,14 +71,26 @@ def _mimetype(filename: str) -> str:
     return guessed if guessed and guessed.startswith("video/") else "application/octet-stream"
 
 
+def _deleted(job: Job, what: str) -> Gone:
+    """``what`` of the job was deleted with its stored videos (VIDEO_RETENTION_DAYS)."""
+    assert job.video_deleted_at is not None
+    return Gone(
+        f"job {job.id}'s {what} was deleted on {job.video_deleted_at.isoformat()}, at the end of "
+        f"its retention period; its detections, tracks and exports are still available"
+    )
+
+
 def original_video(owner_id: int, job_id: str, storage: VideoStorage) -> MediaFile:
     """The job's stored video, as uploaded.
 
     Raises:
         NotFound: no such job of the caller's, or its video is gone.
+        Gone: its retention period deleted it.
         Conflict: the job's video is still being downloaded.
     """
     job = get_job(owner_id, job_id)
+    if job.video_deleted_at is not None:
+        raise _deleted(job, "video")
     if not job.storage_key:
         raise Conflict(f"job {job_id} is {job.status.value}; its video is not stored yet")
     try:
@@ -93,9 +105,12 @@ def annotated_video(owner_id: int, job_id: str, storage: VideoStorage) -> MediaF
 
     Raises:
         NotFound: no such job, or no render was asked for.
+        Gone: its retention period deleted the job's videos.
         Conflict: the render is not finished, or it failed.
     """
     job = get_job(owner_id, job_id)
+    if job.video_deleted_at is not None:
+        raise _deleted(job, "annotated video" if job.render_key else "video, which an annotated video needs,")
     if job.render_status is None:
         raise NotFound(f"job {job_id} has no annotated video; POST /api/jobs/{job_id}/render makes one")
     if job.render_status is not RenderStatus.SUCCEEDED or not job.render_key:
@@ -115,13 +130,18 @@ def request_render(owner_id: int, job_id: str) -> tuple[Job, bool]:
 
     Raises:
         Conflict: the job has not succeeded.
+        Gone: its retention period deleted the job's video (the retention sweep
+            never deletes a video a render is being drawn from: it skips those jobs).
     """
     job = get_job(owner_id, job_id)
     if job.status is not JobStatus.SUCCEEDED:
         raise Conflict(f"job {job_id} is {job.status.value}; only a succeeded job can be rendered")
     session = db.session
-    current = session.get(Job, job.id, with_for_update=True)
+    current = session.get(Job, job.id, with_for_update=True, populate_existing=True)
     assert current is not None
+    if current.video_deleted_at is not None:
+        session.rollback()
+        raise _deleted(current, "video, which an annotated video is drawn from,")
     if current.render_status not in (None, RenderStatus.FAILED):
         session.rollback()
         return current, False

@@ -65,7 +65,7 @@ def _integer(form: Mapping[str, Any], name: str, low: int, high: int) -> int | N
     if raw is None or str(raw).strip() == "":
         return None
     text = str(raw).strip()
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not text.isdecimal() or not low <= int(text) <= high:
         raise InvalidInput(f"{name} must be a whole number from {low} to {high}; got {text[:40]!r}")
     return int(text)
 
@@ -93,7 +93,7 @@ def parse_classes(raw: Any, labels: Mapping[int, str]) -> tuple[int, ...] | None
     for item in (part.strip() for part in str(raw).split(",")):
         if not item:
             continue
-        if item.isdigit() and int(item) in labels:
+        if item.isdecimal() and int(item) in labels:
             class_id: int | None = int(item)
         else:
             class_id = by_name.get(item.lower())

@@ -15,6 +15,7 @@ from detector.pipeline import download, webhooks
 from detector.services.errors import InvalidInput
 from detector.services.jobs import get_job, save_new_job
 from detector.services.options import JobOptions
+from detector.services.quota import check_room
 
 
 def checked_url(field: str, raw: Any, *, allow_private: bool) -> str | None:
@@ -44,7 +45,13 @@ def create_url_job(
     """Commit a job in ``downloading`` for a checked ``source_url`` and send download_video.
 
     ``attach(job)``, when given, runs in the job's transaction before its commit (an
-    Idempotency-Key record, as for `detector.services.jobs.create_job`)."""
+    Idempotency-Key record, as for `detector.services.jobs.create_job`). A user already
+    at or over STORAGE_QUOTA_MB is refused here; the download checks the video's size.
+
+    Raises:
+        QuotaExceeded: the user has no room left for another video.
+    """
+    check_room(owner_id)
     job = Job(
         owner_id=owner_id,
         original_filename=download.filename_of(source_url),

@@ -28,7 +28,7 @@ def test_tokens_are_for_headers_only_and_no_cookie_is_set(client, auth: Auth):
         assert "csrf" not in claims  # a cookie-only claim
     me = client.get("/api/auth/me", headers={"Authorization": f"Bearer {login.json['access_token']}"})
     assert me.status_code == 200 and "Set-Cookie" not in me.headers
-    assert set(me.json) == {"id", "username", "created_at"}
+    assert set(me.json) == {"id", "username", "created_at", "storage"}
 
 
 def test_passwords_are_hashed_slowly(app, auth: Auth):

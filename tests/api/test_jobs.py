@@ -55,6 +55,8 @@ def test_upload_is_accepted_stored_and_queued(app, client, auth: Auth, small_vid
         "frame_count": 20,
         "duration": 2.0,
         "rotation": 0,
+        "expires_at": None,
+        "deleted_at": None,
     }
     assert job["progress"] == {
         "frames_done": 0,

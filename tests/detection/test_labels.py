@@ -29,5 +29,7 @@ def test_label_set_leaves_out_placeholders_and_keeps_the_model_ids() -> None:
     assert labels[1] == "person" and labels[3] == "car"
     assert 0 not in labels and 12 not in labels  # __background__, N/A
     assert len(labels) == 80
-    d2 = label_set(DetectorSettings(backend="detectron2", model="COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"))
+    d2 = label_set(
+        DetectorSettings(backend="detectron2", model="COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml")
+    )
     assert d2[0] == "person" and d2[2] == "car" and len(d2) == 80

@@ -70,12 +70,16 @@ def worker_env(config: dict[str, Any]) -> dict[str, str]:
 
 class Workers:
     """A processor and a detector worker, each a real `celery worker` process,
-    started as `detector up` starts them (detector.runtime.processes)."""
+    started as `detector up` starts them (detector.runtime.processes); with
+    ``render``, a worker for the ``render`` queue (annotated videos) as well."""
 
-    def __init__(self, config: dict[str, Any], log_dir: Path, detector_concurrency: int = 1) -> None:
+    def __init__(
+        self, config: dict[str, Any], log_dir: Path, detector_concurrency: int = 1, render: bool = False
+    ) -> None:
         self.env = worker_env(config)
         self.log_dir = log_dir
         self.detector_concurrency = detector_concurrency
+        self.render = render
         self.group = ProcessGroup(self.env, log_dir)
 
     @property
@@ -94,6 +98,8 @@ class Workers:
     def __enter__(self) -> Workers:
         self.start("processor", 2)
         self.start("detector", self.detector_concurrency)
+        if self.render:
+            self.start("render")
         return self
 
     def stop(self, queue: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:

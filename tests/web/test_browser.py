@@ -8,6 +8,7 @@ the same job, down to the overlay's pixels on a known frame.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -287,6 +288,17 @@ def painted_pixels(page: Any) -> int:
     )
 
 
+def show_original_with_boxes(page: Any) -> None:
+    """The original video with the overlay on (the page starts on the annotated video once it exists)."""
+    if page.locator("#video-source option[value=annotated]").count():
+        page.select_option("#video-source", "original")
+        page.wait_for_function(
+            "() => document.querySelector('video.video').src.includes('/video?media_token=')"
+        )
+        page.wait_for_function("() => document.querySelector('video.video').readyState >= 2")
+    page.check("#show-boxes")
+
+
 def seek(page: Any, time_s: float, frame: int | None) -> None:
     page.evaluate("t => { document.querySelector('video.video').currentTime = t; }", time_s)
     page.wait_for_function(
@@ -322,6 +334,7 @@ def test_the_player_draws_the_detections_in_step_with_the_video(
     # Pages of 8 frame indexes, so that paging shows on a 30-frame video.
     page.goto(f"/#/jobs/{job['id']}?frames_per_page=8")
     page.wait_for_function("() => document.querySelector('video.video')?.readyState >= 2")
+    show_original_with_boxes(page)
     assert page.locator("h1.job-title").text_content() == "street.mp4"
     assert "/video?media_token=" in page.eval_on_selector("video.video", "v => v.src")
     page.wait_for_function("() => document.querySelector('canvas.overlay').dataset.frame === '0'")
@@ -432,6 +445,7 @@ def test_without_request_video_frame_callback_the_overlay_follows_timeupdate(
     assert (
         page.evaluate("() => 'requestVideoFrameCallback' in document.querySelector('video.video')") is False
     )
+    show_original_with_boxes(page)
     frame, target = pick_object(frames)
     seek(page, frame["timestamp"], frame["frame"])
     x1, y1, x2, y2 = to_screen(target["box"], geometry(page))
@@ -462,17 +476,23 @@ def red_box(png: bytes) -> tuple[int, int, int, int]:
     return int(red[:, 1].min()), int(red[:, 0].min()), int(red[:, 1].max()), int(red[:, 0].max())
 
 
-@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
-def test_boxes_turn_with_a_rotated_video(service: Service, browser_page: Any, tmp_path: Path, rotation: int):
-    """A phone video: the browser shows it turned, and the boxes (in the stored frame) turn with it.
+def serve_with_ranges(route: Any, body: bytes) -> None:
+    """Answer a video request as a server with Range support does (players seek only then)."""
+    wanted = route.request.headers.get("range", "")
+    headers = {"Accept-Ranges": "bytes", "Content-Type": "video/mp4"}
+    if not wanted.startswith("bytes="):
+        route.fulfill(status=200, headers=headers, body=body)
+        return
+    first, _, last = wanted.removeprefix("bytes=").partition("-")
+    start, end = int(first or 0), min(int(last) if last else len(body) - 1, len(body) - 1)
+    headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+    route.fulfill(status=206, headers=headers, body=body[start : end + 1])
 
-    The API here is played by the test (page.route) around a real rotated video, so the
-    box is known exactly: the red square of frame 5, which the browser's own picture shows.
-    """
-    video = make_video(
-        tmp_path / f"r{rotation}.mp4", frames=10, width=WIDTH, height=HEIGHT, fps=FPS, rotation=rotation
-    )
-    job_id = f"rotated{rotation}"
+
+def play_the_api(page: Any, job_id: str, rotation: int, video_route: Any) -> None:
+    """Answer a succeeded 10-frame job's requests in the page (page.route): the job, its
+    detections (frame i: the red square of synthetic frame i) and its media token, whose
+    video URL ``video_route`` answers."""
     side = max(8, min(WIDTH, HEIGHT) // 6)  # synthetic.frame_image's square
 
     def square(i: int) -> list[int]:
@@ -488,15 +508,43 @@ def test_boxes_turn_with_a_rotated_video(service: Service, browser_page: Any, tm
         for i in range(10)
     ]
     job = {
-        "id": job_id, "status": "succeeded", "filename": video.name, "score_threshold": 0.5, "model": "test",
-        "progress": {"frames_done": 10, "frames_total": 10, "percent": 100.0, "stage": "finished", "frames_tracked": None},
-        "options": {"sample_fps": None, "frame_stride": None, "start": None, "end": None, "classes": None, "track": False},
-        "video": {"codec": "h264", "width": WIDTH, "height": HEIGHT, "fps": FPS, "frame_count": 10, "duration": 1.0,
-                  "rotation": rotation},
-        "objects_total": 10, "error": None, "created_at": "2026-12-02T00:00:00+00:00", "started_at": None,
-        "finished_at": None, "render": None,
-    }  # fmt: skip
-    page_json = {
+        "id": job_id,
+        "status": "succeeded",
+        "filename": f"{job_id}.mp4",
+        "score_threshold": 0.5,
+        "model": "test",
+        "progress": {
+            "frames_done": 10,
+            "frames_total": 10,
+            "percent": 100.0,
+            "stage": "finished",
+            "frames_tracked": None,
+        },
+        "options": {
+            "sample_fps": None,
+            "frame_stride": None,
+            "start": None,
+            "end": None,
+            "classes": None,
+            "track": False,
+        },
+        "video": {
+            "codec": "h264",
+            "width": WIDTH,
+            "height": HEIGHT,
+            "fps": FPS,
+            "frame_count": 10,
+            "duration": 1.0,
+            "rotation": rotation,
+        },
+        "objects_total": 10,
+        "error": None,
+        "created_at": "2026-12-02T00:00:00+00:00",
+        "started_at": None,
+        "finished_at": None,
+        "render": None,
+    }
+    detections = {
         "job_id": job_id,
         "frames_total": 10,
         "start": 0,
@@ -504,19 +552,33 @@ def test_boxes_turn_with_a_rotated_video(service: Service, browser_page: Any, tm
         "next_start": None,
         "frames": frames,
     }
+    media = {
+        "token": "t",
+        "expires_in": 60,
+        "video_url": f"/media/{job_id}.mp4",
+        "annotated_url": "/media/none.mp4",
+    }
+    page.route(f"**/api/jobs/{job_id}", lambda route: route.fulfill(json=job))
+    page.route(f"**/api/jobs/{job_id}/detections?*", lambda route: route.fulfill(json=detections))
+    page.route(f"**/api/jobs/{job_id}/media-token", lambda route: route.fulfill(json=media))
+    page.route(f"**/media/{job_id}.mp4", video_route)  # fmt: skip
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_boxes_turn_with_a_rotated_video(service: Service, browser_page: Any, tmp_path: Path, rotation: int):
+    """A phone video: the browser shows it turned, and the boxes (in the stored frame) turn with it.
+
+    The API here is played by the test (page.route) around a real rotated video, so the
+    box is known exactly: the red square of frame 5, which the browser's own picture shows.
+    """
+    video = make_video(
+        tmp_path / f"r{rotation}.mp4", frames=10, width=WIDTH, height=HEIGHT, fps=FPS, rotation=rotation
+    )
+    job_id = f"rotated{rotation}"
     watched = browser_page(service.url)
     page = watched.page
     register(page, f"rita{rotation}", PASSWORD)
-    page.route(f"**/api/jobs/{job_id}", lambda route: route.fulfill(json=job))
-    page.route(f"**/api/jobs/{job_id}/detections?*", lambda route: route.fulfill(json=page_json))
-    page.route(
-        f"**/api/jobs/{job_id}/media-token",
-        lambda route: route.fulfill(json={"token": "t", "expires_in": 60, "video_url": f"/media/{video.name}",
-                                          "annotated_url": "/media/none.mp4"}),
-    )  # fmt: skip
-    page.route(
-        f"**/media/{video.name}", lambda route: route.fulfill(path=str(video), content_type="video/mp4")
-    )
+    play_the_api(page, job_id, rotation, lambda route: serve_with_ranges(route, video.read_bytes()))
 
     page.goto(f"/#/jobs/{job_id}")
     page.wait_for_function("() => document.querySelector('video.video')?.readyState >= 2")
@@ -544,6 +606,23 @@ def test_boxes_turn_with_a_rotated_video(service: Service, browser_page: Any, tm
             edges,
             (left, top, right, bottom),
         )
+    watched.assert_clean()
+
+
+def test_a_video_the_api_refuses_says_why_and_the_detections_stay(service: Service, browser_page: Any):
+    watched = browser_page(service.url)
+    page = watched.page
+    register(page, "vera", PASSWORD)
+    gone = {"error": "gone", "message": "the video was deleted 30 days after the job ended"}
+    play_the_api(page, "deleted", 0, lambda route: route.fulfill(status=410, json=gone))
+    page.goto("/#/jobs/deleted")
+    problem = page.locator(".player .error")
+    problem.wait_for()
+    assert problem.text_content() == f"The video cannot be played: {gone['message']}"
+    page.wait_for_selector("canvas.timeline[data-complete='1']", state="attached")
+    assert page.locator(".class-filter label.check").text_content() == "red"
+    assert page.locator(".exports button").count() == 4  # no mot: an untracked job
+    watched.expect_console_error("status of 410", times=None)
     watched.assert_clean()
 
 
@@ -631,11 +710,20 @@ def test_a_hostile_filename_and_hostile_labels_show_as_text(
     watched = browser_page(service.url)
     page = watched.page
     register(page, "mallory", PASSWORD)
-    page.set_input_files(
-        "#upload-video",
-        files=[{"name": HOSTILE, "mimeType": "video/mp4", "buffer": service.video.read_bytes()}],
+    # Dropped on the drop zone (drag and drop), not chosen with the file input.
+    page.evaluate(
+        """([name, b64]) => {
+             const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+             const data = new DataTransfer();
+             data.items.add(new File([bytes], name, { type: "video/mp4" }));
+             const zone = document.querySelector(".dropzone");
+             for (const type of ["dragenter", "dragover", "drop"]) {
+               zone.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+             } }""",
+        [HOSTILE, base64.b64encode(service.video.read_bytes()).decode()],
     )
     assert page.locator(".chosen").text_content().startswith(HOSTILE)
+    assert page.input_value("#upload-video") == ""  # the file input was not used
     with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as made:
         page.click("#upload-form button[type=submit]")
     job_id = made.value.json()["id"]
@@ -662,7 +750,8 @@ def test_a_hostile_filename_and_hostile_labels_show_as_text(
                             "next_start": None, "frames": frames})  # fmt: skip
 
     page.route("**/detections?*", hostile_page)
-    page.click("#sign-out")
+    with page.expect_response("**/api/auth/logout"):
+        page.click("#sign-out")
     sign_in(watched, done_job["username"])
     page.goto(f"/#/jobs/{job['id']}")
     page.wait_for_function("() => document.querySelector('canvas.overlay')?.dataset.frame === '0'")
@@ -685,8 +774,20 @@ def test_the_pages_fit_a_phone_and_the_controls_take_the_keyboard(
     page = watched.page
     sign_in(watched, done_job["username"])
 
-    # Every upload control is reached with Tab, in order, with a visible focus ring.
+    # The list's error state: the API's message and a way to try again.
+    def unavailable(route: Any) -> None:
+        route.fulfill(status=503, json={"error": "unavailable", "message": "the database is down"})
+
+    page.route("**/api/jobs?*", unavailable)
     page.goto("/#/")
+    page.reload()
+    page.wait_for_selector(".list-state:has-text('Could not load your jobs: the database is down')")
+    assert page.locator("table.jobs").is_hidden()
+    page.unroute("**/api/jobs?*", unavailable)
+    page.click(".list-state button:has-text('Try again')")
+    watched.expect_console_error("status of 503", times=None)
+
+    # Every upload control is reached with Tab, in order, with a visible focus ring.
     page.wait_for_selector(f'tr[data-job-id="{done_job["job"]["id"]}"]')
     page.focus("#main")
     reached = []

@@ -159,6 +159,8 @@ async function loadUser() {
 }
 
 export async function signIn(username, password) {
+  // A sign-out still on its way would clear the new session's cookies when it lands.
+  await signingOut;
   const response = await send(SESSION, {
     method: "POST",
     credentials: "same-origin",
@@ -181,7 +183,12 @@ export async function register(username, password) {
   await signIn(username, password);
 }
 
-/** Sign out: revoke the session's refresh token (and its cookies) and the access token. */
+let signingOut = Promise.resolve();
+
+/**
+ * Sign out: the page forgets the access token at once (listeners hear of it), then the
+ * session's refresh token (and its cookies) and the access token are revoked.
+ */
 export async function signOut() {
   const token = session.token;
   const csrf = readCookie(CSRF_COOKIE);
@@ -193,7 +200,8 @@ export async function signOut() {
   if (token) {
     requests.push(fetch("/api/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }));
   }
-  await Promise.allSettled(requests);
+  signingOut = Promise.allSettled(requests);
+  await signingOut;
 }
 
 // --- Requests ------------------------------------------------------------------------

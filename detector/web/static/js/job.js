@@ -19,6 +19,18 @@ const EXPORTS = [
   { format: "jsonl", title: "JSON Lines", extension: "jsonl" },
 ];
 
+/** The job's options in words: "5 fps sampled", "0.5 s to 2.5 s", "classes person, car", "tracked". */
+function optionFacts(options) {
+  const span = options.start || options.end ? `${options.start || 0} s to ${options.end ?? "the end"}${options.end ? " s" : ""}` : null;
+  return [
+    options.sample_fps ? `${options.sample_fps} fps sampled` : null,
+    options.frame_stride && options.frame_stride > 1 ? `1 frame in ${options.frame_stride}` : null,
+    span,
+    Array.isArray(options.classes) && options.classes.length ? `classes ${options.classes.join(", ")}` : null,
+    options.track ? "tracked" : null,
+  ];
+}
+
 function jobPath(id, rest = "") {
   return `/api/jobs/${encodeURIComponent(id)}${rest}`;
 }
@@ -103,7 +115,7 @@ export function jobView(root, jobId, params = new URLSearchParams()) {
       job.model,
       job.objects_total !== null && job.objects_total !== undefined ? `${job.objects_total} objects` : null,
       `threshold ${job.score_threshold}`,
-      job.options && job.options.track ? "tracked" : null,
+      ...optionFacts(job.options || {}),
     ].filter(Boolean);
     setText(meta, facts.join(" · "));
     if (job.error) fail(`The job failed: ${job.error}`);
@@ -260,6 +272,12 @@ export function jobView(root, jobId, params = new URLSearchParams()) {
 
     const showBoxes = h("input", { type: "checkbox", id: "show-boxes", checked: true });
     const source = h("select", { id: "video-source" }, h("option", { value: "original" }, "Original"));
+    // The annotated video, when it exists, is the one shown first: its boxes are drawn
+    // in already, so the overlay starts switched off there (hovering still names them).
+    if (job.render && job.render.status === "succeeded") {
+      source.append(h("option", { value: "annotated", selected: true }, "Annotated"));
+      showBoxes.checked = false;
+    }
     const score = h("input", { type: "range", id: "min-score", min: 0, max: 1, step: 0.01, value: Number(job.score_threshold) || 0 });
     const scoreOut = h("output", { htmlFor: score.id, class: "score-out" });
     const classes = h("fieldset", { class: "class-filter" }, h("legend", {}, "Classes"));
@@ -376,13 +394,15 @@ export function jobView(root, jobId, params = new URLSearchParams()) {
       setText(here, `${formatSeconds(time)} · frame ${frame.frame} · ${shownObjects.length} of ${frame.objects.length} objects shown`);
       if (frame !== lastFrame && (video.paused || video.ended)) listObjects(frame, shownObjects);
       lastFrame = frame;
-      if (!showBoxes.checked || !video.videoWidth) return;
+      if (!video.videoWidth) return;
       const map = boxMapper(job.video, video);
+      // Where each box is on screen (for hovering), drawn unless the boxes are switched off.
+      drawn = shownObjects.map((object) => ({ rect: map(object.box), object }));
+      if (!showBoxes.checked) return;
       ctx.lineWidth = 2;
       ctx.font = "12px system-ui, sans-serif";
       ctx.textBaseline = "bottom";
-      for (const object of shownObjects) {
-        const rect = map(object.box);
+      for (const { rect, object } of drawn) {
         const colour = colourOf(object.label);
         ctx.strokeStyle = colour;
         ctx.strokeRect(rect.x, rect.y, rect.width, rect.height);
@@ -393,7 +413,6 @@ export function jobView(root, jobId, params = new URLSearchParams()) {
         ctx.fillRect(rect.x - 1, top, textWidth, 16);
         ctx.fillStyle = "#000";
         ctx.fillText(text, rect.x + 2, top + 15);
-        drawn.push({ rect, object });
       }
     }
     const redraw = () => {
@@ -530,11 +549,36 @@ export function jobView(root, jobId, params = new URLSearchParams()) {
       redraw();
     });
     // An expired media token (or a dropped connection): new URLs, same place in the video.
-    video.addEventListener("error", () => {
-      if (retries >= 3) {
-        setText(here, "The video cannot be played in this browser.");
+    // Anything else the API refused (a video deleted after its retention period, say) is
+    // shown in its own words; the detections, timeline and exports stay usable.
+    const videoProblem = h("p", { class: "error", role: "alert", hidden: true });
+    stage.after(videoProblem);
+    video.addEventListener("error", async () => {
+      if (!video.src || video.src.startsWith("blob:")) return;
+      let answer = null;
+      try {
+        answer = await fetch(video.src, { headers: { Range: "bytes=0-0" }, signal });
+      } catch {
+        // The service is unreachable: try again below.
+      }
+      if (answer && !answer.ok && answer.status !== 401) {
+        let message = `the server answered ${answer.status}`;
+        try {
+          const body = await answer.json();
+          message = (body.error && body.error.message) || body.message || message;
+        } catch {
+          // Not JSON.
+        }
+        videoProblem.textContent = `The video cannot be played: ${message}`;
+        videoProblem.hidden = false;
         return;
       }
+      if (answer && answer.ok && retries >= 1) {
+        videoProblem.textContent = "The video cannot be played in this browser.";
+        videoProblem.hidden = false;
+        return;
+      }
+      if (retries >= 3) return;
       retries += 1;
       later(() => loadSources(true), 500 * retries);
     });

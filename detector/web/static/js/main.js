@@ -21,11 +21,11 @@ function renderAccount() {
   }
   const user = api.currentUser();
   const signOut = h("button", { type: "button", class: "small", id: "sign-out" }, "Sign out");
-  signOut.addEventListener("click", async () => {
+  signOut.addEventListener("click", () => {
     signOut.disabled = true;
-    await api.signOut();
-    location.hash = "#/signin";
-    route();
+    // The address changes without a hashchange: signing out shows the form once (onSessionChange).
+    history.replaceState(null, "", "#/signin");
+    api.signOut();
   });
   replace(account, h("span", { class: "user" }, user ? user.username : ""), signOut);
 }
