@@ -100,6 +100,7 @@ export_parser.add_argument(
     "format",
     type=str,
     choices=FORMATS,
+    case_sensitive=False,
     required=True,
     location="args",
     help="coco (COCO JSON), mot (MOTChallenge; tracked jobs only), cvat (CVAT for video 1.1 XML), "

@@ -159,7 +159,7 @@ def fetch(job_id: str, url: str, out: IO[bytes], settings: Settings) -> int:
             if kind.startswith(NOT_VIDEO_TYPES):
                 raise DownloadFailed(f"the URL gave {kind}, not a video")
             length = response.headers.get("Content-Length")
-            if length is not None and length.isdigit():
+            if length is not None and length.isdecimal():
                 total = received + int(length)
                 if total > limit:
                     raise _too_large(limit, f"the server announces {total} bytes")

@@ -146,17 +146,28 @@ def watch_renders(stall: timedelta) -> tuple[int, int]:
     session = db.session
     cutoff = utcnow() - stall
     stalled = session.execute(
-        select(Job.id, Job.render_deliveries).where(
+        select(Job.id, Job.render_deliveries, Job.render_status, Job.render_requested_at).where(
             Job.render_status.in_([RenderStatus.QUEUED, RenderStatus.RENDERING]),
             Job.render_progress_at < cutoff,
         )
     ).all()
     session.rollback()
     resent = failed = 0
-    for job_id, deliveries in stalled:
+    # A render no worker ever started (none serves the render queue, or every
+    # message was lost) is failed too, once it has waited as long as
+    # MAX_RENDER_DELIVERIES stalls.
+    never_started = utcnow() - stall * MAX_RENDER_DELIVERIES
+    for job_id, deliveries, status, requested_at in stalled:
         if (deliveries or 0) >= MAX_RENDER_DELIVERIES:
             _fail(
                 job_id, f"the render made no progress for {int(stall.total_seconds())} s, {deliveries} times"
+            )
+            failed += 1
+        elif status is RenderStatus.QUEUED and requested_at is not None and requested_at < never_started:
+            _fail(
+                job_id,
+                f"no render worker started the render in {int((stall * MAX_RENDER_DELIVERIES).total_seconds())} s "
+                f"(is a worker serving the render queue running?)",
             )
             failed += 1
         else:

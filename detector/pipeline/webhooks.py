@@ -85,7 +85,7 @@ def verify(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
     """What a receiver does (docs/api.md shows the same lines): a valid, fresh signature."""
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
     expected = hmac.new(secret.encode(), f"{parts.get('t')}.".encode() + body, hashlib.sha256).hexdigest()
-    fresh = parts.get("t", "").isdigit() and abs(time.time() - int(parts["t"])) <= tolerance
+    fresh = parts.get("t", "").isdecimal() and abs(time.time() - int(parts["t"])) <= tolerance
     return bool(fresh) and hmac.compare_digest(expected, parts.get("v1", ""))
 
 
