@@ -123,9 +123,9 @@ def label_list(settings: DetectorSettings) -> list[str]:
     if settings.backend == "detectron2" and (not model or model.startswith("COCO-")):
         return list(DETECTRON2_COCO)
     # A Detectron2 config of another dataset: its test set's metadata says.
-    from detector.detection.detectron2_backend import config_labels
+    from detector.detection.registry import detectron2_config_labels
 
-    return config_labels(settings)
+    return detectron2_config_labels(settings)
 
 
 def label_set(settings: DetectorSettings) -> Mapping[int, str]:

@@ -41,6 +41,13 @@ PREDICTOR_CLASSES: dict[str, Callable[[], PredictorClass]] = {
 }
 
 
+def detectron2_config_labels(settings: DetectorSettings) -> list[str]:
+    """The labels of a Detectron2 config (its test dataset's), importing Detectron2."""
+    from detector.detection.detectron2_backend import config_labels
+
+    return config_labels(settings)
+
+
 def predictor_class(backend: str) -> PredictorClass:
     """The predictor class of ``backend``, importing its module.
 
