@@ -354,9 +354,14 @@ def test_the_made_up_export_job_has_objects_on_fixed_tracks():
 
 
 def test_the_peak_memory_of_a_process_is_caught_and_its_growth_measured():
-    with PeakRss([os.getpid()]) as memory:
+    pid = os.getpid()
+    with PeakRss([pid]) as memory:
         block = b"x" * (64 * 1024 * 1024)
-        time.sleep(0.1)  # at least one reading, where the kernel's peak cannot be reset
+        # Hold the block until a reading has seen it (where the kernel's peak cannot be
+        # reset, only the readings can), however slowly the sampler runs on a busy machine.
+        deadline = time.monotonic() + 30
+        while memory.peak.get(pid, 0.0) < memory.idle.get(pid, 0.0) + 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
         del block
     busiest = memory.busiest()
     assert busiest["growth_mb"] >= 50
