@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from itsdangerous.timed import TimestampSigner
 
-from detector.db import db
-from detector.models import Job, JobStatus, RenderStatus, utcnow
+from detector.models import JobStatus, RenderStatus, utcnow
 from detector.pipeline.rendering import MAX_RENDER_DELIVERIES, render_job, watch_renders
 from detector.pipeline.tasks import watchdog
+from tests.api.conftest import job_row, update_job
 from tests.api.test_jobs import queued_messages, stored_videos, upload
 from tests.api.test_results import objects_of, store_frames, succeeded_job
 from tests.conftest import Auth, reconfigure
@@ -25,19 +25,6 @@ from tests.conftest import Auth, reconfigure
 
 def _render_messages(app) -> list[dict]:
     return [m for m in queued_messages(app) if m["headers"]["task"] == "detector.render_video"]
-
-
-def _job(app, job_id: str) -> Job:
-    with app.app_context():
-        job = db.session.get(Job, job_id)
-        db.session.expunge(job)
-        return job
-
-
-def _update(app, job_id: str, **values) -> None:
-    with app.app_context():
-        db.session.execute(Job.__table__.update().where(Job.id == job_id).values(**values))
-        db.session.commit()
 
 
 def _rendered(app, client, headers, video: Path, **form) -> str:
@@ -63,7 +50,7 @@ def test_render_is_409_unless_the_job_succeeded(app, client, auth: Auth, small_v
     job_id = upload(client, headers, small_video).json["id"]
     for status in (None, JobStatus.PROCESSING, JobStatus.FAILED, JobStatus.CANCELLED):
         if status is not None:
-            _update(app, job_id, status=status)
+            update_job(app, job_id, status=status)
         response = client.post(f"/api/jobs/{job_id}/render", headers=headers)
         assert response.status_code == 409, status
         assert response.json["error"] == "conflict"
@@ -160,7 +147,7 @@ def test_render_of_a_sampled_job_holds_boxes_across_the_stride(
 def test_a_render_of_an_undecodable_video_fails_with_a_clear_error(app, client, auth: Auth, small_video):
     headers = auth.headers()
     job_id = succeeded_job(app, client, headers, small_video)
-    key = _job(app, job_id).storage_key
+    key = job_row(app, job_id).storage_key
     (Path(app.config["VIDEO_STORAGE"]) / key).write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 500)
     assert client.post(f"/api/jobs/{job_id}/render", headers=headers).status_code == 202
     with app.app_context():
@@ -183,7 +170,7 @@ def test_a_render_whose_video_is_gone_fails(app, client, auth: Auth, small_video
     headers = auth.headers()
     job_id = succeeded_job(app, client, headers, small_video)
     assert client.post(f"/api/jobs/{job_id}/render", headers=headers).status_code == 202
-    (Path(app.config["VIDEO_STORAGE"]) / _job(app, job_id).storage_key).unlink()
+    (Path(app.config["VIDEO_STORAGE"]) / job_row(app, job_id).storage_key).unlink()
     with app.app_context():
         render_job.run(job_id)
     render = client.get(f"/api/jobs/{job_id}", headers=headers).json["render"]
@@ -341,7 +328,7 @@ def test_a_tampered_media_token_is_401(app, client, auth: Auth, small_video):
     # A token signed with another secret (another deployment) is refused too.
     from detector.services.media import media_token
 
-    user_id = _job(app, job_id).owner_id
+    user_id = job_row(app, job_id).owner_id
     forged = media_token("another-secret", user_id, job_id)
     assert client.get(f"/api/jobs/{job_id}/video", query_string={"media_token": forged}).status_code == 401
 
@@ -394,7 +381,7 @@ def test_a_media_token_of_a_deleted_job_finds_nothing(app, client, auth: Auth, s
 def test_delete_removes_the_video_and_the_render(app, client, auth: Auth, small_video):
     headers = auth.headers()
     job_id = _rendered(app, client, headers, small_video)
-    job = _job(app, job_id)
+    job = job_row(app, job_id)
     stored = {p.name for p in stored_videos(app)}
     assert stored == {job.storage_key, job.render_key}
     assert client.delete(f"/api/jobs/{job_id}", headers=headers).status_code == 204
@@ -407,7 +394,7 @@ def test_a_render_finishing_after_its_job_was_deleted_keeps_no_file(app, client,
     headers = auth.headers()
     job_id = succeeded_job(app, client, headers, small_video)
     client.post(f"/api/jobs/{job_id}/render", headers=headers)
-    key = _job(app, job_id).storage_key
+    key = job_row(app, job_id).storage_key
     copy = Path(app.config["VIDEO_STORAGE"]) / key
     data = copy.read_bytes()
     assert client.delete(f"/api/jobs/{job_id}", headers=headers).status_code == 204
@@ -423,7 +410,7 @@ def test_a_render_finishing_after_its_job_was_deleted_keeps_no_file(app, client,
 def _stalled_render(app, client, headers, video: Path, deliveries: int, age: timedelta) -> str:
     job_id = succeeded_job(app, client, headers, video)
     assert client.post(f"/api/jobs/{job_id}/render", headers=headers).status_code == 202
-    _update(
+    update_job(
         app,
         job_id,
         render_status=RenderStatus.RENDERING,
@@ -443,12 +430,12 @@ def test_a_stalled_render_is_sent_again(app, client, auth: Auth, small_video):
         assert watch_renders(timedelta(seconds=60)) == (1, 0)
     sent = _render_messages(app)[before:]
     assert [m["headers"]["id"] for m in sent] == [f"{job_id}-render"]
-    job = _job(app, job_id)
+    job = job_row(app, job_id)
     assert job.render_status is RenderStatus.RENDERING
     assert utcnow() - job.render_progress_at < timedelta(seconds=60)  # not resent again at once
     with app.app_context():
         assert watch_renders(timedelta(seconds=60)) == (0, 0)
-    assert _job(app, moving).render_status is RenderStatus.RENDERING
+    assert job_row(app, moving).render_status is RenderStatus.RENDERING
     # The resent message, run, makes the render.
     with app.app_context():
         assert render_job.run(job_id)["frames"] == 20
@@ -459,7 +446,7 @@ def test_the_watchdog_task_resends_stalled_renders(app, client, auth: Auth, smal
     reconfigure(app, JOB_STALL_SECONDS=60)
     headers = auth.headers()
     job_id = _stalled_render(app, client, headers, small_video, 0, timedelta(minutes=10))
-    _update(app, job_id, render_status=RenderStatus.QUEUED)  # its message was lost
+    update_job(app, job_id, render_status=RenderStatus.QUEUED)  # its message was lost
     with app.app_context():
         counts = watchdog()
     assert counts["renders_resent"] == 1 and counts["renders_failed"] == 0

@@ -13,6 +13,7 @@ from detector.pipeline.rendering import render_job
 from detector.pipeline.retention import sweep_videos
 from detector.pipeline.tasks import watchdog
 from detector.pipeline.tracking import track_objects
+from tests.api.conftest import job_row, update_job
 from tests.api.test_jobs import stored_videos, upload
 from tests.conftest import Auth, reconfigure
 
@@ -70,19 +71,6 @@ def _sweep(app, now: datetime | None = None) -> int:
         return sweep_videos(app.extensions["video_storage"], now)
 
 
-def _job(app, job_id: str) -> Job:
-    with app.app_context():
-        job = db.session.get(Job, job_id)
-        db.session.expunge(job)
-        return job
-
-
-def _update(app, job_id: str, **values) -> None:
-    with app.app_context():
-        db.session.execute(Job.__table__.update().where(Job.id == job_id).values(**values))
-        db.session.commit()
-
-
 def _video(client, headers, job_id: str) -> dict:
     return client.get(f"/api/jobs/{job_id}", headers=headers).json["video"]
 
@@ -116,7 +104,7 @@ def test_the_sweep_deletes_expired_videos_and_keeps_detections_tracks_and_export
     headers = auth.headers()
     job_id = _finished(app, client, headers, small_video, track="true")
     _rendered(app, client, headers, job_id)
-    job = _job(app, job_id)
+    job = job_row(app, job_id)
     assert len(stored_videos(app)) == 2 and job.render_key
     detections = client.get(f"/api/jobs/{job_id}/detections?limit=1000", headers=headers).json
     tracks = client.get(f"/api/jobs/{job_id}/tracks", headers=headers).json
@@ -124,7 +112,7 @@ def test_the_sweep_deletes_expired_videos_and_keeps_detections_tracks_and_export
     token = client.post(f"/api/jobs/{job_id}/media-token", headers=headers).json["token"]
     # A day and a bit later, the watchdog's sweep deletes both files.
     day_ago = utcnow() - timedelta(days=1, minutes=5)
-    _update(app, job_id, finished_at=day_ago, video_expires_at=day_ago + timedelta(days=1))
+    update_job(app, job_id, finished_at=day_ago, video_expires_at=day_ago + timedelta(days=1))
     with app.app_context():
         assert watchdog()["videos_deleted"] == 1
     assert stored_videos(app) == []
@@ -170,26 +158,26 @@ def test_unexpired_running_and_rendering_jobs_are_left_alone(app, client, auth: 
     rendering = _finished(app, client, headers, small_video)
     long_ago = utcnow() - timedelta(days=30)
     # Even with an expiry in the past, a job that is not finished keeps its video...
-    _update(app, queued, video_expires_at=long_ago)
-    _update(app, processing, status=JobStatus.PROCESSING, started_at=utcnow(), video_expires_at=long_ago)
+    update_job(app, queued, video_expires_at=long_ago)
+    update_job(app, processing, status=JobStatus.PROCESSING, started_at=utcnow(), video_expires_at=long_ago)
     # ...and so does one whose annotated video is being drawn from it.
     assert client.post(f"/api/jobs/{rendering}/render", headers=headers).status_code == 202
-    _update(app, rendering, video_expires_at=long_ago, render_status=RenderStatus.RENDERING)
+    update_job(app, rendering, video_expires_at=long_ago, render_status=RenderStatus.RENDERING)
     before = sorted(stored_videos(app))
     assert len(before) == 4
     assert _sweep(app) == 0
     assert sorted(stored_videos(app)) == before
     for job_id in (fresh, queued, processing, rendering):
-        assert _job(app, job_id).video_deleted_at is None
+        assert job_row(app, job_id).video_deleted_at is None
     # Once the render has ended, the next sweep deletes that job's video, only that one.
-    _update(app, rendering, render_status=RenderStatus.FAILED)
+    update_job(app, rendering, render_status=RenderStatus.FAILED)
     assert _sweep(app) == 1
-    assert _job(app, rendering).video_deleted_at is not None
+    assert job_row(app, rendering).video_deleted_at is not None
     assert len(stored_videos(app)) == 3
     # In two days the fresh job expires too.
     assert _sweep(app, utcnow() + timedelta(days=2)) == 1
-    assert _job(app, fresh).video_deleted_at is not None
-    assert _job(app, processing).video_deleted_at is None and _job(app, queued).video_deleted_at is None
+    assert job_row(app, fresh).video_deleted_at is not None
+    assert job_row(app, processing).video_deleted_at is None and job_row(app, queued).video_deleted_at is None
 
 
 def test_the_sweep_twice_and_an_already_missing_file_are_harmless(app, client, auth: Auth, small_video):
@@ -197,14 +185,14 @@ def test_the_sweep_twice_and_an_already_missing_file_are_harmless(app, client, a
     headers = auth.headers()
     first, second = (_finished(app, client, headers, small_video) for _ in range(2))
     storage = app.extensions["video_storage"]
-    storage.path(_job(app, second).storage_key).unlink()  # gone already (deleted by hand)
+    storage.path(job_row(app, second).storage_key).unlink()  # gone already (deleted by hand)
     later = utcnow() + timedelta(days=2)
     assert _sweep(app, later) == 2
-    deleted = {job_id: _job(app, job_id).video_deleted_at for job_id in (first, second)}
+    deleted = {job_id: job_row(app, job_id).video_deleted_at for job_id in (first, second)}
     assert all(deleted.values())
     assert stored_videos(app) == []
     assert _sweep(app, later + timedelta(hours=1)) == 0
-    assert {job_id: _job(app, job_id).video_deleted_at for job_id in (first, second)} == deleted
+    assert {job_id: job_row(app, job_id).video_deleted_at for job_id in (first, second)} == deleted
     assert client.get(f"/api/jobs/{second}/video", headers=headers).status_code == 410
 
 
@@ -215,8 +203,8 @@ def test_jobs_finished_before_retention_was_set_get_their_expiry_from_the_sweep(
     old, recent = (_finished(app, client, headers, small_video) for _ in range(2))
     assert _video(client, headers, old)["expires_at"] is None  # retention off
     ten_days_ago, a_day_ago = utcnow() - timedelta(days=10), utcnow() - timedelta(days=1)
-    _update(app, old, finished_at=ten_days_ago)
-    _update(app, recent, finished_at=a_day_ago)
+    update_job(app, old, finished_at=ten_days_ago)
+    update_job(app, recent, finished_at=a_day_ago)
     reconfigure(app, VIDEO_RETENTION_DAYS=3)
     assert _sweep(app) == 1
     old_video, recent_video = _video(client, headers, old), _video(client, headers, recent)
@@ -230,7 +218,7 @@ def test_jobs_finished_before_retention_was_set_get_their_expiry_from_the_sweep(
 def test_retention_0_keeps_videos_forever(app, client, auth: Auth, small_video):
     headers = auth.headers()
     kept = _finished(app, client, headers, small_video)
-    _update(app, kept, finished_at=utcnow() - timedelta(days=3650))
+    update_job(app, kept, finished_at=utcnow() - timedelta(days=3650))
     with app.app_context():
         assert watchdog()["videos_deleted"] == 0
     assert _sweep(app, utcnow() + timedelta(days=36500)) == 0
