@@ -32,3 +32,22 @@ class NullableFloat(_Nullable, fields.Float):
 
 class NullableList(_Nullable, fields.List):
     pass
+
+
+class NullableNested(fields.Nested):
+    """A nested model that may be null.
+
+    Swagger 2.0 ignores anything beside a ``$ref``, so the reference goes in an
+    ``allOf`` of one, which may carry ``x-nullable`` (generated clients then
+    accept null).
+    """
+
+    def __init__(self, model: Any, **kwargs: Any) -> None:
+        super().__init__(model, allow_null=True, skip_none=False, **kwargs)
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = super().schema()
+        ref = schema.pop("$ref", None)
+        if ref is not None:
+            schema["allOf"] = [{"$ref": ref}]
+        return {**schema, "x-nullable": True}

@@ -12,7 +12,14 @@ from werkzeug.exceptions import ClientDisconnected
 
 from detector.api.authn import SECURITY, authenticated, current_user
 from detector.api.errors import error_model
-from detector.api.fields import NullableDateTime, NullableFloat, NullableInteger, NullableList, NullableString
+from detector.api.fields import (
+    NullableDateTime,
+    NullableFloat,
+    NullableInteger,
+    NullableList,
+    NullableNested,
+    NullableString,
+)
 from detector.api.idempotency import HEADER_DOC, idempotent
 from detector.api.webhooks import create_url_job, submitted_urls
 from detector.config import current_settings
@@ -244,11 +251,9 @@ job_model = ns.model(
             description="Where to read a tracked job's tracks once it has succeeded",
             example=f"/api/jobs/{JOB_ID}/tracks",
         ),
-        "render": fields.Nested(
+        "render": NullableNested(
             render_model,
             required=True,
-            allow_null=True,
-            skip_none=False,
             description="The annotated video (POST /api/jobs/<id>/render); null until one is asked for",
         ),
     },

@@ -55,7 +55,8 @@ def test_the_limit_holds_across_two_processes_on_one_database(tmp_path):
     second = _login_burst(config, 2)
     assert [status for status, _, _ in second] == [429, 429]
     for _, retry_after, body in second:
-        assert 1 <= int(retry_after) <= 60
+        # A one-minute window; the limiter rounds the wait up, so a full minute can read 61.
+        assert 1 <= int(retry_after) <= 61
         assert body["error"] == "too_many_requests"
         assert f"{retry_after} s" in body["message"]
 
