@@ -8,8 +8,9 @@ from datetime import timedelta
 from detector.db import db
 from detector.models import Job, JobStatus, utcnow
 from detector.pipeline.tasks import download_video
+from tests.api.conftest import job_row, update_job
 from tests.api.test_jobs import job_count, stored_videos, upload
-from tests.api.test_retention import _finished, _job, _rendered, _sweep, _update
+from tests.api.test_retention import _finished, _rendered, _sweep
 from tests.conftest import Auth, reconfigure
 from tests.integrations.servers import file_route, serve
 
@@ -29,7 +30,7 @@ def _storage(client, headers) -> dict:
 
 def _uses(app, job_id: str, size: int) -> None:
     """Make the job's stored video count ``size`` bytes (a large video, without sending one)."""
-    _update(app, job_id, video_bytes=size)
+    update_job(app, job_id, video_bytes=size)
 
 
 def test_an_upload_past_the_quota_is_413_and_keeps_nothing(app, client, auth: Auth, small_video):
@@ -68,10 +69,10 @@ def test_renders_count_and_me_shows_use_and_quota(app, client, auth: Auth, small
     size = small_video.stat().st_size
     assert _storage(client, headers) == {"used_bytes": 0, "quota_bytes": None}  # unlimited
     job_id = _finished(app, client, headers, small_video)
-    assert _job(app, job_id).video_bytes == size
+    assert job_row(app, job_id).video_bytes == size
     assert _storage(client, headers) == {"used_bytes": size, "quota_bytes": None}
     _rendered(app, client, headers, job_id)
-    job = _job(app, job_id)
+    job = job_row(app, job_id)
     render = app.extensions["video_storage"].path(job.render_key).stat().st_size
     assert job.render_bytes == render > 0
     assert _storage(client, headers)["used_bytes"] == size + render
