@@ -155,10 +155,24 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "DETECTOR_MODEL": _env("DETECTOR_MODEL"),
         "DETECTOR_WEIGHTS": _env("DETECTOR_WEIGHTS", "default"),
         "DETECTOR_DEVICE": _env("DETECTOR_DEVICE", "auto"),
-        "DETECTOR_BATCH_SIZE": env_int("DETECTOR_BATCH_SIZE", 8),
+        # Frames per forward pass: auto (2 on the CPU, 8 on a GPU: detection.base.default_batch_size)
+        # or a whole number; DetectorSettings.from_config checks it.
+        "DETECTOR_BATCH_SIZE": _env("DETECTOR_BATCH_SIZE", "auto"),
         "DETECTOR_MIN_SCORE": _env_float("DETECTOR_MIN_SCORE", 0.05),
         "DETECTOR_SEED": env_int("DETECTOR_SEED", 0),
         "DETECTOR_CACHE_DIR": _env("DETECTOR_CACHE_DIR"),
+        # A TOML file declaring the deployment's named models (detector.detection.catalog);
+        # unset: one model, "default", made of the DETECTOR_* settings above.
+        "DETECTOR_MODELS": _env("DETECTOR_MODELS"),
+        # Predictors a detector process keeps built at once (it serves every model of
+        # its queues and builds each on first use; the least recently used goes first).
+        "MAX_LOADED_MODELS": env_int("MAX_LOADED_MODELS", 2),
+        # Jobs of one user processing at once; the others wait, queued, with their
+        # position in line (0: no limit).
+        "MAX_PROCESSING_JOBS_PER_USER": env_int("MAX_PROCESSING_JOBS_PER_USER", 0),
+        # A job's first chunks go to the detectors before other jobs' later ones
+        # (detector.runtime.queues.chunk_priority); false: first come, first served.
+        "CHUNK_PRIORITY": _env_bool("CHUNK_PRIORITY", True),
         # URLs users give (callback_url, source_url) may point at loopback, private
         # or link-local addresses only when this is true (tests, closed networks).
         "ALLOW_PRIVATE_URLS": _env_bool("ALLOW_PRIVATE_URLS", False),
@@ -227,10 +241,14 @@ class Settings:
     detector_model: str | None
     detector_weights: str
     detector_device: str
-    detector_batch_size: int
+    detector_batch_size: str  # "auto" or a whole number, as written
     detector_min_score: float
     detector_seed: int
     detector_cache_dir: str | None
+    detector_models: str | None
+    max_loaded_models: int
+    max_processing_jobs_per_user: int
+    chunk_priority: bool
     allow_private_urls: bool
     url_max_redirects: int
     webhook_retry_hours: float

@@ -88,6 +88,7 @@ def reconfigure(app: Flask, **values: Any) -> None:
     the service reads (built once per app, so it is rebuilt here)."""
     app.config.update(values)
     app.extensions["settings"] = Settings.from_config(app.config)
+    app.extensions.pop("models", None)  # the model catalog is read again from the new settings
 
 
 def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

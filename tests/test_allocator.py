@@ -1,4 +1,5 @@
-"""The model's processes run on tcmalloc when the system has it (detector.runtime.allocator)."""
+"""The model's processes run on tcmalloc when the system has it, else on the wheel's mimalloc
+(detector.runtime.allocator)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ from click.testing import CliRunner
 
 from detector.cli import main
 from detector.runtime import allocator
-from detector.runtime.allocator import AllocatorError, find_tcmalloc, model_env
+from detector.runtime.allocator import (
+    AllocatorError,
+    find_mimalloc,
+    find_tcmalloc,
+    loaded_allocator,
+    model_env,
+)
 from tests.conftest import missing_tool
 from tests.pipeline.conftest import TEST_MODEL
 
 FOUND = "libtcmalloc_minimal.so.4"
+WHEEL = "/venv/lib/python3.11/site-packages/cmeel.prefix/lib/libmimalloc.so.3"
 
 
 def found() -> str:
@@ -37,7 +45,17 @@ def not_installed(monkeypatch):
     monkeypatch.setattr(allocator, "find_tcmalloc", missing)
 
 
-def test_auto_preloads_tcmalloc_when_installed(installed):
+@pytest.fixture
+def wheel(monkeypatch):
+    monkeypatch.setattr(allocator, "find_mimalloc", lambda: WHEEL)
+
+
+@pytest.fixture
+def no_wheel(monkeypatch):
+    monkeypatch.setattr(allocator, "find_mimalloc", missing)
+
+
+def test_auto_preloads_tcmalloc_when_installed(installed, wheel):
     env = model_env({"PATH": "/bin"})
     assert env["LD_PRELOAD"] == FOUND
     assert env["PATH"] == "/bin"
@@ -49,16 +67,36 @@ def test_a_setting_of_tcmalloc_own_is_kept(installed):
     assert env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"] == "1000"
 
 
-def test_auto_without_tcmalloc_keeps_the_system_malloc_and_says_how_to_get_it(not_installed, caplog):
+def test_auto_without_tcmalloc_preloads_the_wheels_mimalloc(not_installed, wheel, caplog):
+    with caplog.at_level(logging.WARNING, logger="detector.runtime.allocator"):
+        env = model_env({"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "LD_PRELOAD": WHEEL}
+    assert caplog.text == ""  # a fresh machine is not told to install anything
+
+
+def test_auto_without_either_keeps_the_system_malloc_and_says_how_to_get_one(not_installed, no_wheel, caplog):
     with caplog.at_level(logging.WARNING, logger="detector.runtime.allocator"):
         env = model_env({"PATH": "/bin"})
     assert env == {"PATH": "/bin"}
     assert "apt-get install libtcmalloc-minimal4" in caplog.text
+    assert "cmeel-mimalloc" in caplog.text
 
 
-def test_tcmalloc_required_but_missing_is_an_error(not_installed):
+def test_mimalloc_may_be_chosen_over_tcmalloc(installed, wheel):
+    assert model_env({"DETECTOR_ALLOCATOR": "mimalloc"}) == {
+        "DETECTOR_ALLOCATOR": "mimalloc",
+        "LD_PRELOAD": WHEEL,
+    }
+
+
+def test_tcmalloc_required_but_missing_is_an_error_even_with_mimalloc(not_installed, wheel):
     with pytest.raises(AllocatorError, match="apt-get install libtcmalloc-minimal4"):
         model_env({"DETECTOR_ALLOCATOR": "tcmalloc"})
+
+
+def test_mimalloc_required_but_missing_is_an_error(installed, no_wheel):
+    with pytest.raises(AllocatorError, match="cmeel-mimalloc"):
+        model_env({"DETECTOR_ALLOCATOR": "mimalloc"})
 
 
 @pytest.mark.parametrize("environ", [{"DETECTOR_ALLOCATOR": "system"}, {"LD_PRELOAD": "libjemalloc.so.2"}])
@@ -67,7 +105,7 @@ def test_system_or_a_preload_of_ones_own_is_left_alone(installed, environ):
 
 
 def test_an_unknown_choice_is_an_error(installed):
-    with pytest.raises(AllocatorError, match="auto, tcmalloc, system"):
+    with pytest.raises(AllocatorError, match="auto, tcmalloc, mimalloc, system"):
         model_env({"DETECTOR_ALLOCATOR": "jemalloc"})
 
 
@@ -92,15 +130,42 @@ def test_worker_command_refuses_a_missing_required_tcmalloc(monkeypatch):
     assert "tcmalloc is not installed" in result.output
 
 
+def test_the_project_installs_mimalloc():
+    """The wheel is a dependency (pyproject.toml): its library is a real file in site-packages."""
+    library = find_mimalloc()
+    assert library is not None
+    assert library.endswith("cmeel.prefix/lib/libmimalloc.so.3")
+    assert os.path.isfile(library)
+
+
+def test_a_process_preloaded_with_the_wheels_mimalloc_runs_on_it():
+    library = find_mimalloc()
+    assert library is not None
+    script = (
+        "from detector.runtime.allocator import loaded_allocator\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(loaded_allocator(), 'libmimalloc' in maps, 'libtcmalloc' in maps)\n"
+        "import numpy; numpy.ones((64, 1 << 20)).sum()  # big blocks come from it and go back to it\n"
+    )
+    env = {**{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, "LD_PRELOAD": library}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["mimalloc", "True", "False"]
+    assert loaded_allocator() in ("tcmalloc", "mimalloc", "system")
+
+
 def require_tcmalloc() -> None:
     """Skip when tcmalloc is not installed, except under CI=true (.ci/run installs it), where it fails."""
     if find_tcmalloc() is None:
         missing_tool("tcmalloc is not installed (apt-get install libtcmalloc-minimal4)")
 
 
-@pytest.mark.parametrize(("choice", "expected"), [("auto", "tcmalloc"), ("system", "system")])
-def test_predict_restarts_itself_on_tcmalloc(tmp_path, small_video, choice, expected):
-    require_tcmalloc()
+@pytest.mark.parametrize(
+    ("choice", "expected"), [("auto", "tcmalloc"), ("mimalloc", "mimalloc"), ("system", "system")]
+)
+def test_predict_restarts_itself_on_the_allocator_chosen(tmp_path, small_video, choice, expected):
+    if expected == "tcmalloc":
+        require_tcmalloc()
     env = {
         **{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
         "DETECTOR_ALLOCATOR": choice,

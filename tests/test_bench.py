@@ -3,6 +3,7 @@
 The real benchmark is run by hand (`make bench`); no timing here is asserted.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -18,9 +19,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from detector.bench import figures as bench_figures
 from detector.bench import load
 from detector.bench import run as bench_run
-from detector.bench.figures import SampledPair, decode_selection, made_up_frames, sampling_summary
+from detector.bench.figures import (
+    Bench,
+    SampledPair,
+    against_prototype,
+    decode_selection,
+    made_up_frames,
+    sampling_summary,
+    timed_run,
+)
 from detector.bench.load import (
     ROUND_KEYS,
     WRK_LATENCY,
@@ -35,6 +45,7 @@ from detector.bench.options import BenchOptions
 from detector.bench.report import SAMPLING_SLACK, BenchReport, check_targets, format_table
 from detector.bench.service import PeakRss, free_port
 from detector.cli.bench import bench
+from detector.detection.base import CPU_BATCH_SIZE
 from detector.exports import FORMATS
 from detector.video.selection import FrameSelection
 from detector.video.synthetic import make_video
@@ -354,15 +365,34 @@ def test_the_made_up_export_job_has_objects_on_fixed_tracks():
 
 
 def test_the_peak_memory_of_a_process_is_caught_and_its_growth_measured():
-    pid = os.getpid()
-    with PeakRss([pid]) as memory:
-        block = b"x" * (64 * 1024 * 1024)
-        # Hold the block until a reading has seen it (where the kernel's peak cannot be
-        # reset, only the readings can), however slowly the sampler runs on a busy machine.
-        deadline = time.monotonic() + 30
-        while memory.peak.get(pid, 0.0) < memory.idle.get(pid, 0.0) + 50 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        del block
+    # A fresh child process, so that no memory an allocator kept from earlier
+    # tests (tcmalloc and mimalloc hold freed pages) can take the block without
+    # growing: it waits, takes 64 MB, holds them, and ends when told.
+    code = (
+        "import sys\n"
+        "sys.stdin.readline()\n"
+        "block = b'x' * (64 * 1024 * 1024)\n"
+        "print('holding', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        with PeakRss([child.pid]) as memory:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "holding"
+            # Hold the block until a reading has seen it (where the kernel's peak cannot be
+            # reset, only the readings can), however slowly the sampler runs on a busy machine.
+            deadline = time.monotonic() + 30
+            while memory.peak.get(child.pid, 0.0) < memory.idle.get(child.pid, 0.0) + 50:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+    finally:
+        child.communicate("done\n", timeout=30)
     busiest = memory.busiest()
     assert busiest["growth_mb"] >= 50
     assert busiest["peak_rss_mb"] >= busiest["idle_rss_mb"] + 50
@@ -402,6 +432,126 @@ def test_the_table_shows_the_sampled_job_tracking_exports_and_renders():
     assert sum("export of a 10000-frame job" in line for line in lines) == len(FORMATS)
 
 
+def test_a_timed_run_has_the_kernels_account_of_the_child():
+    # 256 MB touched: at least that much resident memory, and faults to fill it.
+    script = "import numpy; a = numpy.ones(256 << 17); print(a.nbytes)"
+    run = timed_run([sys.executable, "-c", script], dict(os.environ))
+    assert run.stdout.strip() == str(256 << 20)
+    assert run.peak_rss_mb >= 256
+    assert run.minor_faults > 1000  # fewer than 65,536: transparent huge pages take 2 MB a fault
+    assert run.wall_s > 0 and run.user_s >= 0 and run.sys_s >= 0
+    assert set(run.figures()) == {"wall_s", "user_s", "sys_s", "peak_rss_mb", "minor_faults"}
+    with pytest.raises(RuntimeError, match="boom"):
+        timed_run([sys.executable, "-c", "import sys; sys.exit('boom')"], dict(os.environ))
+
+
+def _bench(tmp_path: Path, **options: object) -> Bench:
+    return Bench(
+        options=BenchOptions(out_dir=tmp_path, **options),  # type: ignore[arg-type]
+        out=tmp_path,
+        videos=None,  # type: ignore[arg-type]
+        model_config={"DETECTOR_MIN_SCORE": 0.05, "DETECTOR_SEED": 0},
+        log=lambda line: None,
+    )
+
+
+def test_the_prototype_figure_is_skipped_with_a_note(tmp_path: Path, monkeypatch):
+    assert against_prototype(_bench(tmp_path, prototype=False)) == {
+        "prototype": {"skipped": "--no-prototype"}
+    }
+    monkeypatch.setattr(bench_figures.importlib.util, "find_spec", lambda name: None)
+    skipped = against_prototype(_bench(tmp_path))["prototype"]
+    assert "detectron2 is not importable" in skipped["skipped"]
+    table = format_table(BenchReport(machine={}, options={}, figures={"prototype": skipped}))
+    assert "against the 2021 prototype" in table and "skipped: detectron2 is not importable" in table
+
+
+def test_the_table_shows_the_prototype_against_predict():
+    def side(fps: float, rss: float, faults: int, sys_s: float, batch: int, allocator: str) -> dict:
+        return {
+            "frames_per_s": fps,
+            "batch_size": batch,
+            "allocator": allocator,
+            "objects": 600,
+            "wall_s": 60 / fps,
+            "user_s": 100.0,
+            "sys_s": sys_s,
+            "peak_rss_mb": rss,
+            "minor_faults": faults,
+        }
+
+    figure = {
+        "model": "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml",
+        "frames": 60,
+        "size": "640x360",
+        "prototype": side(0.4, 2400.0, 34_000_000, 74.0, 1, "system"),
+        "predict": side(0.8, 1800.0, 1_000_000, 5.0, 2, "mimalloc"),
+        "wall_speedup": 2.0,
+        "end_to_end": {
+            "frames_per_s": 0.6,
+            "detector_peak_rss_mb": 2000.0,
+            "service_peak_rss_mb": 2600.0,
+            "speedup": 1.5,
+            "detector_peak_rss_ratio": 0.83,
+        },
+    }
+    lines = format_table(BenchReport(machine={}, options={}, figures={"prototype": figure})).splitlines()
+
+    def row(label: str) -> str:
+        return next(line for line in lines if line.strip().startswith(label))
+
+    assert "0.4 / 0.8" in row("against the 2021 prototype (60 frames of 640x360, mask_rcnn_R_50_FPN_3x.yaml)")
+    assert "150.0 / 75.0 (2.0)" in row("wall s, prototype / predict")
+    assert "2400.0 / 1800.0" in row("peak RSS MB")
+    assert "34000000 / 1000000" in row("minor page faults")
+    assert "2, mimalloc; 1, system" in row("predict's batch and allocator")
+    assert "0.4 / 0.6 (1.5)" in row("end to end, a job through the service")
+    assert "2400.0 / 2000.0 (2600.0)" in row("peak RSS MB, prototype / detector worker")
+
+
+def _runtimes(speedup: float, match: float) -> dict:
+    return {
+        "model": "fasterrcnn_mobilenet_v3_large_320_fpn",
+        "frames": 300,
+        "width": 640,
+        "height": 360,
+        "batch_size": 8,
+        "runtimes": {
+            "torchvision": {"fps": 2.0},
+            "onnxruntime": {"fps": 2.0 * speedup, "match_rate": match},
+        },
+        "speedup": {"onnxruntime": speedup},
+    }
+
+
+def test_a_cpu_runtime_meets_its_target_only_when_fast_enough_and_in_agreement():
+    assert check_targets({"runtimes": _runtimes(1.5, 0.99)}) == {"cpu_runtime": True}
+    assert check_targets({"runtimes": _runtimes(1.49, 1.0)}) == {"cpu_runtime": False}
+    assert check_targets({"runtimes": _runtimes(3.0, 0.989)}) == {"cpu_runtime": False}
+    assert check_targets({"runtimes": {"skipped": "--runtimes is empty"}}) == {}
+
+
+def test_the_table_shows_the_runtimes_and_the_short_jobs_wait():
+    figures = {
+        "runtimes": _runtimes(2.5, 0.9997),
+        "short_job_wait_s": {
+            "first_come_first_served": 40.0,
+            "chunk_priorities": 8.0,
+            "long_job_chunks": 6,
+            "speedup": 5.0,
+        },
+    }
+    lines = format_table(BenchReport(machine={}, options={}, figures=figures)).splitlines()
+
+    def row(label: str) -> str:
+        return next(line for line in lines if line.strip().startswith(label))
+
+    assert "640x360, batch 8" in row("CPU runtimes")
+    assert "5.0 (2.5x, 99.97% matched)" in row("onnxruntime")
+    assert row("fastest against eager").endswith(">= 1.5x eager, >= 99% matched: met")
+    assert "40.0 / 8.0 (5.0x)" in row("short job behind a 6-chunk job")
+
+
 @pytest.mark.slow
 def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
     """`detector bench` on a few small frames: every stage runs (the real API and
@@ -414,6 +564,9 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
     argv += ["--memory-frames", "8", "--load-rounds", "1", "--load-seconds", "1"]
     argv += ["--sampling-repeats", "1", "--export-frames", "200"]
     argv += ["--render-width", "320", "--render-height", "180", "--render-frames", "8"]
+    detectron2 = importlib.util.find_spec("detectron2") is not None
+    if detectron2:
+        argv += ["--prototype-model", _small_mask_rcnn(tmp_path), "--prototype-frames", "3"]
     # make test runs other tests beside this one, on every core: at the lowest
     # priority the detector would wait for them all.
     argv += ["--no-background-detector"]
@@ -446,9 +599,23 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
         "tracking",
         "exports",
         "render",
+        "runtimes",
+        "short_job_wait_s",
     ):
         assert name in figures, name
     assert figures["chunks"] == 2  # 16 frames in chunks of 8
+    prototype = figures["prototype"]
+    if detectron2:
+        assert prototype["frames"] == 3
+        for side in ("prototype", "predict"):
+            assert {"frames_per_s", "wall_s", "peak_rss_mb", "minor_faults", "sys_s"} <= set(prototype[side])
+        assert prototype["prototype"]["batch_size"] == 1
+        assert prototype["predict"]["batch_size"] == CPU_BATCH_SIZE  # DETECTOR_BATCH_SIZE=auto
+        end_to_end = prototype["end_to_end"]
+        assert {"frames_per_s", "detector_peak_rss_mb", "service_peak_rss_mb", "speedup"} <= set(end_to_end)
+        assert "against the 2021 prototype" in run.stdout
+    else:
+        assert "detectron2 is not importable" in prototype["skipped"]
     assert set(figures["model_fps_by_batch"]) == {"1", "4"}
     load = figures["api_under_load"]
     assert load["tool"] == ("wrk" if shutil.which("wrk") else "python")
@@ -483,7 +650,19 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
         "api_job_p99",
         "api_detections_p99",
         "sampled_job_scaling",
+        "cpu_runtime",
     }
+    runtimes = figures["runtimes"]
+    assert runtimes["frames"] == 16 and set(runtimes["runtimes"]) == {
+        "torchvision",
+        "onnxruntime",
+        "openvino",
+    }
+    for name in ("onnxruntime", "openvino"):
+        assert {"fps", "match_rate", "matched", "objects"} <= set(runtimes["runtimes"][name])
+    wait = figures["short_job_wait_s"]
+    assert wait["long_job_chunks"] == 10  # 80 frames in chunks of 8
+    assert wait["first_come_first_served"] > 0 and wait["chunk_priorities"] > 0
     assert (out / "bench.png").stat().st_size > 0
     assert "pipeline efficiency (end to end / predict)" in run.stdout
     for row in (
@@ -491,5 +670,20 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
         "tracking, s per 1,000 frames",
         "coco: frames/s",
         "render frames/s at 320x180",
+        "CPU runtimes",
+        "short job behind a 10-chunk job",
     ):
         assert row in run.stdout, row
+
+
+def _small_mask_rcnn(folder: Path) -> str:
+    """The zoo's Mask R-CNN R50-FPN at a 96 px input and 50 proposals: seconds, not minutes."""
+    from detectron2 import model_zoo
+
+    path = folder / "mask_rcnn_96.yaml"
+    base = model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml")
+    path.write_text(
+        f'_BASE_: "{base}"\nINPUT:\n  MIN_SIZE_TEST: 96\n  MAX_SIZE_TEST: 160\n'
+        "MODEL:\n  RPN:\n    POST_NMS_TOPK_TEST: 50\n"
+    )
+    return str(path)

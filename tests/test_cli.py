@@ -118,7 +118,7 @@ def test_predict_refuses_a_threshold_below_the_models_floor(small_video, model_e
     monkeypatch.setenv("DETECTOR_MIN_SCORE", "0.05")
     result = CliRunner().invoke(main, ["predict", str(small_video), "--score-threshold", "0.01"])
     assert result.exit_code == 2
-    assert "below the model's score floor DETECTOR_MIN_SCORE (0.05)" in result.output
+    assert "below the model's score floor 0.05 (its min_score, else DETECTOR_MIN_SCORE)" in result.output
 
 
 # --- detector predict with the job options ---
@@ -272,3 +272,63 @@ def test_predict_render_writes_a_playable_mp4(tmp_path, small_video, model_env):
     assert [annotated.timestamp(p) for p in annotated.pts] == pytest.approx(
         [source.timestamp(p) for p in source.pts], abs=1e-3
     )
+
+
+MODELS_TOML = f"""
+default = "fast"
+[models.fast]
+model = "{TEST_MODEL}"
+weights = "random"
+[models.other]
+model = "{TEST_MODEL}"
+weights = "random"
+seed = 7
+"""
+
+
+@pytest.fixture
+def two_models(tmp_path, monkeypatch):
+    path = tmp_path / "models.toml"
+    path.write_text(MODELS_TOML)
+    monkeypatch.setenv("DETECTOR_MODELS", str(path))
+    monkeypatch.setenv("DETECTOR_DEVICE", "cpu")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+
+
+def _worker_argv(monkeypatch, args: list[str]) -> list[str]:
+    """The command line `detector worker ARGS` would run (it execs it)."""
+    ran: list[list[str]] = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: ran.append(list(argv)))
+    result = CliRunner().invoke(main, ["worker", *args])
+    assert result.exit_code == 0, result.output
+    return ran[0]
+
+
+def test_a_detector_worker_consumes_every_models_queue_or_the_ones_named(two_models, monkeypatch):
+    every = _worker_argv(monkeypatch, ["-Q", "detector"])
+    assert every[every.index("-Q") + 1] == "detector.fast,detector.other"
+    one = _worker_argv(monkeypatch, ["-Q", "detector", "--model", "other"])
+    assert one[one.index("-Q") + 1] == "detector.other"
+
+
+def test_a_worker_refuses_an_unknown_model_or_a_model_on_another_queue(two_models):
+    unknown = CliRunner().invoke(main, ["worker", "-Q", "detector", "--model", "huge"])
+    assert unknown.exit_code == 2 and "model must be one of fast, other" in unknown.output
+    elsewhere = CliRunner().invoke(main, ["worker", "-Q", "processor", "--model", "fast"])
+    assert elsewhere.exit_code == 2 and "--model is for detector workers" in elsewhere.output
+
+
+def test_predict_runs_the_model_it_names(two_models, tmp_path, small_video):
+    outputs = {}
+    for name in ("fast", "other"):
+        out = tmp_path / f"{name}.json"
+        result = CliRunner().invoke(
+            main,
+            ["predict", str(small_video), "--model", name, "--out", str(out), "--score-threshold", "0.05"],
+        )
+        assert result.exit_code == 0, result.output
+        outputs[name] = json.loads(out.read_text())["frames"]
+        assert f"seed={7 if name == 'other' else 0}" in result.output
+    assert outputs["fast"] != outputs["other"]  # other weights, other detections
+    bad = CliRunner().invoke(main, ["predict", str(small_video), "--model", "huge"])
+    assert bad.exit_code == 2 and "fast, other" in bad.output

@@ -37,7 +37,7 @@ DESCRIPTION = (
 
 def init_app(app: Flask) -> Api:
     """Register the API blueprint (a fresh Api per app, so tests can build many apps)."""
-    from detector.api import auth, errors, health, jobs, keys, media, results, webhooks
+    from detector.api import auth, errors, health, jobs, keys, media, models, results, webhooks
 
     blueprint = Blueprint("api", __name__, url_prefix="/api")
     api = Api(
@@ -57,6 +57,7 @@ def init_app(app: Flask) -> Api:
     # /jobs/<id>/tracks, /jobs/<id>/export and /labels.
     api.add_namespace(results.ns, path="/jobs")
     api.add_namespace(results.labels_ns, path="/labels")
+    api.add_namespace(models.ns, path="/models")
     # /jobs/<id>/render, /jobs/<id>/media-token, /jobs/<id>/video[/annotated].
     api.add_namespace(media.ns, path="/jobs")
     errors.register(api)

@@ -22,6 +22,10 @@ class NullableInteger(_Nullable, fields.Integer):
     pass
 
 
+class NullableBoolean(_Nullable, fields.Boolean):
+    pass
+
+
 class NullableDateTime(_Nullable, fields.DateTime):
     pass
 

@@ -24,9 +24,10 @@ from detector.api.idempotency import HEADER_DOC, idempotent
 from detector.api.webhooks import create_url_job, submitted_urls
 from detector.config import current_settings
 from detector.models import Job, JobStatus, RenderStatus
+from detector.pipeline import admission
 from detector.pipeline.results import detections_page_json
 from detector.services import jobs as job_service
-from detector.services import options
+from detector.services import models, options
 from detector.services.errors import InvalidInput
 
 ns = Namespace(
@@ -104,6 +105,11 @@ options_model = ns.model(
         ),
         "track": fields.Boolean(
             required=True, description="Whether objects carry track ids across frames", example=True
+        ),
+        "model": fields.String(
+            required=True,
+            description="The name of the model the job chose (GET /api/models)",
+            example="default",
         ),
     },
 )
@@ -185,8 +191,20 @@ job_model = ns.model(
         ),
         "model": NullableString(
             required=True,
-            description="The detection engine that runs the job",
-            example="torchvision/fasterrcnn_mobilenet_v3_large_fpn",
+            description="Exactly which model and weights the job's detections come from: "
+            "backend/model@weights (a checksum for a weights file); options.model is its name",
+            example="torchvision/fasterrcnn_mobilenet_v3_large_fpn@fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",
+        ),
+        "queue_position": NullableInteger(
+            required=True,
+            description="A queued job waiting for one of its owner's processing slots "
+            "(MAX_PROCESSING_JOBS_PER_USER): its place in its owner's line, 1 next; else null",
+            example=2,
+        ),
+        "waiting": NullableString(
+            required=True,
+            description="What a queued job is waiting for, in words; null when it is not held back",
+            example="waiting for one of your 2 processing jobs to end",
         ),
         "progress": fields.Nested(progress_model, required=True, description="How far detection has got"),
         "options": fields.Nested(options_model, required=True, description="What the job analyses"),
@@ -416,6 +434,13 @@ upload_parser.add_argument(
     help="An http(s) URL that gets a signed POST when the job ends (see the docs: webhooks)",
 )
 upload_parser.add_argument(
+    "model",
+    location="form",
+    type=str,
+    required=False,
+    help="The name of the model to run (GET /api/models); default: the deployment's default model",
+)
+upload_parser.add_argument(
     "score_threshold",
     location="form",
     type=ScoreThreshold(),
@@ -514,7 +539,7 @@ def options_dict(job: Job | Row[Any]) -> dict[str, Any]:
     """The job's options as the API shows them (classes by label)."""
     classes = None
     if job.classes is not None:
-        labels = job_service.configured_labels(current_app.config)
+        labels = job_service.configured_labels(job.model_key)
         classes = [labels.get(class_id, str(class_id)) for class_id in job.classes]
     return {
         "sample_fps": job.sample_fps,
@@ -523,6 +548,7 @@ def options_dict(job: Job | Row[Any]) -> dict[str, Any]:
         "end": job.end_time,
         "classes": classes,
         "track": bool(job.track),
+        "model": job.model_key or models.catalog().default,
     }
 
 
@@ -554,6 +580,8 @@ def job_dict(job: Job | Row[Any], done: int | None = None) -> dict[str, Any]:
         "filename": job.original_filename,
         "score_threshold": job.score_threshold,
         "model": job.model_name,
+        "queue_position": (position := admission.queue_position(job)),
+        "waiting": admission.waiting_message(job, position),
         "progress": {
             "frames_done": done,
             "frames_total": total,
@@ -657,17 +685,18 @@ class JobList(Resource):
             form, files = request.form, request.files
         except ClientDisconnected:
             raise InvalidInput(CUT_OFF) from None
+        model = models.choose(form.get("model"))
         threshold = job_service.parse_score_threshold(
             form.get("score_threshold"),
             default=settings.default_score_threshold,
-            floor=settings.detector_min_score,
+            floor=models.catalog().settings(model).min_score,
         )
-        job_options = options.parse_job_options(form, job_service.configured_labels(current_app.config))
+        job_options = options.parse_job_options(form, job_service.configured_labels(model), model)
         upload = files.get("video")
         urls = submitted_urls(form, has_video=upload is not None)  # callback_url, source_url
         if urls.source_url is not None:
             url_job, replayed = create_url_job(
-                urls, threshold, job_service.configured_model(current_app.config), job_options
+                urls, threshold, job_service.configured_model(model), job_options
             )
             location = {"Location": url_for("api.jobs_job", job_id=url_job.id), **urls.headers()}
             return job_dict(url_job), 200 if replayed else 202, location
@@ -687,7 +716,7 @@ class JobList(Resource):
                 score_threshold=threshold,
                 storage=storage,
                 max_pixels=settings.max_frame_pixels,
-                model_name=job_service.configured_model(current_app.config),
+                model_name=job_service.configured_model(model),
                 attach=attach,
                 callback_url=urls.callback_url,
                 options=job_options,

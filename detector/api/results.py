@@ -19,7 +19,7 @@ from detector.api.fields import NullableInteger
 from detector.api.jobs import JOB_ID, JOB_ID_PARAM, MAX_FRAME_INDEX, UNAUTHORIZED, parse_args
 from detector.exports import FORMATS
 from detector.services import jobs as job_service
-from detector.services import results
+from detector.services import models, results
 
 ns = Namespace(
     "results",
@@ -148,8 +148,7 @@ class JobExport(Resource):
     def get(self, job_id: str) -> Response:
         """The job's detections as one file: coco, mot, cvat, csv or jsonl."""
         args = parse_args(export_parser)
-        labels = job_service.configured_labels(current_app.config)
-        made = results.export_job(current_user.id, job_id, args["format"], labels)
+        made = results.export_job(current_user.id, job_id, args["format"])
         pieces = (piece.encode() for piece in made.pieces)
         return current_app.response_class(
             stream_with_context(pieces),
@@ -158,16 +157,26 @@ class JobExport(Resource):
         )
 
 
+labels_parser = reqparse.RequestParser()
+labels_parser.add_argument(
+    "model", type=str, location="args", required=False, help="A model's name (GET /api/models)"
+)
+
+
 @labels_ns.route("")
 @labels_ns.response(401, UNAUTHORIZED, error_model)
 class Labels(Resource):
     @labels_ns.doc(id="list_labels", security=SECURITY)
     @labels_ns.response(200, "The model's labels", labels_model)
     @labels_ns.response(503, "The deployment's model settings cannot be used here", error_model)
+    @labels_ns.expect(labels_parser)
+    @labels_ns.response(400, "An unknown model", error_model)
     def get(self) -> dict[str, Any]:
-        """The classes the model detects: what a job's `classes` may name."""
-        labels = job_service.configured_labels(current_app.config)
+        """The classes a model detects (the default model's unless `model` names
+        another): what a job's `classes` may name."""
+        model = models.choose(parse_args(labels_parser)["model"])
+        labels = job_service.configured_labels(model)
         return {
-            "model": job_service.configured_model(current_app.config),
+            "model": job_service.configured_model(model),
             "labels": [{"class_id": i, "label": labels[i]} for i in sorted(labels)],
         }

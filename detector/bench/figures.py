@@ -7,10 +7,14 @@ process or in `detector predict`; the others talk to the running service.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from detector.bench.load import choose_tool, combine_rounds, python_load, wrk_load
 from detector.bench.options import BenchOptions
-from detector.bench.service import Client, PeakRss, Service, rss_mb
+from detector.bench.service import Client, PeakRss, Service, children, rss_mb
 from detector.detection import DetectorSettings, get_predictor
 from detector.exports import FORMATS
 from detector.models import Chunk, FrameDetections, Job, JobStatus, User, utcnow
@@ -150,6 +154,196 @@ def predict_baseline(bench: Bench, env: dict[str, str]) -> dict[str, Any]:
     fps = round(predict_fps(bench, env), 2)
     bench.log(f"detector predict: {fps} frames/s")
     return {"predict_fps": fps}
+
+
+@dataclass(frozen=True)
+class TimedRun:
+    """One command run to its end in a process of its own, with the kernel's account of it
+    (``wait4``: the process and what it waited for, across its own re-exec on an allocator)."""
+
+    stdout: str
+    stderr: str
+    wall_s: float
+    user_s: float
+    sys_s: float
+    peak_rss_mb: float
+    minor_faults: int
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "wall_s": round(self.wall_s, 2),
+            "user_s": round(self.user_s, 2),
+            "sys_s": round(self.sys_s, 2),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "minor_faults": self.minor_faults,
+        }
+
+
+def timed_run(argv: list[str], env: dict[str, str]) -> TimedRun:
+    """Run ``argv`` to its end; its output, wall time, CPU times, peak RSS and minor page faults.
+
+    Raises:
+        RuntimeError: the command failed (its stderr's end is in the message).
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = _elapsed(started)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}): {stderr[-1500:]}")
+    return TimedRun(
+        stdout=stdout,
+        stderr=stderr,
+        wall_s=wall,
+        user_s=usage.ru_utime,
+        sys_s=usage.ru_stime,
+        peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+        minor_faults=usage.ru_minflt,
+    )
+
+
+#: What a `detector predict` run says of itself on stderr (detector/cli/predict.py).
+_PREDICT_LINE = re.compile(r"\(([\d.]+) frames/s, .* batch (\d+), allocator (\w+)\)")
+
+
+def against_prototype(bench: Bench) -> dict[str, Any]:
+    """The 2021 prototype's loop (detector/bench/prototype.py: ``DefaultPredictor``, one
+    frame at a time, masks computed) against `detector predict` with the detectron2
+    backend, on one video of ``prototype_frames`` frames of the benchmark's size and the
+    same config and weights: frames/s of each loop, and of each whole command its wall
+    time, peak RSS, minor page faults and CPU times, and their ratios.
+
+    Each runs in a fresh process as a user starts it, with ``LD_PRELOAD`` taken out of
+    this process's environment (the benchmark itself runs on the model's allocator): the
+    prototype on the machine's malloc, as it ran; `detector predict` on its own defaults
+    (``DETECTOR_ALLOCATOR``, ``DETECTOR_BATCH_SIZE=auto``) unless this shell sets them.
+    Skipped, with a note, without detectron2 or with ``--no-prototype``.
+    """
+    options = bench.options
+    if not options.prototype:
+        return {"prototype": {"skipped": "--no-prototype"}}
+    if importlib.util.find_spec("detectron2") is None:
+        note = "detectron2 is not importable (pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2')"
+        bench.log(f"prototype: skipped, {note}")
+        return {"prototype": {"skipped": note}}
+    video = make_video(
+        bench.out / "prototype.mp4",
+        frames=options.prototype_frames,
+        width=options.width,
+        height=options.height,
+        fps=options.fps,
+        gop=options.gop,
+    )
+    min_score = float(bench.model_config["DETECTOR_MIN_SCORE"])
+    seed = int(bench.model_config["DETECTOR_SEED"])
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    prototype = timed_run(
+        [
+            sys.executable,
+            "-m",
+            "detector.bench.prototype",
+            str(video),
+            "--model",
+            options.prototype_model,
+            "--weights",
+            options.weights,
+            "--device",
+            options.device,
+            "--min-score",
+            str(min_score),
+            "--seed",
+            str(seed),
+        ],
+        {k: v for k, v in env.items() if k != "DETECTOR_ALLOCATOR"},
+    )
+    loop = json.loads(prototype.stdout.strip().splitlines()[-1])
+    bench.log(f"prototype loop: {loop['frames_per_second']:.3f} frames/s, {prototype.figures()}")
+
+    page = bench.out / "predict-prototype.json"
+    predict_env = {
+        **env,
+        "DETECTOR_BACKEND": "detectron2",
+        "DETECTOR_MODEL": options.prototype_model,
+        "DETECTOR_WEIGHTS": options.weights,
+        "DETECTOR_DEVICE": options.device,
+        "DETECTOR_MIN_SCORE": str(min_score),
+        "DETECTOR_SEED": str(seed),
+    }
+    argv = detector_cli_argv("predict", str(video), "--out", str(page), "--score-threshold", str(min_score))
+    predicted = timed_run(argv, predict_env)
+    said = _PREDICT_LINE.search(predicted.stderr)
+    if said is None:
+        raise RuntimeError(f"detector predict printed no timing: {predicted.stderr[-500:]}")
+    found = json.loads(page.read_text())["frames"]
+
+    ours: dict[str, Any] = {
+        "frames_per_s": float(said.group(1)),
+        "batch_size": int(said.group(2)),
+        "allocator": said.group(3),
+        "objects": sum(len(f["objects"]) for f in found),
+        **predicted.figures(),
+    }
+    theirs: dict[str, Any] = {
+        "frames_per_s": round(loop["frames_per_second"], 3),
+        "batch_size": 1,
+        "allocator": "system",
+        "objects": loop["objects"],
+        **prototype.figures(),
+    }
+
+    def ratio(a: float, b: float) -> float | None:
+        return round(a / b, 2) if b else None
+
+    figure = {
+        "model": options.prototype_model,
+        "frames": options.prototype_frames,
+        "size": f"{options.width}x{options.height}",
+        "prototype": theirs,
+        "predict": ours,
+        "speedup": ratio(ours["frames_per_s"], theirs["frames_per_s"]),
+        "wall_speedup": ratio(theirs["wall_s"], ours["wall_s"]),
+        "peak_rss_ratio": ratio(ours["peak_rss_mb"], theirs["peak_rss_mb"]),
+        "minor_faults_ratio": ratio(ours["minor_faults"], theirs["minor_faults"]),
+        "sys_s_ratio": ratio(ours["sys_s"], theirs["sys_s"]),
+    }
+    bench.log(f"against the prototype: {figure}")
+    return {"prototype": figure}
+
+
+def prototype_end_to_end(bench: Bench, env: dict[str, str]) -> dict[str, Any]:
+    """The prototype figure's video as a job through the whole service on ``env``
+    (embedded defaults, the detectron2 backend and the prototype's config, the
+    service's own batch size and allocator), after a warm-up job that builds the
+    model: the job's frames/s, the detector worker's peak RSS, and the sum of
+    the peaks of every process of the service (API, processor, detector).
+    Added to the prototype figure by `run_bench`; nothing when it was skipped."""
+    options = bench.options
+    video = bench.out / "prototype.mp4"
+    if not video.is_file():
+        return {}
+    subprocess.run(detector_cli_argv("db", "upgrade"), env=env, check=True, capture_output=True)
+    service = Service(env, bench.out / "prototype-service", background_detector=options.background_detector)
+    try:
+        service.start_all()
+        client = Client(service.base, check=service.check_running)
+        client.run_job(bench.videos.warmup, options.score_threshold)  # builds the model
+        _, seconds = client.run_job(video, options.score_threshold)
+        pids = [p.pid for p in service.group.procs.values()]
+        everything = pids + [c for p in pids for c in children(p)]
+        figure = {
+            "frames_per_s": round(options.prototype_frames / seconds, 3),
+            "detector_peak_rss_mb": round(max(rss_mb(p) for p in service.worker_children("detector")), 1),
+            "service_peak_rss_mb": round(sum(rss_mb(p) for p in everything), 1),
+        }
+    finally:
+        service.stop_all()
+    bench.log(f"prototype's video end to end: {figure}")
+    return figure
 
 
 # --- through the service ----------------------------------------------------------------------

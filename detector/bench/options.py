@@ -30,7 +30,7 @@ def option(
 
     Args:
         default: the value when the option is not given; its type is the option's type
-            (a tuple of ints is written as a comma-separated list, a bool as
+            (a tuple of ints or strs is written as a comma-separated list, a bool as
             ``--name/--no-name``).
         help: the option's help text.
         flag: the option's name; ``--`` and the field's name with dashes by default.
@@ -79,6 +79,26 @@ class BenchOptions:
     render_height: int = option(1080, "frame height of that video", minimum=16)
     render_frames: int = option(
         50, "frames of that video (detector predict and the render both run over it)", minimum=1
+    )
+    prototype: bool = option(
+        True,
+        "time the 2021 prototype's loop (DefaultPredictor, a frame at a time) against detector predict "
+        "with the detectron2 backend and the service's defaults (needs detectron2; skipped without it)",
+    )
+    prototype_model: str = option(
+        "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml",
+        "Detectron2 config (zoo name or .yaml file) of the prototype figure",
+    )
+    prototype_frames: int = option(60, "frames of the prototype figure's video", minimum=1)
+    runtimes: tuple[str, ...] = option(
+        ("torchvision", "onnxruntime", "openvino"),
+        "CPU runtimes to time side by side on the benchmark's video, PyTorch eager (torchvision) first "
+        "(a torchvision model only; empty: skip)",
+    )
+    runtimes_weights: str = option(
+        "conditioned",
+        "weights of the runtimes figure: conditioned (seeded random weights calibrated on the video, "
+        "detector/bench/runtimes.py), random, pretrained, a file; empty: as --weights",
     )
     clients: int = option(50, "clients (connections) of the API load", minimum=1)
     load_tool: str = option(

@@ -60,6 +60,12 @@ FLAT_MEMORY_GROWTH = 0.10
 SAMPLING_SLACK = 0.25
 
 
+# A runtime beats PyTorch eager when it is this many times as fast on the CPU ...
+RUNTIME_SPEEDUP = 1.5
+# ... with at least this share of eager's objects matched (detector/bench/runtimes.py).
+RUNTIME_MATCH = 0.99
+
+
 # What the table shows beside each figure that has a target (check_targets' names).
 TARGET_TEXT = {
     "pipeline_efficiency": ">= 0.9",
@@ -69,6 +75,7 @@ TARGET_TEXT = {
     "api_job_p99": "p99 < 100",
     "api_detections_p99": "p99 < 100",
     "sampled_job_scaling": f"<= {1 + SAMPLING_SLACK:g}",
+    "cpu_runtime": f">= {RUNTIME_SPEEDUP:g}x eager, >= {RUNTIME_MATCH:.0%} matched",
 }
 
 
@@ -94,6 +101,12 @@ def check_targets(figures: dict[str, Any]) -> dict[str, bool]:
             met[f"api_{name}_p99"] = load[name]["p99_ms"] < 100
     if (scaling := figures.get("sampled_job", {}).get("vs_expected")) is not None:
         met["sampled_job_scaling"] = scaling <= 1 + SAMPLING_SLACK
+    if speedups := figures.get("runtimes", {}).get("speedup"):
+        runtimes = figures["runtimes"]["runtimes"]
+        met["cpu_runtime"] = any(
+            speedup >= RUNTIME_SPEEDUP and runtimes[name].get("match_rate", 0) >= RUNTIME_MATCH
+            for name, speedup in speedups.items()
+        )
     return met
 
 
@@ -134,6 +147,9 @@ def format_table(report: BenchReport) -> str:
     if "detector_fps_during_load" in load:
         rows.append(("detector frames/s meanwhile (it yields the CPU)", load["detector_fps_during_load"], ""))
     rows += _option_rows(f)
+    rows += _prototype_rows(f)
+    rows += _runtime_rows(f)
+    rows += _scheduling_rows(f)
 
     met = check_targets(f)
 
@@ -211,3 +227,80 @@ def _option_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
             )
         )
     return rows
+
+
+def _prototype_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The table's rows of the prototype figure (figures.against_prototype), where measured."""
+    p = f.get("prototype")
+    if not p:
+        return []
+    if "skipped" in p:
+        return [("against the 2021 prototype", f"skipped: {p['skipped']}", "")]
+    theirs, ours = p["prototype"], p["predict"]
+    what = f"{p['frames']} frames of {p['size']}, {p['model'].rsplit('/', 1)[-1]}"
+    pair = "prototype / predict"
+    rows = [
+        (
+            f"against the 2021 prototype ({what}): frames/s, {pair}",
+            f"{theirs['frames_per_s']} / {ours['frames_per_s']}",
+            "",
+        ),
+        (f"  wall s, {pair} (speed-up)", f"{theirs['wall_s']} / {ours['wall_s']} ({p['wall_speedup']})", ""),
+        (f"  peak RSS MB, {pair}", f"{theirs['peak_rss_mb']} / {ours['peak_rss_mb']}", ""),
+        (f"  minor page faults, {pair}", f"{theirs['minor_faults']} / {ours['minor_faults']}", ""),
+        (f"  system CPU s, {pair}", f"{theirs['sys_s']} / {ours['sys_s']}", ""),
+        (
+            "  predict's batch and allocator; prototype's",
+            f"{ours['batch_size']}, {ours['allocator']}; 1, {theirs['allocator']}",
+            "",
+        ),
+    ]
+    if e := p.get("end_to_end"):
+        rows += [
+            (
+                "  end to end, a job through the service: frames/s, prototype / job (speed-up)",
+                f"{theirs['frames_per_s']} / {e['frames_per_s']} ({e['speedup']})",
+                "",
+            ),
+            (
+                "  peak RSS MB, prototype / detector worker (all of the service)",
+                f"{theirs['peak_rss_mb']} / {e['detector_peak_rss_mb']} ({e['service_peak_rss_mb']})",
+                "",
+            ),
+        ]
+    return rows
+
+
+def _runtime_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The table's rows of the runtimes figure (detector/bench/runtimes.py), where measured."""
+    r = f.get("runtimes")
+    if not r:
+        return []
+    if "skipped" in r:
+        return [("CPU runtimes", f"skipped: {r['skipped']}", "")]
+    what = f"{r['frames']} frames of {r['width']}x{r['height']}, batch {r['batch_size']}"
+    rows: list[tuple[str, Any, str]] = [(f"CPU runtimes ({what}, {r['model']}): frames/s", "", "")]
+    for name, entry in r["runtimes"].items():
+        if name in r.get("speedup", {}):
+            value = f"{entry['fps']} ({r['speedup'][name]}x, {entry['match_rate']:.2%} matched)"
+        else:
+            value = entry["fps"]
+        rows.append((f"  {name}", value, ""))
+    if r.get("speedup"):
+        best = max(r["speedup"], key=r["speedup"].__getitem__)
+        rows.append(("  fastest against eager", best, "cpu_runtime"))
+    return rows
+
+
+def _scheduling_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The table's rows of the scheduling figure (detector/bench/scheduling.py), where measured."""
+    w = f.get("short_job_wait_s")
+    if not w:
+        return []
+    return [
+        (
+            f"short job behind a {w['long_job_chunks']}-chunk job, s: first come first served / priorities",
+            f"{w['first_come_first_served']} / {w['chunk_priorities']} ({w['speedup']}x)",
+            "",
+        )
+    ]

@@ -16,6 +16,8 @@ from detector.bench import figures
 from detector.bench.load import choose_tool
 from detector.bench.options import BenchOptions
 from detector.bench.report import BenchReport, check_targets, plot
+from detector.bench.runtimes import runtimes_figure
+from detector.bench.scheduling import short_job_wait
 from detector.bench.service import Client, Service
 from detector.runtime.allocator import loaded_allocator
 from detector.runtime.processes import detector_cli_argv
@@ -58,6 +60,24 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
     found.update(figures.model_by_batch(bench))
     predict_env = {**os.environ, **bench.model_env()}
     found.update(figures.predict_baseline(bench, predict_env))
+    found.update(figures.against_prototype(bench))
+    if "skipped" not in found["prototype"]:
+        prototype_env = {
+            **service_env(bench, out / "prototype-data"),
+            "DETECTOR_BACKEND": "detectron2",
+            "DETECTOR_MODEL": options.prototype_model,
+        }
+        for name in ("DETECTOR_BATCH_SIZE", "LD_PRELOAD"):  # the service's own defaults
+            prototype_env.pop(name, None)
+        (out / "prototype-data").mkdir(exist_ok=True)
+        end_to_end = figures.prototype_end_to_end(bench, prototype_env)
+        theirs = found["prototype"]["prototype"]
+        found["prototype"]["end_to_end"] = {
+            **end_to_end,
+            "speedup": round(end_to_end["frames_per_s"] / theirs["frames_per_s"], 2),
+            "detector_peak_rss_ratio": round(end_to_end["detector_peak_rss_mb"] / theirs["peak_rss_mb"], 2),
+        }
+    found.update(runtimes_figure(bench))
 
     env = service_env(bench, data)
     subprocess.run(detector_cli_argv("db", "upgrade"), env=env, check=True, capture_output=True)
@@ -79,6 +99,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
         found.update(figures.api_under_load(bench, service, client, timed_job))
         found.update(figures.worker_memory(bench, service, client))
         found.update(figures.chunk_sweep(bench, service, client))
+        found.update(short_job_wait(bench, service, client))
     finally:
         service.stop_all()
         engine.dispose()

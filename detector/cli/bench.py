@@ -42,6 +42,10 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
         raise click.BadParameter(f"expected whole numbers separated by commas, got {value!r}") from None
 
 
+def _str_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
 def click_option(f: Field[Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The command-line option of one field of `BenchOptions`."""
     flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
@@ -51,7 +55,8 @@ def click_option(f: Field[Any]) -> Callable[[Callable[..., Any]], Callable[..., 
         name = flag.removeprefix("--")
         return click.option(f"--{name}/--no-{name}", f.name, **kwargs)
     if isinstance(default, tuple):
-        kwargs.update(default=",".join(str(v) for v in default), type=str, callback=_int_list)
+        split = _int_list if all(isinstance(v, int) for v in default) else _str_list
+        kwargs.update(default=",".join(str(v) for v in default), type=str, callback=split)
     elif isinstance(default, Path):
         kwargs["type"] = click.Path(file_okay=False, path_type=Path)
     elif f.metadata.get("choices"):
@@ -75,7 +80,9 @@ def bench_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def bench(**values: Any) -> None:
     """Measure the pipeline: efficiency vs `detector predict`, decode, batching,
     broker bytes, overheads, a sampled job against a full one, tracking, exports
-    (speed and the API's memory), renders, worker memory, API latency under load.
+    (speed and the API's memory), renders, worker memory, API latency under load,
+    the CPU runtimes side by side, a short job's wait behind a long one, and the
+    2021 prototype's loop against `detector predict`.
 
     Writes bench.json and bench.png into --out and prints a table.
     """

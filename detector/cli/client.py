@@ -116,6 +116,7 @@ def job_options(command: _F) -> _F:
             ("--start", float, "Analyse from this second on"),
             ("--end", float, "Analyse only frames before this second"),
             ("--classes", str, "Keep only these labels or class ids, comma-separated"),
+            ("--model", str, "The model to run, by name (GET /api/models); default: the deployment's"),
         ]
     ):
         command = click.option(flag, type=kind, default=None, help=text)(command)
@@ -124,7 +125,7 @@ def job_options(command: _F) -> _F:
 
 def _job_fields(values: dict[str, Any]) -> dict[str, str]:
     """The form fields of the job options given on the command line."""
-    names = ("sample_fps", "frame_stride", "start", "end", "classes")
+    names = ("sample_fps", "frame_stride", "start", "end", "classes", "model")
     fields = {name: str(values[name]) for name in names if values.get(name) is not None}
     if values.get("track"):
         fields["track"] = "true"

@@ -8,6 +8,8 @@ from typing import Any
 import click
 
 from detector.config import ConfigError, Settings, load_config, load_env_file
+from detector.detection.base import DetectorSettings
+from detector.detection.catalog import ModelCatalog, UnknownModel, load_catalog
 from detector.runtime.allocator import AllocatorError, model_env, restart_with_model_allocator
 
 
@@ -25,6 +27,22 @@ def settings() -> Settings:
         return Settings.from_config(config())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def catalog() -> ModelCatalog:
+    """The deployment's models (DETECTOR_MODELS), with any error said as a command-line error."""
+    try:
+        return load_catalog(config())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def model_settings(name: str | None) -> DetectorSettings:
+    """How to build the model ``name`` of the catalog (None: the default)."""
+    try:
+        return catalog().settings(name)
+    except UnknownModel as exc:
+        raise click.BadParameter(str(exc), param_hint="--model") from None
 
 
 def process_env() -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import IO
 
 import click
 
-from detector.cli.common import config, on_model_allocator, settings
+from detector.cli.common import config, model_settings, on_model_allocator, settings
 from detector.exports import FORMATS
 
 OUTPUT_FORMATS = ("json", *FORMATS)
@@ -42,6 +42,11 @@ OUTPUT_FORMATS = ("json", *FORMATS)
 @click.option("--classes", default=None, help="keep only these labels or class ids, comma-separated")
 @click.option("--track", is_flag=True, help="give each object a track id across frames")
 @click.option(
+    "--model",
+    default=None,
+    help="the model's name in DETECTOR_MODELS (GET /api/models); default: the default model",
+)
+@click.option(
     "--render",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -58,6 +63,7 @@ def predict(
     end: float | None,
     classes: str | None,
     track: bool,
+    model: str | None,
     render: Path | None,
 ) -> None:
     """Detect objects in VIDEO in this process (no queue): the pipeline's baseline.
@@ -67,7 +73,6 @@ def predict(
     POST /api/jobs. Runs on tcmalloc when the system has it, as the workers do
     (DETECTOR_ALLOCATOR).
     """
-    from detector.detection import DetectorSettings
     from detector.detection.labels import label_set
     from detector.exports import ExportError, ExportSource, export
     from detector.pipeline.predict import predict as run_predict
@@ -77,14 +82,15 @@ def predict(
 
     on_model_allocator()
     service = settings()
+    chosen = model_settings(model)
     threshold = service.default_score_threshold if score_threshold is None else score_threshold
-    if threshold < service.detector_min_score:
+    if threshold < chosen.min_score:
         raise click.BadParameter(
-            f"{threshold} is below the model's score floor DETECTOR_MIN_SCORE "
-            f"({service.detector_min_score}): objects under it are never kept",
+            f"{threshold} is below the model's score floor {chosen.min_score} (its min_score, "
+            "else DETECTOR_MIN_SCORE): objects under it are never kept",
             param_hint="--score-threshold",
         )
-    labels = label_set(DetectorSettings.from_config(config()))
+    labels = label_set(chosen)
     form = {
         "sample_fps": sample_fps,
         "frame_stride": frame_stride,
@@ -114,7 +120,13 @@ def predict(
             raise click.UsageError(str(exc)) from None
 
     found = run_predict(
-        video, config(), threshold, selection=options.selection, classes=options.classes, track=options.track
+        video,
+        config(),
+        threshold,
+        selection=options.selection,
+        classes=options.classes,
+        track=options.track,
+        model=model,
     )
     records = [(f.frame, f.timestamp, json.loads(f.objects_json)) for f in found.frames]
     with _output(out) as stream:

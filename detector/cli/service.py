@@ -10,8 +10,9 @@ from pathlib import Path
 
 import click
 
-from detector.cli.common import process_env, settings
+from detector.cli.common import catalog, process_env, settings
 from detector.config import env_int
+from detector.detection.catalog import UnknownModel
 from detector.runtime.processes import QUEUES, ProcessGroup, api_argv, detector_cli_argv, worker_argv
 
 
@@ -61,6 +62,15 @@ def api(host: str, port: int, workers: int, timeout: int) -> None:
     os.execvp(argv[0], argv)
 
 
+def _served(models: tuple[str, ...]) -> list[str]:
+    """The models a detector worker serves: those named (each checked), else all of them."""
+    known = catalog()
+    try:
+        return [known.resolve(name) for name in models] if models else list(known)
+    except UnknownModel as exc:
+        raise click.BadParameter(str(exc), param_hint="--model") from None
+
+
 def _beat_schedule() -> Path:
     return Path(settings().data_dir) / "celerybeat-schedule"
 
@@ -70,20 +80,37 @@ def _beat_schedule() -> Path:
 @click.option("--concurrency", type=int, default=None, help="worker processes")
 @click.option("--autoscale", default=None, help="MAX,MIN worker processes")
 @click.option("--beat", is_flag=True, help="also run the watchdog schedule (one per deployment)")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="-Q detector only: serve this model of DETECTOR_MODELS (repeat for several); default: all",
+)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(
-    queue: str, concurrency: int | None, autoscale: str | None, beat: bool, celery_args: tuple[str, ...]
+    queue: str,
+    concurrency: int | None,
+    autoscale: str | None,
+    beat: bool,
+    models: tuple[str, ...],
+    celery_args: tuple[str, ...],
 ) -> None:
     """Run a Celery worker for one queue (extra arguments go to celery).
 
-    It runs on tcmalloc when the system has it: see DETECTOR_ALLOCATOR.
+    A detector worker consumes the queue of each model it serves
+    (``detector.<name>``), building each model on its first chunk and keeping
+    at most MAX_LOADED_MODELS built. It runs on the allocator DETECTOR_ALLOCATOR
+    chooses.
     """
+    if models and queue != "detector":
+        raise click.UsageError("--model is for detector workers (-Q detector)")
     argv = worker_argv(
         queue,
         concurrency=concurrency,
         autoscale=autoscale,
         beat_schedule=_beat_schedule() if beat else None,
         extra=celery_args,
+        models=_served(models),
     )
     os.execve(argv[0], argv, process_env())
 
@@ -118,7 +145,10 @@ def up(host: str, port: int, detectors: int) -> None:
     group.start("processor", worker_argv("processor", concurrency=2, beat_schedule=_beat_schedule()))
     # On one machine the detector yields the CPU to the API and the processor,
     # so requests stay fast while a video is being analysed.
-    group.start("detector", worker_argv("detector", concurrency=detectors), background=True)
+    # It serves every model of DETECTOR_MODELS, building each on first use.
+    group.start(
+        "detector", worker_argv("detector", concurrency=detectors, models=_served(())), background=True
+    )
     # Annotated videos, one at a time, also behind the API.
     group.start("render", worker_argv("render", concurrency=1), background=True)
     click.echo(

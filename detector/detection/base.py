@@ -17,7 +17,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: The backends ``DETECTOR_BACKEND`` may name (``registry`` knows how to build each).
-BACKENDS = ("torchvision", "detectron2")
+BACKENDS = ("torchvision", "detectron2", "onnxruntime", "openvino")
 
 
 class DetectedObject(TypedDict):
@@ -38,15 +38,19 @@ class DetectorSettings:
     """How to build a predictor. Read from ``DETECTOR_*`` settings.
 
     Attributes:
-        backend: ``torchvision`` or ``detectron2``.
-        model: the backend's model name (torchvision builder or Detectron2 zoo
-            config / config file); None for the backend's default.
+        backend: ``torchvision``, ``detectron2``, or ``onnxruntime`` or
+            ``openvino`` (the torchvision models, exported to ONNX and run on
+            that CPU runtime: ``onnx_backend``).
+        model: the backend's model name (torchvision builder, also for
+            ``onnxruntime`` and ``openvino``, or Detectron2 zoo config / config
+            file); None for the backend's default.
         weights: ``default`` (the model's pretrained COCO weights, downloaded
             once into ``cache_dir``), a local file, an http(s) URL, or
             ``random`` (seeded random weights, for tests and benchmarks only).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: frames per forward pass, at most (a predictor halves it
-            when a batch runs out of GPU memory).
+            when a batch runs out of GPU memory); ``auto`` (the default):
+            `default_batch_size` of the device the predictor runs on.
         min_score: the model's own score floor; no job gets objects below it.
         seed: the seed for ``random`` weights.
         cache_dir: where downloaded weights are kept.
@@ -56,7 +60,7 @@ class DetectorSettings:
     model: str | None = None
     weights: str = "default"
     device: str = "auto"
-    batch_size: int = 8
+    batch_size: int | str = "auto"
     min_score: float = 0.05
     seed: int = 0
     cache_dir: str | None = None
@@ -69,12 +73,43 @@ class DetectorSettings:
             key = f"DETECTOR_{field.name.upper()}"
             if config.get(key) is not None:
                 values[field.name] = config[key]
+        if "batch_size" in values:
+            values["batch_size"] = _batch_size(values["batch_size"])
         settings = cls(**values)
         if settings.backend not in BACKENDS:
             raise ValueError(f"DETECTOR_BACKEND must be one of {', '.join(BACKENDS)}")
-        if settings.batch_size < 1:
-            raise ValueError("DETECTOR_BATCH_SIZE must be at least 1")
         return settings
+
+    def batch_size_on(self, device: str) -> int:
+        """Frames per forward pass on ``device``: ``batch_size``, or for ``auto`` `default_batch_size`."""
+        return default_batch_size(device) if self.batch_size == "auto" else int(self.batch_size)
+
+
+#: Frames per forward pass when DETECTOR_BATCH_SIZE is ``auto``. On a GPU batching
+#: is where the speed comes from. On the CPU a batch buys little speed and costs
+#: memory in proportion: Detectron2's Mask R-CNN R50-FPN at 800 px went from
+#: about 2 GB peak at batch 1 to 5 GB at batch 8 (docs/performance.md, "Against the
+#: 2021 prototype").
+GPU_BATCH_SIZE = 8
+CPU_BATCH_SIZE = 2
+
+
+def default_batch_size(device: str) -> int:
+    """The batch size ``auto`` means on ``device`` (a torch device: ``cpu``, ``cuda:N``, ...)."""
+    return CPU_BATCH_SIZE if device.strip().lower() == "cpu" else GPU_BATCH_SIZE
+
+
+def _batch_size(value: Any) -> int | str:
+    """DETECTOR_BATCH_SIZE as ``auto`` or a whole number of at least 1."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"DETECTOR_BATCH_SIZE must be auto or a whole number, got {value!r}") from None
+    if size < 1:
+        raise ValueError("DETECTOR_BATCH_SIZE must be at least 1")
+    return size
 
 
 class Predictor(ABC):
@@ -187,3 +222,13 @@ def to_objects(
         )
         for b, s, c in zip(boxes, scores, classes, strict=True)
     ]
+
+
+def boxes_in_frame(boxes: np.ndarray, factor: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """``[x1, y1, x2, y2]`` boxes found on a resized frame, in the original frame's
+    pixels: scaled by the ``(x, y)`` factors and clipped to its ``(width, height)``."""
+    (fx, fy), (width, height) = factor, size
+    if fx == 1.0 and fy == 1.0:
+        return boxes
+    scaled = boxes * np.array([fx, fy, fx, fy], dtype=boxes.dtype)
+    return np.clip(scaled, 0, [width, height, width, height]).astype(boxes.dtype)

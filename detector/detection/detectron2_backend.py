@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from detector.detection.base import DetectedObject, DetectorSettings, Predictor,
 from detector.detection.batching import frames_to_device
 from detector.detection.identity import DETECTRON2_DEFAULT_MODEL as DEFAULT_MODEL
 from detector.detection.identity import model_identity
-from detector.detection.random_weights import detectron2_random_init
+from detector.detection.random_weights import detectron2_input_size, detectron2_random_init
 from detector.detection.weights import HOW_TO_PROVIDE, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class Detectron2Predictor(Predictor):
         config_name = settings.model or DEFAULT_MODEL
         config_file, default_url = _config_source(config_name)
         self.device = device
-        self.batch_size = settings.batch_size
+        self.batch_size = settings.batch_size_on(device)
         self.cfg = _build_config(config_file, device, settings.min_score)
         self.input_format: str = self.cfg.INPUT.FORMAT
         self.resize = ResizeShortestEdge(self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MAX_SIZE_TEST)
@@ -76,7 +75,7 @@ class Detectron2Predictor(Predictor):
         if checkpoint is None:
             # Initialised on the CPU, so the same seed gives the same weights anywhere.
             model.to("cpu")
-            detectron2_random_init(model, settings.seed, _typical_input_size(self.cfg))
+            detectron2_random_init(model, settings.seed, detectron2_input_size(self.cfg))
             model.to(device)
         else:
             load_checkpoint(model, checkpoint)
@@ -160,13 +159,6 @@ def _build_config(config_file: str, device: str, min_score: float) -> CfgNode:
     cfg.MODEL.KEYPOINT_ON = False
     cfg.freeze()
     return cfg
-
-
-def _typical_input_size(cfg: CfgNode) -> tuple[int, int]:
-    """``(height, width)`` the model sees a 4:3 frame at, rounded to multiples of 32."""
-    short = cfg.INPUT.MIN_SIZE_TEST or 480
-    long = min(short * 4 / 3, cfg.INPUT.MAX_SIZE_TEST or math.inf)
-    return max(32, round(short / 32) * 32), max(32, round(long / 32) * 32)
 
 
 def _labels(cfg: CfgNode) -> list[str]:

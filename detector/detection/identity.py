@@ -36,6 +36,10 @@ TORCHVISION_CHECKPOINTS = {
     ),
 }
 
+#: The backends that run torchvision's models: torchvision itself, and its ONNX
+#: export on ONNX Runtime or OpenVINO (same models, same checkpoints).
+TORCHVISION_MODEL_BACKENDS = ("torchvision", "onnxruntime", "openvino")
+
 DETECTRON2_DEFAULT_MODEL = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
 
 #: The model-zoo checkpoint of Detectron2's default config. Other zoo configs'
@@ -60,11 +64,15 @@ def model_identity(settings: DetectorSettings) -> str:
     for seeded random weights. Nothing is built or downloaded; a local weights
     file is read once to checksum it (see ``file_checksum``).
 
+    ``onnxruntime`` and ``openvino`` run the torchvision models, so they take the
+    same model names and checkpoints:
+    ``onnxruntime/fasterrcnn_mobilenet_v3_large_320_fpn@random(seed=0)``.
+
     Raises:
         ValueError: an unknown backend or torchvision model.
         WeightsError: the weights are a local file that does not exist.
     """
-    if settings.backend == "torchvision":
+    if settings.backend in TORCHVISION_MODEL_BACKENDS:
         model = settings.model or TORCHVISION_DEFAULT_MODEL
         if model not in TORCHVISION_CHECKPOINTS:
             raise ValueError(

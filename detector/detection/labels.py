@@ -117,7 +117,7 @@ DETECTRON2_COCO: tuple[str, ...] = tuple(name for name in TORCHVISION_COCO if na
 
 def label_list(settings: DetectorSettings) -> list[str]:
     """The model's labels, indexed by class id (placeholders included)."""
-    if settings.backend == "torchvision":
+    if settings.backend in ("torchvision", "onnxruntime", "openvino"):
         return list(TORCHVISION_COCO)
     model = settings.model or ""
     if settings.backend == "detectron2" and (not model or model.startswith("COCO-")):

@@ -66,6 +66,14 @@ def torchvision_random_init(model: FasterRCNN, seed: int) -> None:
     nn.init.zeros_(predictor.bbox_pred.bias)
 
 
+def detectron2_input_size(cfg: Any) -> tuple[int, int]:
+    """``(height, width)`` a Detectron2 config's model sees a 4:3 frame at, rounded to
+    multiples of 32: the size of the calibration images of `detectron2_random_init`."""
+    short = cfg.INPUT.MIN_SIZE_TEST or 480
+    long = min(short * 4 / 3, cfg.INPUT.MAX_SIZE_TEST or math.inf)
+    return max(32, round(short / 32) * 32), max(32, round(long / 32) * 32)
+
+
 @torch.no_grad()
 def detectron2_random_init(
     model: nn.Module, seed: int, image_size: tuple[int, int] = (320, 448), spread: float = 1.5

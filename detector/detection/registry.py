@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 
 from detector.detection.base import DetectorSettings, Predictor
 from detector.detection.devices import cuda_device_count, resolve_device
@@ -33,11 +35,25 @@ def _detectron2() -> PredictorClass:
     return Detectron2Predictor
 
 
+def _onnxruntime() -> PredictorClass:
+    from detector.detection.onnx_backend import OnnxRuntimePredictor
+
+    return OnnxRuntimePredictor
+
+
+def _openvino() -> PredictorClass:
+    from detector.detection.onnx_backend import OpenVinoPredictor
+
+    return OpenVinoPredictor
+
+
 #: Backend name (every one of ``base.BACKENDS``) -> a function that imports the
 #: backend's module and returns its predictor class.
 PREDICTOR_CLASSES: dict[str, Callable[[], PredictorClass]] = {
     "torchvision": _torchvision,
     "detectron2": _detectron2,
+    "onnxruntime": _onnxruntime,
+    "openvino": _openvino,
 }
 
 
@@ -62,22 +78,54 @@ def predictor_class(backend: str) -> PredictorClass:
 def build_predictor(settings: DetectorSettings, process_index: int = 0) -> Predictor:
     """Build the predictor ``settings`` describe, on the device for ``process_index``."""
     cls = predictor_class(settings.backend)
-    return cls(settings, resolve_device(settings.device, process_index, cuda_device_count()))
+    device = resolve_device(settings.device, process_index, cuda_device_count())
+    # DETECTOR_BATCH_SIZE=auto becomes the device's own size here, once, for every backend.
+    return cls(replace(settings, batch_size=settings.batch_size_on(device)), device)
 
 
-_cache: dict[tuple[DetectorSettings, int], Predictor] = {}
+# Built predictors, least recently used first.
+_cache: OrderedDict[tuple[DetectorSettings, int], Predictor] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def get_predictor(settings: DetectorSettings, process_index: int = 0) -> Predictor:
+def get_predictor(settings: DetectorSettings, process_index: int = 0, keep: int | None = None) -> Predictor:
     """The predictor for ``settings``, built once per process on first use.
+
+    A process serving several models keeps at most ``keep`` predictors built
+    (None: no limit): building one more drops the least recently used, and its
+    memory (GPU memory included) is given back before the new one is built.
 
     Call it in the process that runs the model (a worker child, after fork):
     building it in a parent would initialise CUDA before the fork.
     """
     key = (settings, process_index)
     with _cache_lock:
-        if key not in _cache:
-            log.info("building predictor %s in pid %d", settings, os.getpid())
-            _cache[key] = build_predictor(settings, process_index)
-        return _cache[key]
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        if keep is not None and len(_cache) >= max(1, keep):
+            while len(_cache) >= max(1, keep):
+                dropped, _ = _cache.popitem(last=False)
+                log.info("dropping predictor %s in pid %d (keeping %d)", dropped[0], os.getpid(), keep)
+            _release_memory()
+        log.info("building predictor %s in pid %d", settings, os.getpid())
+        _cache[key] = predictor = build_predictor(settings, process_index)
+        return predictor
+
+
+def loaded_predictors() -> list[DetectorSettings]:
+    """The settings of the predictors this process holds, least recently used first."""
+    with _cache_lock:
+        return [settings for settings, _ in _cache]
+
+
+def _release_memory() -> None:
+    """Free what dropped predictors held: Python's cycles, then the GPU's cache."""
+    import gc
+
+    gc.collect()
+    import sys
+
+    torch = sys.modules.get("torch")  # only a process that has built a predictor has torch
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

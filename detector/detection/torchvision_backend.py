@@ -2,72 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import cast
 
 import cv2
 import numpy as np
 import torch
-from torchvision.models import detection as tvd
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from detector.detection.base import DetectedObject, DetectorSettings, Predictor, to_objects
+from detector.detection.base import DetectedObject, DetectorSettings, Predictor, boxes_in_frame, to_objects
 from detector.detection.batching import frames_to_device
-from detector.detection.identity import TORCHVISION_CHECKPOINTS, model_identity
-from detector.detection.identity import TORCHVISION_DEFAULT_MODEL as DEFAULT_MODEL
-from detector.detection.random_weights import torchvision_random_init
-from detector.detection.weights import resolve_weights
-
-# name -> (builder, pretrained COCO weights); the names are those of identity.TORCHVISION_CHECKPOINTS.
-MODELS: dict[str, tuple[Callable[..., torch.nn.Module], Any]] = {
-    "fasterrcnn_mobilenet_v3_large_fpn": (
-        tvd.fasterrcnn_mobilenet_v3_large_fpn,
-        tvd.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
-    ),
-    "fasterrcnn_mobilenet_v3_large_320_fpn": (
-        tvd.fasterrcnn_mobilenet_v3_large_320_fpn,
-        tvd.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
-    ),
-    "fasterrcnn_resnet50_fpn": (
-        tvd.fasterrcnn_resnet50_fpn,
-        tvd.FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
-    ),
-    "fasterrcnn_resnet50_fpn_v2": (
-        tvd.fasterrcnn_resnet50_fpn_v2,
-        tvd.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
-    ),
-}
+from detector.detection.identity import model_identity
+from detector.detection.torchvision_models import build_torch_model, categories, model_name
 
 
 class TorchvisionPredictor(Predictor):
     """A torchvision COCO detector; input frames are BGR, the model wants RGB in [0, 1]."""
 
     def __init__(self, settings: DetectorSettings, device: str) -> None:
-        model_name = settings.model or DEFAULT_MODEL
-        if model_name not in MODELS:
-            raise ValueError(f"unknown torchvision model {model_name!r}; one of {', '.join(MODELS)}")
-        builder, pretrained = MODELS[model_name]
+        self.name = model_identity(settings)  # an unknown model or missing weights file: ValueError
         self.device = device
-        self.batch_size = settings.batch_size
-        self.labels: list[str] = list(pretrained.meta["categories"])
-
-        checkpoint = resolve_weights(
-            settings.weights, TORCHVISION_CHECKPOINTS[model_name], settings.cache_dir
-        )
-        self.name = model_identity(settings)
-        torch.manual_seed(settings.seed)
-        model = builder(
-            weights=None,
-            weights_backbone=None,
-            num_classes=len(self.labels),
-            box_score_thresh=settings.min_score,
-        )
-        if checkpoint is None:
-            torchvision_random_init(model, settings.seed)
-        else:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("model", state))
-        self.model = model.eval().to(device)
+        self.batch_size = settings.batch_size_on(device)
+        self.labels: list[str] = categories(model_name(settings))
+        model = build_torch_model(settings)
+        self.model = model.to(device)
         # On the CPU, frames are shrunk to the model's input size while still
         # 8-bit (see _shrink); on a GPU the device does it faster from the upload.
         self._shrink_first = device == "cpu"
@@ -106,19 +64,10 @@ class TorchvisionPredictor(Predictor):
         outputs = self.model(images)
         return [
             to_objects(
-                _to_frame_pixels(out["boxes"].cpu().numpy(), factor, size),
+                boxes_in_frame(out["boxes"].cpu().numpy(), factor, size),
                 out["scores"].cpu().numpy(),
                 out["labels"].cpu().numpy(),
                 self.labels,
             )
             for out, factor, size in zip(outputs, factors, sizes, strict=True)
         ]
-
-
-def _to_frame_pixels(boxes: np.ndarray, factor: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
-    """Boxes found on a shrunk frame, in the original frame's pixels (inside it)."""
-    (fx, fy), (width, height) = factor, size
-    if fx == 1.0 and fy == 1.0:
-        return boxes
-    scaled = boxes * np.array([fx, fy, fx, fy], dtype=boxes.dtype)
-    return np.clip(scaled, 0, [width, height, width, height]).astype(boxes.dtype)

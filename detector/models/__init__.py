@@ -5,6 +5,8 @@ from detector.models.apikey import ApiKey, IdempotencyKey
 from detector.models.base import Base, utcnow
 from detector.models.job import (
     FINISHED_STATUSES,
+    WAIT_SLOT,
+    WAIT_WORKER,
     Chunk,
     ChunkStatus,
     FrameDetections,
@@ -19,6 +21,8 @@ from detector.models.webhook import WebhookEvent, WebhookSecret
 
 __all__ = [
     "FINISHED_STATUSES",
+    "WAIT_SLOT",
+    "WAIT_WORKER",
     "ApiKey",
     "Base",
     "Chunk",

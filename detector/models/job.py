@@ -37,6 +37,11 @@ class RenderStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+#: Values of Job.waiting_for.
+WAIT_SLOT = "slot"
+WAIT_WORKER = "worker"
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -81,6 +86,13 @@ class Job(Base):
     track: Mapped[bool] = mapped_column(default=False)
     # The exact model (detector.detection.model_identity), fixed when the job is created.
     model_name: Mapped[str | None] = mapped_column(String(1024))
+    # The name of that model in the deployment's catalog (detector.detection.catalog);
+    # null for jobs from before models had names (they run the default).
+    model_key: Mapped[str | None] = mapped_column(String(32))
+    # Why a queued job waits (detector.pipeline.admission): WAIT_SLOT, its owner has
+    # MAX_PROCESSING_JOBS_PER_USER jobs processing; WAIT_WORKER, no online worker
+    # serves its model. Null while it is not held back.
+    waiting_for: Mapped[str | None] = mapped_column(String(16))
     # Progress: frames_total (the frames analysed) is known once the job is
     # planned; frames done are summed over its chunks (see Chunk.frames_done).
     # A tracked job then tracks its frames in order (detector.pipeline.tracking):

@@ -9,8 +9,10 @@ from celery import Celery, Task
 from flask import Flask
 from kombu import Exchange, Queue
 
-from detector.config import Settings
-from detector.pipeline.names import DETECTOR_QUEUE, PROCESSOR_QUEUE, QUEUE_OF, RENDER_QUEUE, WATCHDOG
+from detector.config import ConfigError, Settings
+from detector.detection.catalog import load_catalog
+from detector.pipeline.names import DETECT_FRAMES, PROCESSOR_QUEUE, QUEUE_OF, RENDER_QUEUE, WATCHDOG
+from detector.runtime.queues import MAX_PRIORITY, model_queue
 
 ROUTES = {name: {"queue": queue, "routing_key": queue} for name, queue in QUEUE_OF.items()}
 
@@ -19,8 +21,20 @@ ROUTES = {name: {"queue": queue, "routing_key": queue} for name, queue in QUEUE_
 EMBEDDED_CHORD_POLL_S = 10.0
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings from the service's settings (see ENGINEERING.md for the why)."""
+def _queue(name: str, **arguments: Any) -> Queue:
+    return Queue(
+        name, Exchange(name, type="direct"), routing_key=name, durable=True, queue_arguments=arguments or None
+    )
+
+
+def celery_config(settings: Settings, models: tuple[str, ...] = ("default",)) -> dict[str, Any]:
+    """Celery settings from the service's settings (see ENGINEERING.md for the why).
+
+    ``models`` are the names of the deployment's models, the default first:
+    each has a queue for its chunks, a priority queue (RabbitMQ
+    ``x-max-priority``), so that a job's first chunks go before another job's
+    later ones (detector.runtime.queues.chunk_priority).
+    """
     broker = settings.celery_broker_url
     backend = settings.celery_result_backend
     chunk_limit = settings.chunk_time_limit
@@ -40,11 +54,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": PROCESSOR_QUEUE,
         "task_default_exchange": PROCESSOR_QUEUE,
         "task_default_routing_key": PROCESSOR_QUEUE,
-        "task_queues": tuple(
-            Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)
-            for name in (PROCESSOR_QUEUE, DETECTOR_QUEUE, RENDER_QUEUE)
+        "task_queues": (
+            _queue(PROCESSOR_QUEUE),
+            _queue(RENDER_QUEUE),
+            *(_queue(model_queue(name), **{"x-max-priority": MAX_PRIORITY}) for name in models),
         ),
-        "task_routes": ROUTES,
+        # A chunk goes to its job's model's queue (planning says which); this route
+        # is only for a detect_frames sent without one.
+        "task_routes": {
+            **ROUTES,
+            DETECT_FRAMES: {"queue": model_queue(models[0]), "routing_key": model_queue(models[0])},
+        },
         # A chunk is stopped well before RabbitMQ's 30-minute consumer_timeout.
         "task_soft_time_limit": chunk_limit,
         "task_time_limit": chunk_limit + 60,
@@ -97,8 +117,14 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    try:
+        catalog = load_catalog(app.config)
+    except ValueError as exc:  # CatalogError, or DETECTOR_* settings naming no known model
+        raise ConfigError(str(exc)) from None
+    app.extensions["models"] = catalog
+    names = (catalog.default, *(name for name in catalog if name != catalog.default))
     celery_app = Celery("detector", task_cls=FlaskTask)
-    celery_app.config_from_object(celery_config(app.extensions["settings"]))
+    celery_app.config_from_object(celery_config(app.extensions["settings"], names))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     from detector.pipeline import tasks  # noqa: F401  registers the tasks

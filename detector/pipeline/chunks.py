@@ -20,11 +20,12 @@ from sqlalchemy import delete, func, insert, select, update
 
 from detector.config import current_settings
 from detector.db import db
-from detector.detection import DetectorSettings, Predictor, get_predictor
+from detector.detection import Predictor, get_predictor
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
 from detector.observability import metrics
 from detector.pipeline.dispatch import stop_job
 from detector.pipeline.frames import detect_range
+from detector.pipeline.models import job_model_settings
 from detector.pipeline.names import DETECT_FRAMES, MERGE_CHUNKS
 from detector.pipeline.results import FrameResult
 from detector.runtime.allocator import loaded_allocator
@@ -108,11 +109,12 @@ class ChunkRun:
         )
         raise Skip("too many deliveries")
 
-    def load_predictor(self) -> Predictor:
-        """This process's predictor, built on its first chunk (and timed then)."""
-        detector_settings = DetectorSettings.from_config(current_app.config)
+    def load_predictor(self, model_key: str | None) -> Predictor:
+        """This process's predictor of the job's model, built on its first chunk of that
+        model (and timed then); at most MAX_LOADED_MODELS stay built."""
+        detector_settings = job_model_settings(model_key)
         started = time.perf_counter()
-        predictor = get_predictor(detector_settings, _process_index())
+        predictor = get_predictor(detector_settings, _process_index(), keep=self.settings.max_loaded_models)
         if (seconds := time.perf_counter() - started) > 0.05:  # built now, not cached
             log.info(
                 "built %s on %s in %.1f s (allocator: %s)",
@@ -256,7 +258,7 @@ class ChunkRun:
         self.check_deliveries(deliveries)
         log.info("job=%s chunk=%d started (delivery %d)", self.job_id, self.chunk_index, deliveries)
         try:
-            predictor = self.load_predictor()
+            predictor = self.load_predictor(job.model_key)
             frames = self.detect(predictor, plan, job)
             metrics.observe_frames(len(frames), predictor.device)
             objects = self.store(frames, predictor.name)

@@ -6,10 +6,11 @@ import logging
 
 from celery import Celery
 from flask import current_app
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 
+from detector.config import current_settings
 from detector.db import db
-from detector.models import FrameDetections, Job, JobStatus, utcnow
+from detector.models import WAIT_SLOT, FrameDetections, Job, JobStatus, utcnow
 from detector.pipeline.names import PROCESS_VIDEO, job_task_ids, process_video_task_id
 from detector.pipeline.retention import set_expiry
 from detector.pipeline.webhooks import job_ended
@@ -45,11 +46,50 @@ def stop_job(job_id: str, status: JobStatus, message: str) -> bool:
         job.finished_at = utcnow()
         set_expiry(job)
         session.execute(delete(FrameDetections).where(FrameDetections.job_id == job_id))
-        chunk_count = job.chunk_count or 0
+        chunk_count, owner_id = job.chunk_count or 0, job.owner_id
     log.info("job=%s %s: %s", job_id, status.value, message)
     revoke(job_id, chunk_count)
-    job_ended(job_id)  # its webhook event, if it has a callback_url
+    job_finished(job_id, owner_id)
     return True
+
+
+def job_finished(job_id: str, owner_id: int) -> None:
+    """What follows a job's end: its webhook event, and the start of its owner's
+    next waiting job (MAX_PROCESSING_JOBS_PER_USER)."""
+    job_ended(job_id)  # its webhook event, if it has a callback_url
+    admit_waiting(owner_id)
+
+
+def processing_count(owner_id: int) -> int:
+    """How many of the user's jobs are processing now."""
+    count = db.session.scalar(
+        select(func.count()).where(Job.owner_id == owner_id, Job.status == JobStatus.PROCESSING)
+    )
+    return int(count or 0)
+
+
+def admit_waiting(owner_id: int) -> int:
+    """Send ``process_video`` for the user's oldest jobs waiting for a slot, as many as
+    MAX_PROCESSING_JOBS_PER_USER leaves room for; how many were sent.
+
+    Planning checks the limit again as it claims a job, so a message too many
+    only finds the job waiting still.
+    """
+    limit = current_settings().max_processing_jobs_per_user
+    waiting = select(Job.id).where(
+        Job.owner_id == owner_id, Job.status == JobStatus.QUEUED, Job.waiting_for == WAIT_SLOT
+    )
+    if limit > 0:
+        room = limit - processing_count(owner_id)
+        if room <= 0:
+            db.session.rollback()
+            return 0
+        waiting = waiting.limit(room)
+    job_ids = list(db.session.scalars(waiting.order_by(Job.created_at, Job.id)))
+    db.session.rollback()
+    for job_id in job_ids:
+        send_process_video(job_id)
+    return len(job_ids)
 
 
 def revoke(job_id: str, chunk_count: int) -> None:

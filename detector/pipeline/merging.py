@@ -12,11 +12,10 @@ from sqlalchemy import func, select
 
 from detector.db import db
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
-from detector.pipeline.dispatch import stop_job
+from detector.pipeline.dispatch import job_finished, stop_job
 from detector.pipeline.names import CHUNK_FAILED, MERGE_CHUNKS
 from detector.pipeline.retention import set_expiry
 from detector.pipeline.tracking import send_track_objects, tracking_under_way
-from detector.pipeline.webhooks import job_ended
 
 log = get_task_logger(__name__)
 
@@ -59,9 +58,10 @@ def merge_chunks(self: Task, chunk_summaries: list[dict[str, Any]] | None, job_i
     job.status = JobStatus.SUCCEEDED
     job.finished_at = utcnow()
     set_expiry(job)
+    owner_id = job.owner_id
     session.commit()
     log.info("job=%s succeeded: %d frames, %d objects", job_id, stored, job.objects_total)
-    job_ended(job_id)  # its webhook event, if it has a callback_url
+    job_finished(job_id, owner_id)  # its webhook event; its owner's next waiting job
     return {
         "job_id": job_id,
         "frames": stored,

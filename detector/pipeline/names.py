@@ -6,9 +6,7 @@ revoking all read them from here.
 
 from __future__ import annotations
 
-PROCESSOR_QUEUE = "processor"
-DETECTOR_QUEUE = "detector"
-RENDER_QUEUE = "render"
+from detector.runtime.queues import PROCESSOR_QUEUE, RENDER_QUEUE
 
 PROCESS_VIDEO = "detector.process_video"
 DETECT_FRAMES = "detector.detect_frames"
@@ -32,8 +30,9 @@ QUEUE_OF = {
     DOWNLOAD_VIDEO: PROCESSOR_QUEUE,
     DELIVER_WEBHOOK: PROCESSOR_QUEUE,
     CHORD_UNLOCK: PROCESSOR_QUEUE,
-    DETECT_FRAMES: DETECTOR_QUEUE,
 }
+# DETECT_FRAMES has no fixed queue: a chunk goes to its job's model's queue
+# (detector.runtime.queues.model_queue).
 
 
 def process_video_task_id(job_id: str) -> str:

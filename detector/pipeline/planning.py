@@ -4,19 +4,26 @@ starts the chord (a `detect_frames` task per chunk, then `merge_chunks`)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 from celery import Task, chord, shared_task
 from celery.utils.log import get_task_logger
-from sqlalchemy import CursorResult, and_, delete, or_, update
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy.orm import aliased
 
 from detector.config import current_settings
 from detector.db import db
-from detector.models import Chunk, Job, JobStatus, utcnow
+from detector.detection.catalog import UnknownModel
+from detector.models import WAIT_SLOT, WAIT_WORKER, Chunk, Job, JobStatus, User, utcnow
+from detector.pipeline.admission import in_line_before, model_of, wait_reason
 from detector.pipeline.chunks import detect_frames, job_storage
 from detector.pipeline.dispatch import stop_job
 from detector.pipeline.merging import chunk_failed, merge_chunks
+from detector.pipeline.models import current_catalog
 from detector.pipeline.names import PROCESS_VIDEO, chunk_task_id
+from detector.pipeline.workers import forget
+from detector.runtime.queues import chunk_priority, model_queue
 from detector.storage import StorageError
 from detector.video import VideoError, index_frames, plan_chunks
 
@@ -29,44 +36,101 @@ log = get_task_logger(__name__)
 # minutes are ample.
 PLANNING_LEASE = timedelta(minutes=5)
 
+# A job whose model no online worker serves is looked at again every
+# WORKER_RECHECK seconds for WORKER_GRACE after its submission (workers started
+# together with the service come up within it); after that, at each watchdog
+# run, until JOB_STALL_SECONDS fail it.
+WORKER_RECHECK = 5.0
+WORKER_GRACE = timedelta(minutes=2)
 
-def _claim(job_id: str) -> bool:
+
+def _claim(job: SimpleNamespace, limit: int) -> bool:
     """Claim the job for planning in one statement, so that two deliveries never both plan it.
 
-    A job can be claimed when it is queued, or processing but not dispatched with
-    an expired claim (its planner died).
+    A job can be claimed when it is queued (and, with a per-user ``limit``, its
+    owner's processing jobs and older queued ones leave it room), or processing
+    but not dispatched with an expired claim (its planner died).
     """
     now = utcnow()
-    claim = db.session.execute(
+    session = db.session
+    job_id, owner_id = job.id, job.owner_id
+    queued = Job.status == JobStatus.QUEUED
+    if limit > 0:
+        if session.get_bind().dialect.name != "sqlite":
+            # Claims of one user's jobs take turns (SQLite's writers always do).
+            session.execute(select(User.id).where(User.id == owner_id).with_for_update())
+        others = aliased(Job)
+        running = (
+            select(func.count())
+            .select_from(others)
+            .where(others.owner_id == owner_id, others.status == JobStatus.PROCESSING)
+            .scalar_subquery()
+        )
+        queued = and_(queued, running + in_line_before(job) < limit)
+    claim = session.execute(
         update(Job)
         .where(
             Job.id == job_id,
             Job.dispatched.is_(False),
             or_(
-                Job.status == JobStatus.QUEUED,
+                queued,
                 and_(
                     Job.status == JobStatus.PROCESSING,
                     or_(Job.started_at.is_(None), Job.started_at < now - PLANNING_LEASE),
                 ),
             ),
         )
-        .values(status=JobStatus.PROCESSING, started_at=now)
+        .values(status=JobStatus.PROCESSING, started_at=now, waiting_for=None)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
+    session.commit()
     return cast("CursorResult[Any]", claim).rowcount == 1
+
+
+def _hold(job: Job, reason: str) -> dict[str, Any]:
+    """Leave the queued job waiting for ``reason`` (detector.pipeline.admission)."""
+    if job.waiting_for != reason:
+        job.waiting_for = reason
+        log.info("job=%s waits: %s", job.id, reason)
+    db.session.commit()
+    return {"job_id": job.id, "waiting": reason}
 
 
 @shared_task(name=PROCESS_VIDEO, bind=True, ignore_result=False)
 def process_video(self: Task, job_id: str) -> dict[str, Any]:
     """Index the video's frames, plan chunks and start the chord of detect_frames."""
     session = db.session
-    claimed = _claim(job_id)
     job = session.get(Job, job_id)
+    if job is None or job.status.finished:
+        session.rollback()
+        return {"job_id": job_id, "skipped": "job is gone or finished"}
+    if job.dispatched:
+        session.rollback()
+        return {"job_id": job_id, "skipped": "already dispatched"}
+    try:
+        current_catalog().resolve(job.model_key)
+    except UnknownModel as exc:
+        session.rollback()
+        stop_job(job_id, JobStatus.FAILED, f"the job's model is no longer offered: {exc}")
+        return {"job_id": job_id, "failed": str(exc)}
+    if job.status is JobStatus.QUEUED and (reason := wait_reason(job)) is not None:
+        submitted = job.created_at
+        held = _hold(job, reason)
+        if reason == WAIT_WORKER and utcnow() - submitted < WORKER_GRACE:
+            forget()  # ask the workers afresh next time
+            raise self.retry(countdown=WORKER_RECHECK, max_retries=None)
+        return held
+    # The job's place in its owner's line (read now: the rollback expires it).
+    place = SimpleNamespace(id=job.id, owner_id=job.owner_id, created_at=job.created_at)
+    session.rollback()
+    claimed = _claim(place, current_settings().max_processing_jobs_per_user)
+    job = session.get(Job, job_id, populate_existing=True)
     if job is None or job.status.finished:
         return {"job_id": job_id, "skipped": "job is gone or finished"}
     if job.dispatched:
         return {"job_id": job_id, "skipped": "already dispatched"}
+    if not claimed and job.status is JobStatus.QUEUED:
+        return _hold(job, WAIT_SLOT)  # another of its owner's jobs took the last slot meanwhile
     if not claimed:
         # Another delivery claimed it less than PLANNING_LEASE ago and is planning it.
         now = utcnow()
@@ -96,9 +160,16 @@ def process_video(self: Task, job_id: str) -> dict[str, Any]:
         job.frames_total = len(selected)
         job.chunk_count = len(plans)
 
+    # The job's model's queue; a job's first chunks at a higher priority than its
+    # later ones, so that detectors take turns between jobs (chunk_priority).
+    queue = model_queue(model_of(job))
+    prioritised = current_settings().chunk_priority
     header = [
         detect_frames.si(job_id, p.index, p.start_frame, p.end_frame).set(
-            task_id=chunk_task_id(job_id, p.index)
+            task_id=chunk_task_id(job_id, p.index),
+            queue=queue,
+            routing_key=queue,
+            priority=chunk_priority(p.index) if prioritised else None,
         )
         for p in plans
     ]

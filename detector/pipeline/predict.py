@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detector.detection import DetectorSettings, get_predictor
+from detector.detection import get_predictor
+from detector.detection.catalog import load_catalog
 from detector.pipeline.frames import detect_range
 from detector.pipeline.results import FrameResult, detections_page
 from detector.runtime.allocator import loaded_allocator
@@ -63,10 +64,12 @@ def predict(
     selection: FrameSelection | None = None,
     classes: Collection[int] | None = None,
     track: bool = False,
+    model: str | None = None,
 ) -> Prediction:
     """Detect objects in the selected frames of ``path`` (default: every frame), as the
-    pipeline does, and track them when ``track``."""
-    predictor = get_predictor(DetectorSettings.from_config(config))
+    pipeline does, with the model named ``model`` of the deployment's catalog
+    (None: its default), and track them when ``track``."""
+    predictor = get_predictor(load_catalog(config).settings(model))
     started = time.perf_counter()
     index = index_frames(path)
     chosen = (selection or FrameSelection()).select([index.timestamp(pts) for pts in index.pts])

@@ -20,9 +20,9 @@ from sqlalchemy import delete, insert, select, update
 
 from detector.db import db
 from detector.models import Chunk, FrameDetections, Job, JobStatus, Track, utcnow
+from detector.pipeline.dispatch import job_finished
 from detector.pipeline.names import TRACK_OBJECTS, track_task_id
 from detector.pipeline.retention import set_expiry
-from detector.pipeline.webhooks import job_ended
 from detector.tracking import Tracker, frame_rate_of
 
 log = get_task_logger(__name__)
@@ -105,6 +105,7 @@ def track_objects(self: Task, job_id: str) -> dict[str, Any]:
         job.status = JobStatus.SUCCEEDED
         job.finished_at = utcnow()
         set_expiry(job)
+        owner_id = job.owner_id
     log.info("job=%s succeeded: %d frames tracked, %d tracks", job_id, tracked, len(summaries))
-    job_ended(job_id)
+    job_finished(job_id, owner_id)
     return {"job_id": job_id, "frames": tracked, "tracks": len(summaries)}

@@ -12,9 +12,10 @@ from sqlalchemy import select
 
 from detector.config import current_settings
 from detector.db import db
-from detector.models import ChunkStatus, Job, JobStatus, utcnow
+from detector.models import WAIT_SLOT, WAIT_WORKER, ChunkStatus, Job, JobStatus, utcnow
+from detector.pipeline.admission import model_of
 from detector.pipeline.chunks import job_storage
-from detector.pipeline.dispatch import send_process_video, stop_job
+from detector.pipeline.dispatch import admit_waiting, send_process_video, stop_job
 from detector.pipeline.download import watch_downloads
 from detector.pipeline.merging import merge_chunks
 from detector.pipeline.names import WATCHDOG
@@ -36,10 +37,27 @@ def watchdog() -> dict[str, int]:
     now = utcnow()
     stall = timedelta(seconds=current_settings().job_stall_seconds)
     counts = {"resent": 0, "resumed": 0, "failed": 0}
-    for job in session.scalars(select(Job).where(Job.status == JobStatus.QUEUED)).all():
-        if now - job.created_at > stall:
+    queued = session.scalars(select(Job).where(Job.status == JobStatus.QUEUED)).all()
+    waiting_owners = sorted({job.owner_id for job in queued if job.waiting_for == WAIT_SLOT})
+    for job in queued:
+        if job.waiting_for == WAIT_WORKER:
+            if now - job.created_at > stall:
+                stop_job(
+                    job.id,
+                    JobStatus.FAILED,
+                    f"no online worker served model {model_of(job)!r} within "
+                    f"{int(stall.total_seconds())} s of the job's submission",
+                )
+                counts["failed"] += 1
+            else:
+                send_process_video(job.id)  # planning looks for a worker again
+        elif job.waiting_for is None and now - job.created_at > stall:
             send_process_video(job.id)  # its message was lost (broker down at upload?)
             counts["resent"] += 1
+    session.rollback()
+    # Jobs waiting for one of their owner's slots: a slot whose job-end message was lost.
+    for owner_id in waiting_owners:
+        admit_waiting(owner_id)
     # A job just resent may already be processing in another worker: read jobs
     # afresh, or the session's copy (still queued, never started) would look
     # stalled and be sent a second time.

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import IO
 
 from detector.runtime.priority import run_in_background
+from detector.runtime.queues import DETECTOR_QUEUE, IMPLICIT_MODEL, QUEUES, model_queue
 
-QUEUES = ("processor", "detector", "render")
+__all__ = ["QUEUES", "ProcessGroup", "api_argv", "detector_cli_argv", "worker_argv"]
 
 
 def api_argv(host: str, port: int, workers: int, timeout: int) -> list[str]:
@@ -50,10 +51,13 @@ def worker_argv(
     node_name: str | None = None,
     extra: Sequence[str] = (),
     app: str = "detector.worker",
+    models: Sequence[str] = (IMPLICIT_MODEL,),
 ) -> list[str]:
     """A Celery worker for ``queue`` (``processor``, ``detector`` or ``render``).
 
     Args:
+        models: for the ``detector`` queue, the models it serves: it consumes
+            each one's queue (``detector.<name>``).
         concurrency: worker processes (ignored when ``autoscale`` is given).
         autoscale: ``MAX,MIN`` worker processes.
         beat_schedule: also run the watchdog's schedule, kept in this file
@@ -64,7 +68,13 @@ def worker_argv(
     """
     if queue not in QUEUES:
         raise ValueError(f"queue must be one of {', '.join(QUEUES)}, got {queue!r}")
-    argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queue]
+    if queue == DETECTOR_QUEUE:
+        if not models:
+            raise ValueError("a detector worker serves at least one model")
+        consumed = ",".join(model_queue(m) for m in models)
+    else:
+        consumed = queue
+    argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", consumed]
     argv += ["--loglevel", "INFO", "-n", node_name or f"{queue}@%h"]
     if autoscale:
         argv += ["--autoscale", autoscale]

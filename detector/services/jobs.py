@@ -10,15 +10,13 @@ from typing import IO, Any, TypeVar
 from sqlalchemy import Integer, Row, Select, Text, bindparam, cast, func, select
 
 from detector.db import db
-from detector.detection import DetectorSettings, WeightsError, model_identity
-from detector.detection.labels import label_set
 from detector.models import Chunk, FrameDetections, Job, JobStatus
 from detector.pipeline import dispatch
 from detector.pipeline.results import FrameResult
+from detector.services import models
 from detector.services.errors import (
     Conflict,
     InvalidInput,
-    Misconfigured,
     NotAVideo,
     NotFound,
     QuotaExceeded,
@@ -53,33 +51,24 @@ def parse_score_threshold(raw: Any, default: float, floor: float) -> float:
     return value
 
 
-def configured_model(config: Mapping[str, Any]) -> str:
-    """The exact model this deployment's detectors run, as a job records it from creation
-    on: backend, model and the weights' identity (detector.detection.model_identity).
+def configured_model(model: str | None = None) -> str:
+    """The exact model a job for ``model`` (a catalog name; None: the default) runs, as it
+    records it from creation on: backend, model and the weights' identity
+    (detector.detection.model_identity).
 
     Raises:
-        Misconfigured: the weights named by DETECTOR_WEIGHTS cannot be identified
-            here (a local file the API cannot read).
+        Misconfigured: the weights cannot be identified here (a local file the API cannot read).
     """
-    try:
-        return model_identity(DetectorSettings.from_config(config))
-    except (WeightsError, ValueError) as exc:
-        raise Misconfigured(
-            f"the model cannot be identified: {exc} The API must see the same "
-            f"DETECTOR_* settings and weights file as the detector workers."
-        ) from None
+    return models.identity(model)
 
 
-def configured_labels(config: Mapping[str, Any]) -> Mapping[int, str]:
-    """Class id -> label of every class this deployment's model reports.
+def configured_labels(model: str | None = None) -> Mapping[int, str]:
+    """Class id -> label of every class the model ``model`` (None: the default) reports.
 
     Raises:
-        Misconfigured: the DETECTOR_* settings name no model this service knows.
+        Misconfigured: the settings name no model this service knows.
     """
-    try:
-        return label_set(DetectorSettings.from_config(config))
-    except (ValueError, ImportError) as exc:
-        raise Misconfigured(f"the model's labels cannot be read: {exc}") from None
+    return models.labels(model)
 
 
 def save_new_job(

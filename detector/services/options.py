@@ -31,6 +31,8 @@ class JobOptions:
     selection: FrameSelection = field(default_factory=FrameSelection)
     classes: tuple[int, ...] | None = None
     track: bool = False
+    # The model's name in the deployment's catalog (None: the default).
+    model: str | None = None
 
     def as_columns(self) -> dict[str, Any]:
         """The job's columns for these options."""
@@ -41,6 +43,7 @@ class JobOptions:
             "end_time": self.selection.end,
             "classes": list(self.classes) if self.classes is not None else None,
             "track": self.track,
+            "model_key": self.model,
         }
 
 
@@ -111,8 +114,11 @@ def parse_classes(raw: Any, labels: Mapping[int, str]) -> tuple[int, ...] | None
     return tuple(sorted(chosen))
 
 
-def parse_job_options(form: Mapping[str, Any], labels: Mapping[int, str]) -> JobOptions:
-    """The job options in an upload's form fields (absent ones take their defaults).
+def parse_job_options(
+    form: Mapping[str, Any], labels: Mapping[int, str], model: str | None = None
+) -> JobOptions:
+    """The job options in an upload's form fields (absent ones take their defaults);
+    ``labels`` are those of ``model``, the model the job chose (detector.services.models.choose).
 
     Raises:
         InvalidInput: a field's value is not allowed; the message names the field.
@@ -130,6 +136,7 @@ def parse_job_options(form: Mapping[str, Any], labels: Mapping[int, str]) -> Job
         selection=selection,
         classes=parse_classes(form.get("classes"), labels),
         track=parse_bool(form, "track"),
+        model=model,
     )
 
 

@@ -3,7 +3,6 @@ the whole job as one file in a standard format (detector.exports)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -12,6 +11,7 @@ from detector.db import db
 from detector.exports import ExportError, ExportSource, TracksRequiredError, export, filename, media_type
 from detector.models import Job, JobStatus, Track
 from detector.pipeline.stored import stored_frames
+from detector.services import models
 from detector.services.errors import Conflict, InvalidInput
 from detector.services.jobs import get_job
 
@@ -62,7 +62,7 @@ class Export:
         self.filename = filename(fmt, source.name)
 
 
-def export_job(owner_id: int, job_id: str, fmt: str, labels: Mapping[int, str]) -> Export:
+def export_job(owner_id: int, job_id: str, fmt: str) -> Export:
     """A succeeded job's export in format ``fmt``, checked before a byte is sent.
 
     Raises:
@@ -76,7 +76,7 @@ def export_job(owner_id: int, job_id: str, fmt: str, labels: Mapping[int, str]) 
         height=job.height or 0,
         frame_count=job.frame_count or 0,
         fps=job.fps or 0.0,
-        labels=labels,
+        labels=models.labels(job.model_key),
         tracked=bool(job.track),
     )
     try:

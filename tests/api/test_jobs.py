@@ -72,6 +72,7 @@ def test_upload_is_accepted_stored_and_queued(app, client, auth: Auth, small_vid
         "end": None,
         "classes": None,
         "track": False,
+        "model": "default",
     }
 
     # The video is kept under a server-made key, not the client's name.

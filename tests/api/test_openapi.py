@@ -42,6 +42,7 @@ OPERATIONS = {
     ("/jobs/{job_id}/tracks", "get"): "list_tracks",
     ("/jobs/{job_id}/export", "get"): "export_job",
     ("/labels", "get"): "list_labels",
+    ("/models", "get"): "list_models",
     ("/jobs/{job_id}/render", "post"): "render_job",
     ("/jobs/{job_id}/media-token", "post"): "create_media_token",
     ("/jobs/{job_id}/video", "get"): "get_video",

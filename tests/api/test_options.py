@@ -144,6 +144,7 @@ def test_valid_options_are_echoed_and_stored(app, client, auth: Auth, small_vide
         "end": 1.8,
         "classes": ["person", "dog"],
         "track": True,
+        "model": "default",
     }
     assert response.json["options"] == expected
     job_id = response.json["id"]
@@ -178,7 +179,8 @@ def test_each_option_alone(client, auth: Auth, small_video, form, key, value):
     assert response.status_code == 202, response.json
     options = response.json["options"]
     assert options[key] == value
-    assert all(v in (None, False) for k, v in options.items() if k != key)
+    assert all(v in (None, False) for k, v in options.items() if k not in (key, "model"))
+    assert options["model"] == "default"
 
 
 @pytest.mark.parametrize("start", ["2", "2.0", "5", "10000"])
@@ -273,6 +275,7 @@ def test_a_source_url_job_takes_the_options(app, client, auth: Auth):
         "end": 1.5,
         "classes": ["car"],
         "track": True,
+        "model": "default",
     }
 
 

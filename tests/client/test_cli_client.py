@@ -172,6 +172,7 @@ def test_submit_sends_the_job_options_and_results_downloads_an_export(app, cli: 
         "end": None,
         "classes": ["person", "car"],
         "track": True,
+        "model": "default",
     }
     with app.app_context():  # finish it as the pipeline would: two analysed frames, tracked
         job = db.session.get(Job, job_id)

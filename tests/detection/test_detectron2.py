@@ -58,6 +58,7 @@ def settings(config_file: str, **overrides: Any) -> DetectorSettings:
         "device": "cpu",
         "min_score": MIN_SCORE,
         "seed": 0,
+        "batch_size": 8,
     }
     values.update(overrides)
     return DetectorSettings(**values)
@@ -225,3 +226,53 @@ def test_weights_that_do_not_fit_the_model(config_file: str, tmp_path: Path):
 def test_unknown_config():
     with pytest.raises(ValueError, match="model-zoo config"):
         build_predictor(settings("COCO-Detection/no_such_model.yaml"))
+
+
+MASK_RCNN = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
+
+
+@pytest.fixture(scope="module")
+def mask_rcnn_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The zoo's Mask R-CNN R50-FPN at a 320 px input and 300 proposals."""
+    path = tmp_path_factory.mktemp("config") / "mask_rcnn_320.yaml"
+    path.write_text(
+        f'_BASE_: "{model_zoo.get_config_file(MASK_RCNN)}"\n'
+        f"INPUT:\n  MIN_SIZE_TEST: {MIN_SIZE}\n  MAX_SIZE_TEST: {MAX_SIZE}\n"
+        "MODEL:\n  RPN:\n    POST_NMS_TOPK_TEST: 300\n"
+    )
+    return str(path)
+
+
+def test_a_mask_rcnn_runs_without_its_mask_head_and_finds_the_same_boxes(mask_rcnn_file: str, frames):
+    """Only boxes are kept, so the mask head is never built nor run (the 2021 prototype
+    computed every mask and threw it away); the boxes are those of the whole model."""
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    predictor = Detectron2Predictor(settings(mask_rcnn_file), "cpu")
+    assert predictor.cfg.MODEL.MASK_ON is False
+    assert not hasattr(predictor.model.roi_heads, "mask_head")
+
+    cfg = get_cfg()
+    cfg.merge_from_file(mask_rcnn_file)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = MIN_SCORE
+    assert cfg.MODEL.MASK_ON  # the config as written has masks
+    whole = build_model(cfg).eval()
+    missing, unexpected = whole.load_state_dict(predictor.model.state_dict(), strict=False)
+    assert missing and all(key.startswith("roi_heads.mask_head.") for key in missing)
+    assert not unexpected
+
+    with torch.inference_mode():
+        outputs = whole(
+            [
+                {
+                    "image": torch.from_numpy(image.transpose(2, 0, 1).copy()).float(),
+                    "height": 480,
+                    "width": 640,
+                }
+                for image in (predictor.resize.get_transform(f).apply_image(f) for f in frames[:4])
+            ]
+        )
+    assert all(out["instances"].has("pred_masks") for out in outputs)
+    assert_same(predictor.predict_batch(frames[:4]), [predictor._objects(out) for out in outputs])

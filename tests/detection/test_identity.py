@@ -27,12 +27,12 @@ def test_torchvision_model_with_default_weights():
 
 
 def test_the_listed_torchvision_checkpoints_are_torchvisions():
-    from detector.detection.torchvision_backend import DEFAULT_MODEL, MODELS
+    from torchvision.models import detection, get_model_weights
 
-    assert DEFAULT_MODEL == identity.TORCHVISION_DEFAULT_MODEL
-    assert set(MODELS) == set(identity.TORCHVISION_CHECKPOINTS)
-    for name, (_builder, pretrained) in MODELS.items():
-        assert identity.TORCHVISION_CHECKPOINTS[name] == pretrained.url, name
+    assert identity.TORCHVISION_DEFAULT_MODEL in identity.TORCHVISION_CHECKPOINTS
+    for name, url in identity.TORCHVISION_CHECKPOINTS.items():
+        assert callable(getattr(detection, name)), name
+        assert get_model_weights(name).COCO_V1.url == url, name
 
 
 def test_detectron2_default():

@@ -9,10 +9,11 @@ from detector.detection.labels import DETECTRON2_COCO, TORCHVISION_COCO, label_l
 
 
 def test_torchvision_labels_are_the_weights_categories() -> None:
-    from detector.detection.torchvision_backend import MODELS
+    from detector.detection.identity import TORCHVISION_CHECKPOINTS
+    from detector.detection.torchvision_models import categories
 
-    for _builder, weights in MODELS.values():
-        assert list(TORCHVISION_COCO) == list(weights.meta["categories"])
+    for name in TORCHVISION_CHECKPOINTS:
+        assert list(TORCHVISION_COCO) == categories(name), name
     assert label_list(DetectorSettings(backend="torchvision")) == list(TORCHVISION_COCO)
 
 

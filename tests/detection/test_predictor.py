@@ -6,6 +6,7 @@ No GPU is needed: the out-of-memory error is raised by a stand-in predictor.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -150,7 +151,7 @@ class FakeBackend(FakePredictor):
 @pytest.fixture
 def fake_backend(monkeypatch: pytest.MonkeyPatch) -> type[FakeBackend]:
     monkeypatch.setitem(registry.PREDICTOR_CLASSES, "torchvision", lambda: FakeBackend)
-    monkeypatch.setattr(registry, "_cache", {})
+    monkeypatch.setattr(registry, "_cache", OrderedDict())
     FakeBackend.built = 0
     return FakeBackend
 

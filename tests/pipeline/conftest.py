@@ -74,11 +74,17 @@ class Workers:
     ``render``, a worker for the ``render`` queue (annotated videos) as well."""
 
     def __init__(
-        self, config: dict[str, Any], log_dir: Path, detector_concurrency: int = 1, render: bool = False
+        self,
+        config: dict[str, Any],
+        log_dir: Path,
+        detector_concurrency: int = 1,
+        render: bool = False,
+        models: tuple[str, ...] = ("default",),
     ) -> None:
         self.env = worker_env(config)
         self.log_dir = log_dir
         self.detector_concurrency = detector_concurrency
+        self.models = models
         self.render = render
         self.group = ProcessGroup(self.env, log_dir)
 
@@ -86,14 +92,20 @@ class Workers:
     def procs(self) -> dict[str, subprocess.Popen[bytes]]:
         return self.group.procs
 
-    def start(self, queue: str, concurrency: int = 1) -> subprocess.Popen[bytes]:
+    def start(
+        self, queue: str, concurrency: int = 1, models: tuple[str, ...] | None = None, name: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a worker for ``queue`` (a detector worker serves ``models``, by default
+        the ones the group was made with), known in the group as ``name`` (the queue's)."""
+        name = name or queue
         argv = worker_argv(
             queue,
             concurrency=concurrency,
-            node_name=f"{queue}-{os.getpid()}@%h",
+            node_name=f"{name}-{os.getpid()}@%h",
             extra=["--without-gossip", "--without-mingle"],
+            models=models or self.models,
         )
-        return self.group.start(queue, argv)
+        return self.group.start(name, argv)
 
     def __enter__(self) -> Workers:
         self.start("processor", 2)

@@ -46,3 +46,18 @@ def test_concurrent_publish_and_consume_deliver_every_message_whole(tmp_path):
     producer.join(30)
     assert producer.exitcode == 0
     assert sorted(received) == list(range(COUNT))
+
+
+def test_consumers_take_the_highest_priority_first_and_equal_ones_in_order(tmp_path):
+    settings = celery_config(Settings.from_config(load_config(base_config(tmp_path))))
+    sent = [("a", 0), ("b", 9), ("c", 5), ("d", 9), ("e", None), ("f", 5)]
+    with _connect(settings) as connection:
+        queue = connection.SimpleQueue("detector.default")
+        for name, priority in sent:
+            queue.put({"name": name}, priority=priority)
+        received = []
+        for _ in sent:
+            message = queue.get(timeout=30)
+            received.append(message.payload["name"])
+            message.ack()
+    assert received == ["b", "d", "c", "f", "a", "e"]

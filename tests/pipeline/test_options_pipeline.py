@@ -251,6 +251,7 @@ def test_sampled_span_of_some_classes_equals_predict(backend, workers_factory, v
         "end": 5.5,
         "classes": [labels[c] for c in kept],
         "track": False,
+        "model": "default",
     }
     assert done["tracks_total"] is None
     assert done["progress"]["frames_tracked"] is None
@@ -300,6 +301,7 @@ def test_tracked_sampled_job_equals_predict_track_by_track(backend, workers_fact
         "end": None,
         "classes": None,
         "track": True,
+        "model": "default",
     }
 
 

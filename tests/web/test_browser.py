@@ -204,7 +204,7 @@ def test_register_upload_follow_cancel_and_delete(service: Service, browser_page
     options_job = made.value.json()
     assert options_job["options"] == {
         "sample_fps": 5.0, "frame_stride": None, "start": 0.5, "end": 2.5,
-        "classes": ["person", "car"], "track": True,
+        "classes": ["person", "car"], "track": True, "model": "default",
     }  # fmt: skip
     assert options_job["score_threshold"] == THRESHOLD  # the field kept its value
     assert refused.is_hidden()
@@ -527,6 +527,7 @@ def play_the_api(page: Any, job_id: str, rotation: int, video_route: Any) -> Non
             "end": None,
             "classes": None,
             "track": False,
+            "model": "default",
         },
         "video": {
             "codec": "h264",

@@ -1,0 +1,220 @@
+"""The torchvision detectors on the CPU runtimes: ONNX Runtime and OpenVINO.
+
+Both backends run the model's ONNX export (``onnx_export.export_onnx``: built
+on first use, cached per model identity) and find the same objects as the
+torchvision backend on the CPU: the same 8-bit pre-shrink of large frames,
+the model's own transform inside the graph, boxes back in the original
+frame's pixels (clipped to it), and the same ``DetectedObject`` s. Class
+filtering stays outside the predictor, as for every backend.
+
+The export takes one frame per run, so ``predict_batch`` runs a batch frame
+by frame inside the one call. OpenVINO runs the frames of a batch side by
+side (a throughput hint and an asynchronous request queue); ONNX Runtime runs
+them one after another, each on all its intra-op threads.
+
+Devices: ``cpu``, and ``auto`` means the CPU (whatever GPUs there are: a job
+that wants one names ``cuda``). ONNX Runtime with ``cuda``/``cuda:N`` takes
+the TensorRT and CUDA execution providers the installed onnxruntime has
+(``onnxruntime-gpu``), in that order, on GPU N, with the CPU provider for the
+operators they lack (``_providers``); it refuses when it has neither. This
+cannot be tested without a GPU build of onnxruntime. OpenVINO runs on the CPU
+only here (its ``GPU`` is an Intel GPU).
+
+Threads: as many intra-op threads as torch would use (``OMP_NUM_THREADS``, else
+``torch.get_num_threads()``, the physical cores).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from detector.detection.base import DetectedObject, DetectorSettings, Predictor, boxes_in_frame, to_objects
+from detector.detection.identity import model_identity
+from detector.detection.onnx_export import INPUT, export_metadata, export_onnx
+
+#: One frame's outputs: boxes ``(N, 4)``, scores ``(N,)``, labels ``(N,)``.
+Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def cpu_threads() -> int:
+    """The intra-op threads torch would use: ``OMP_NUM_THREADS``, else torch's default."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    import torch
+
+    return torch.get_num_threads()
+
+
+class OnnxPredictor(Predictor):
+    """What both runtimes share: the export, the pre-shrink, boxes to frame pixels."""
+
+    #: The backend name, as in ``base.BACKENDS``.
+    backend = ""
+
+    def __init__(self, settings: DetectorSettings, device: str) -> None:
+        self.name = model_identity(settings)
+        self.device = "cpu" if settings.device.strip().lower() == "auto" else device
+        self.batch_size = settings.batch_size_on(self.device)
+        self.threads = cpu_threads()
+        self.path: Path = export_onnx(settings)
+        metadata = export_metadata(self.path)
+        self._input_short, self._input_long = int(metadata["input_short"]), int(metadata["input_long"])
+        # torchvision's COCO labels (labels.TORCHVISION_COCO), as the export recorded them.
+        self.labels: list[str] = json.loads(metadata["categories"])
+        self._load(self.path)
+
+    def _load(self, path: Path) -> None:
+        """Load the export at ``path`` into the runtime."""
+        raise NotImplementedError
+
+    def _run(self, frames: Sequence[np.ndarray]) -> list[Outputs]:
+        """The graph's outputs for each frame (from ``_resize``), in order."""
+        raise NotImplementedError
+
+    def _resize(self, frame: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """The frame as the graph wants it (float32, at the model's input size), and
+        the x and y factors back to the frame's pixels.
+
+        Exactly what eager PyTorch sees on the CPU: a frame the model would
+        shrink is shrunk while still 8-bit (``TorchvisionPredictor._shrink``,
+        rounded sizes); one it would enlarge is enlarged in float as the
+        model's transform does (``interpolate(scale_factor=s,
+        recompute_scale_factor=True)``: floored sizes, bilinear, half-pixel
+        centres, which is what OpenCV's ``INTER_LINEAR`` on floats does).
+        """
+        height, width = frame.shape[:2]
+        scale = min(self._input_short / min(height, width), self._input_long / max(height, width))
+        if scale == 1.0:
+            return frame.astype(np.float32), 1.0, 1.0
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+            return small.astype(np.float32), width / size[0], height / size[1]
+        size = (math.floor(width * scale), math.floor(height * scale))
+        large = cv2.resize(frame.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+        return large, width / size[0], height / size[1]
+
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+        if not frames:
+            return []
+        shrunk = [self._resize(f) for f in frames]
+        outputs = self._run([small for small, _, _ in shrunk])
+        return [
+            to_objects(
+                boxes_in_frame(boxes, (fx, fy), (frame.shape[1], frame.shape[0])),
+                scores,
+                labels,
+                self.labels,
+            )
+            for (boxes, scores, labels), (_, fx, fy), frame in zip(outputs, shrunk, frames, strict=True)
+        ]
+
+
+class OnnxRuntimePredictor(OnnxPredictor):
+    """The export on ONNX Runtime: full graph optimisation, frames one after another."""
+
+    backend = "onnxruntime"
+
+    def _load(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(path), options, providers=_providers(self.device, ort.get_available_providers())
+        )
+
+    def _run(self, frames: Sequence[np.ndarray]) -> list[Outputs]:
+        results = []
+        for frame in frames:
+            boxes, scores, labels = self.session.run(None, {INPUT: frame})
+            results.append((boxes, scores, labels))
+        return results
+
+
+def _providers(device: str, available: Sequence[str]) -> list[Any]:
+    """ONNX Runtime's execution providers for ``device``, best first.
+
+    Raises:
+        RuntimeError: a GPU device, and this onnxruntime has no GPU provider.
+    """
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    gpu = [
+        (name, {"device_id": index})
+        for name in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+        if name in available
+    ]
+    if not gpu:
+        raise RuntimeError(
+            f"the onnxruntime backend on {device} needs onnxruntime-gpu (this onnxruntime has "
+            f"{', '.join(available)}); use DETECTOR_DEVICE=cpu"
+        )
+    return [*gpu, "CPUExecutionProvider"]
+
+
+class OpenVinoPredictor(OnnxPredictor):
+    """The export on OpenVINO's CPU plugin, in full float32 precision.
+
+    Batches of several frames compile with the throughput hint (several
+    streams) and run their frames side by side on an asynchronous request
+    queue; a batch size of 1 compiles with the latency hint.
+    """
+
+    backend = "openvino"
+
+    def _load(self, path: Path) -> None:
+        import openvino as ov
+
+        if self.device != "cpu":
+            raise ValueError(
+                f"the openvino backend runs on the CPU, not {self.device}; use DETECTOR_DEVICE=cpu"
+            )
+        core = ov.Core()
+        config = {
+            "PERFORMANCE_HINT": "THROUGHPUT" if self.batch_size > 1 else "LATENCY",
+            "INFERENCE_NUM_THREADS": self.threads,
+            # The CPU plugin may otherwise run in bf16 or f16 where the CPU has them.
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.queue = ov.AsyncInferQueue(self.compiled, max(1, min(requests, self.batch_size)))
+        self.request = self.compiled.create_infer_request()
+
+    def _run(self, frames: Sequence[np.ndarray]) -> list[Outputs]:
+        if len(frames) == 1 or len(self.queue) == 1:
+            results = []
+            for frame in frames:
+                self.request.infer({0: frame})
+                results.append(_outputs(self.request))
+            return results
+        done: dict[int, Outputs] = {}
+
+        def finished(request: Any, index: int) -> None:
+            done[index] = _outputs(request)
+
+        self.queue.set_callback(finished)
+        for index, frame in enumerate(frames):
+            self.queue.start_async({0: frame}, index)
+        self.queue.wait_all()
+        return [done[index] for index in range(len(frames))]
+
+
+def _outputs(request: Any) -> Outputs:
+    """A finished OpenVINO request's outputs, copied out of its buffers."""
+    boxes, scores, labels = (np.array(request.get_output_tensor(i).data) for i in range(3))
+    return boxes, scores, labels

@@ -1,0 +1,108 @@
+"""The deployment's models as the API shows them, and the model a job asks for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from detector.detection import WeightsError, model_identity
+from detector.detection.catalog import ModelCatalog, UnknownModel
+from detector.detection.identity import file_checksum
+from detector.detection.labels import label_set
+from detector.pipeline.models import current_catalog
+from detector.pipeline.workers import consumers
+from detector.runtime.queues import model_queue
+from detector.services.errors import InvalidInput, Misconfigured
+
+
+def catalog() -> ModelCatalog:
+    """The deployment's models.
+
+    Raises:
+        Misconfigured: DETECTOR_MODELS or the DETECTOR_* settings cannot be used.
+    """
+    try:
+        return current_catalog()
+    except ValueError as exc:
+        raise Misconfigured(f"the models cannot be read: {exc}") from None
+
+
+def choose(name: Any) -> str:
+    """The name of the model a job's ``model`` field asks for (absent: the default).
+
+    Raises:
+        InvalidInput: no model of that name; the message lists the valid ones.
+    """
+    try:
+        return catalog().resolve(None if name is None else str(name))
+    except UnknownModel as exc:
+        raise InvalidInput(f"{exc} (GET /api/models)") from None
+
+
+def identity(name: str | None = None) -> str:
+    """The exact model and weights ``name`` (None: the default) runs, as a job records it.
+
+    Raises:
+        Misconfigured: the weights cannot be identified here (a local file the API cannot read).
+    """
+    try:
+        return model_identity(catalog().settings(name))
+    except (WeightsError, ValueError) as exc:
+        raise Misconfigured(
+            f"the model cannot be identified: {exc} The API must see the same "
+            f"model settings (DETECTOR_MODELS, DETECTOR_*) and weights files as the detector workers."
+        ) from None
+
+
+def labels(name: str | None = None) -> Mapping[int, str]:
+    """Class id -> label of every class the model ``name`` (None: the default) reports.
+
+    Raises:
+        Misconfigured: the settings name no model this service knows.
+    """
+    try:
+        return label_set(catalog().settings(name))
+    except (ValueError, ImportError) as exc:
+        raise Misconfigured(f"the model's labels cannot be read: {exc}") from None
+
+
+def listing() -> list[dict[str, Any]]:
+    """Every model of the deployment, the default first: what it is, its weights'
+    identity, its labels, and whether a worker serving it is online."""
+    models = catalog()
+    online = consumers()
+    names = [models.default, *(n for n in models if n != models.default)]
+    return [_model_dict(models, name, online) for name in names]
+
+
+def _model_dict(models: ModelCatalog, name: str, online: dict[str, list[str]] | None) -> dict[str, Any]:
+    settings = models.settings(name)
+    queue = model_queue(name)
+    error = None
+    try:
+        full = identity(name)
+    except Misconfigured as exc:
+        full, error = None, str(exc)
+    checksum = None
+    if settings.weights not in ("default", "random") and "://" not in settings.weights:
+        try:
+            checksum = f"sha256:{file_checksum(Path(settings.weights).expanduser())}"
+        except OSError:
+            checksum = None
+    return {
+        "name": name,
+        "default": name == models.default,
+        "backend": settings.backend,
+        "model": full.split("/", 1)[1].split("@", 1)[0] if full else settings.model,
+        "weights": full.split("@", 1)[1] if full else settings.weights,
+        "weights_checksum": checksum,
+        "identity": full,
+        "device": settings.device,
+        "batch_size": settings.batch_size if isinstance(settings.batch_size, int) else None,
+        "queue": queue,
+        "labels": [labels(name)[i] for i in sorted(labels(name))],
+        "online": None if online is None else bool(online.get(queue)),
+        "workers": sorted(online.get(queue, [])) if online is not None else [],
+        "error": error,
+    }
