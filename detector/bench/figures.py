@@ -327,7 +327,9 @@ def prototype_end_to_end(bench: Bench, env: dict[str, str]) -> dict[str, Any]:
     if not video.is_file():
         return {}
     subprocess.run(detector_cli_argv("db", "upgrade"), env=env, check=True, capture_output=True)
-    service = Service(env, bench.out / "prototype-service", background_detector=options.background_detector)
+    logs = bench.out / "prototype-service"
+    logs.mkdir(exist_ok=True)
+    service = Service(env, logs, background_detector=options.background_detector)
     try:
         service.start_all()
         client = Client(service.base, check=service.check_running)

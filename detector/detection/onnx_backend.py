@@ -177,6 +177,15 @@ class OpenVinoPredictor(OnnxPredictor):
     backend = "openvino"
 
     def _load(self, path: Path) -> None:
+        # OpenVINO's threading library, oneTBB, loads its hwloc binding (tbbbind)
+        # with RTLD_DEEPBIND, which binds it to glibc's malloc while the rest of
+        # the process runs on a preloaded tcmalloc or mimalloc (runtime/allocator.py):
+        # memory from one freed by the other aborts the process as the model is
+        # compiled ("free(): invalid pointer"; openvinotoolkit/openvino#29025).
+        # TBB_ENABLE_SANITIZERS turns the DEEPBIND off; TBB reads it when it
+        # loads the binding, in this process, so setting it here is in time.
+        if os.environ.get("LD_PRELOAD"):
+            os.environ.setdefault("TBB_ENABLE_SANITIZERS", "1")
         import openvino as ov
 
         if self.device != "cpu":

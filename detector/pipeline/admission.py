@@ -82,6 +82,6 @@ def waiting_message(job: Job | Any, position: int | None) -> str | None:
         )
     limit = current_settings().max_processing_jobs_per_user
     return (
-        f"waiting for one of your {processing_count(job.owner_id)} processing jobs to end: "
-        f"at most {limit} run at once (MAX_PROCESSING_JOBS_PER_USER); number {position} in line"
+        f"waiting its turn: of your jobs at most {limit} run at once (MAX_PROCESSING_JOBS_PER_USER), "
+        f"{processing_count(job.owner_id)} are processing; number {position} in line"
     )

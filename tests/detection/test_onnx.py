@@ -11,6 +11,7 @@ build, run and be deterministic.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +238,32 @@ def test_compare_runtimes_reports_speed_and_agreement(cache, random_export, smal
         entry = result["runtimes"][backend]
         assert entry["fps"] > 0 and 0 <= entry["match_rate"] <= 1
         assert entry["name"] == f"{backend}/{MODEL}@random(seed=0)"
+
+
+@pytest.mark.parametrize("allocator", ["mimalloc", "tcmalloc"])
+def test_openvino_runs_on_the_allocator_the_workers_preload(allocator, cache, random_export):
+    """Workers run on a preloaded tcmalloc or mimalloc (detector.runtime.allocator);
+    OpenVINO's oneTBB used to abort the process on them as the model was compiled."""
+    from detector.runtime.allocator import find_mimalloc, find_tcmalloc
+
+    library = find_mimalloc() if allocator == "mimalloc" else find_tcmalloc()
+    if library is None:
+        pytest.skip(f"{allocator} is not installed")
+    code = f"""
+import numpy as np
+from detector.detection import DetectorSettings, build_predictor
+predictor = build_predictor(DetectorSettings(backend="openvino", model={MODEL!r}, weights="random",
+                                             device="cpu", batch_size=2, cache_dir={cache!r}))
+print(len(predictor.predict([np.zeros((96, 160, 3), np.uint8)] * 2, 0.3)))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TBB_ENABLE_SANITIZERS"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "LD_PRELOAD": library},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "2"

@@ -1,8 +1,9 @@
 """Models chosen per job, fair turns between jobs, and per-user limits, with real workers.
 
-- Two models in one deployment: each job's detections equal `detector predict
-  --model` of its model, and one detector worker serves both (MAX_LOADED_MODELS=1,
-  so it rebuilds each in turn).
+- Two models in one deployment, one on PyTorch and one on OpenVINO (the worker
+  exports it to ONNX on its first chunk): each job's detections equal `detector
+  predict --model` of its model, and one detector worker serves both
+  (MAX_LOADED_MODELS=1, so it rebuilds each in turn).
 - A job for a model no online worker serves waits, queued, saying so; it starts
   once such a worker is online and the watchdog looks again.
 - Chunk priorities: with one detector worker busy on a long job, a one-chunk
@@ -21,13 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from detector.app import create_app
+from detector.bench.runtimes import conditioned_checkpoint
 from detector.db import db
 from detector.db.migrate import upgrade
-from detector.detection import DetectorSettings
-from detector.detection.torchvision_backend import TorchvisionPredictor
 from detector.models import Chunk, Job
 from detector.pipeline.predict import predict_video
 from detector.pipeline.watchdog import watchdog
@@ -41,13 +40,11 @@ THRESHOLD = 0.3
 
 @pytest.fixture(scope="module")
 def other_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second set of seeded weights: the second model of the deployment."""
-    predictor = TorchvisionPredictor(
-        DetectorSettings(model=TEST_MODEL, weights="random", seed=99, device="cpu"), "cpu"
-    )
+    """A second set of seeded weights, the second model of the deployment: calibrated
+    on frames of the test video's size, so that OpenVINO and PyTorch find the same
+    objects (detector/bench/runtimes.py, conditioned_checkpoint)."""
     path = tmp_path_factory.mktemp("weights-b") / "other.pth"
-    torch.save(predictor.model.state_dict(), path)
-    return path
+    return conditioned_checkpoint(TEST_MODEL, path, seed=99, width=320, height=240)
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +63,13 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def _models_file(tmp_path: Path, first: Path, second: Path) -> Path:
+def _models_file(tmp_path: Path, first: Path, second: Path, second_backend: str = "torchvision") -> Path:
     path = tmp_path / "models.toml"
     path.write_text(
         'default = "first"\n'
         f'[models.first]\nmodel = "{TEST_MODEL}"\nweights = "{first}"\n'
-        f'[models.second]\nmodel = "{TEST_MODEL}"\nweights = "{second}"\n'
+        f'[models.second]\nbackend = "{second_backend}"\nmodel = "{TEST_MODEL}"\nweights = "{second}"\n'
+        f'cache_dir = "{tmp_path / "model-cache"}"\n'
     )
     return path
 
@@ -115,7 +113,7 @@ def test_two_models_in_one_deployment_each_equal_to_predict(
     config = base_config(
         tmp_path,
         **detector_config(seeded_weights),
-        DETECTOR_MODELS=str(_models_file(tmp_path, seeded_weights, other_weights)),
+        DETECTOR_MODELS=str(_models_file(tmp_path, seeded_weights, other_weights, "openvino")),
         MAX_LOADED_MODELS=1,
     )
     app = _app(config)
@@ -126,6 +124,7 @@ def test_two_models_in_one_deployment_each_equal_to_predict(
     assert [m["queue"] for m in listed] == ["detector.first", "detector.second"]
     assert listed[0]["default"] and not listed[1]["default"]
     assert listed[0]["weights_checksum"] != listed[1]["weights_checksum"]
+    assert [m["backend"] for m in listed] == ["torchvision", "openvino"]
     with workers_factory(config, models=("first", "second")) as workers:
         jobs = {name: _upload(client, headers, e2e_video, model=name) for name in ("first", "second", "")}
         done = {name: wait_for_job(client, headers, job["id"]) for name, job in jobs.items()}
@@ -141,6 +140,8 @@ def test_two_models_in_one_deployment_each_equal_to_predict(
         expected, _timing = predict_video(e2e_video, config, THRESHOLD, model=name)
         assert_same_detections(_frames(client, headers, done[name]["id"]), expected["frames"])
     assert done["first"]["model"] != done["second"]["model"]
+    assert done["second"]["model"].startswith("openvino/")
+    assert list((tmp_path / "model-cache" / "onnx").glob("*.onnx")), "the worker exported the model"
     first_frames = _frames(client, headers, done["first"]["id"])
     assert first_frames != _frames(client, headers, done["second"]["id"]), "two models, one answer"
     assert sum(len(f["objects"]) for f in first_frames) > 0
