@@ -155,7 +155,7 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "DETECTOR_MODEL": _env("DETECTOR_MODEL"),
         "DETECTOR_WEIGHTS": _env("DETECTOR_WEIGHTS", "default"),
         "DETECTOR_DEVICE": _env("DETECTOR_DEVICE", "auto"),
-        # Frames per forward pass: auto (2 on the CPU, 8 on a GPU: detection.base.default_batch_size)
+        # Frames per forward pass: auto (8 on a GPU; on the CPU by the model's input size: detection.base.default_batch_size)
         # or a whole number; DetectorSettings.from_config checks it.
         "DETECTOR_BATCH_SIZE": _env("DETECTOR_BATCH_SIZE", "auto"),
         "DETECTOR_MIN_SCORE": _env_float("DETECTOR_MIN_SCORE", 0.05),

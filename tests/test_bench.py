@@ -45,7 +45,7 @@ from detector.bench.options import BenchOptions
 from detector.bench.report import SAMPLING_SLACK, BenchReport, check_targets, format_table
 from detector.bench.service import PeakRss, free_port
 from detector.cli.bench import bench
-from detector.detection.base import CPU_BATCH_SIZE
+from detector.detection.base import default_batch_size
 from detector.exports import FORMATS
 from detector.video.selection import FrameSelection
 from detector.video.synthetic import make_video
@@ -610,7 +610,8 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
         for side in ("prototype", "predict"):
             assert {"frames_per_s", "wall_s", "peak_rss_mb", "minor_faults", "sys_s"} <= set(prototype[side])
         assert prototype["prototype"]["batch_size"] == 1
-        assert prototype["predict"]["batch_size"] == CPU_BATCH_SIZE  # DETECTOR_BATCH_SIZE=auto
+        # DETECTOR_BATCH_SIZE=auto, for the small config's input size
+        assert prototype["predict"]["batch_size"] == default_batch_size("cpu", (96, 160))
         end_to_end = prototype["end_to_end"]
         assert {"frames_per_s", "detector_peak_rss_mb", "service_peak_rss_mb", "speedup"} <= set(end_to_end)
         assert "against the 2021 prototype" in run.stdout

@@ -80,23 +80,38 @@ class DetectorSettings:
             raise ValueError(f"DETECTOR_BACKEND must be one of {', '.join(BACKENDS)}")
         return settings
 
-    def batch_size_on(self, device: str) -> int:
-        """Frames per forward pass on ``device``: ``batch_size``, or for ``auto`` `default_batch_size`."""
-        return default_batch_size(device) if self.batch_size == "auto" else int(self.batch_size)
+    def batch_size_on(self, device: str, input_size: tuple[int, int] | None = None) -> int:
+        """Frames per forward pass on ``device``: ``batch_size``, or for ``auto``
+        `default_batch_size` for a model that sees frames at ``input_size``."""
+        if self.batch_size == "auto":
+            return default_batch_size(device, input_size)
+        return int(self.batch_size)
 
 
 #: Frames per forward pass when DETECTOR_BATCH_SIZE is ``auto``. On a GPU batching
-#: is where the speed comes from. On the CPU a batch buys little speed and costs
-#: memory in proportion: Detectron2's Mask R-CNN R50-FPN at 800 px went from
-#: about 2 GB peak at batch 1 to 5 GB at batch 8 (docs/performance.md, "Against the
-#: 2021 prototype").
+#: is where the speed comes from: 8 frames. On the CPU a batch costs memory in
+#: proportion to its pixels and buys speed only for small inputs, so ``auto``
+#: takes as many frames as fit in CPU_BATCH_PIXELS at the model's input size
+#: (its shortest and longest edge), 1 to 8: 8 for the 320 px MobileNet, 1 for
+#: the 800 px models. Measured (docs/performance.md, "Against the 2021 prototype"
+#: and "CPU runtimes"): Detectron2's Mask R-CNN at 800 px peaked at 1.9 GB at
+#: batch 1, 2.2 GB at batch 2 and 5 GB at batch 8, and ran fastest at batch 1;
+#: the 320 px MobileNet ran 17 % faster at batch 8 than at 1 on PyTorch, 41 %
+#: on OpenVINO.
 GPU_BATCH_SIZE = 8
-CPU_BATCH_SIZE = 2
+CPU_BATCH_PIXELS = 8 * 320 * 640
 
 
-def default_batch_size(device: str) -> int:
-    """The batch size ``auto`` means on ``device`` (a torch device: ``cpu``, ``cuda:N``, ...)."""
-    return CPU_BATCH_SIZE if device.strip().lower() == "cpu" else GPU_BATCH_SIZE
+def default_batch_size(device: str, input_size: tuple[int, int] | None = None) -> int:
+    """The batch size ``auto`` means on ``device`` (a torch device: ``cpu``, ``cuda:N``, ...)
+    for a model that sees frames at ``input_size`` (shortest, longest edge; None:
+    unknown, 1 on the CPU)."""
+    if device.strip().lower() != "cpu":
+        return GPU_BATCH_SIZE
+    if input_size is None:
+        return 1
+    short, long = input_size
+    return max(1, min(GPU_BATCH_SIZE, CPU_BATCH_PIXELS // max(1, short * long)))
 
 
 def _batch_size(value: Any) -> int | str:

@@ -62,8 +62,9 @@ class Detectron2Predictor(Predictor):
         config_name = settings.model or DEFAULT_MODEL
         config_file, default_url = _config_source(config_name)
         self.device = device
-        self.batch_size = settings.batch_size_on(device)
         self.cfg = _build_config(config_file, device, settings.min_score)
+        input_size = (int(self.cfg.INPUT.MIN_SIZE_TEST), int(self.cfg.INPUT.MAX_SIZE_TEST))
+        self.batch_size = settings.batch_size_on(device, input_size)
         self.input_format: str = self.cfg.INPUT.FORMAT
         self.resize = ResizeShortestEdge(self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MAX_SIZE_TEST)
         self.labels = _labels(self.cfg)

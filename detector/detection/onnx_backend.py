@@ -63,11 +63,11 @@ class OnnxPredictor(Predictor):
     def __init__(self, settings: DetectorSettings, device: str) -> None:
         self.name = model_identity(settings)
         self.device = "cpu" if settings.device.strip().lower() == "auto" else device
-        self.batch_size = settings.batch_size_on(self.device)
         self.threads = cpu_threads()
         self.path: Path = export_onnx(settings)
         metadata = export_metadata(self.path)
         self._input_short, self._input_long = int(metadata["input_short"]), int(metadata["input_long"])
+        self.batch_size = settings.batch_size_on(self.device, (self._input_short, self._input_long))
         # torchvision's COCO labels (labels.TORCHVISION_COCO), as the export recorded them.
         self.labels: list[str] = json.loads(metadata["categories"])
         self._load(self.path)

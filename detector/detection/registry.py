@@ -12,7 +12,6 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import replace
 
 from detector.detection.base import DetectorSettings, Predictor
 from detector.detection.devices import cuda_device_count, resolve_device
@@ -79,8 +78,9 @@ def build_predictor(settings: DetectorSettings, process_index: int = 0) -> Predi
     """Build the predictor ``settings`` describe, on the device for ``process_index``."""
     cls = predictor_class(settings.backend)
     device = resolve_device(settings.device, process_index, cuda_device_count())
-    # DETECTOR_BATCH_SIZE=auto becomes the device's own size here, once, for every backend.
-    return cls(replace(settings, batch_size=settings.batch_size_on(device)), device)
+    # Each backend turns DETECTOR_BATCH_SIZE=auto into a number for its device and
+    # its model's input size (DetectorSettings.batch_size_on).
+    return cls(settings, device)
 
 
 # Built predictors, least recently used first.

@@ -22,7 +22,6 @@ class TorchvisionPredictor(Predictor):
     def __init__(self, settings: DetectorSettings, device: str) -> None:
         self.name = model_identity(settings)  # an unknown model or missing weights file: ValueError
         self.device = device
-        self.batch_size = settings.batch_size_on(device)
         self.labels: list[str] = categories(model_name(settings))
         model = build_torch_model(settings)
         self.model = model.to(device)
@@ -31,6 +30,7 @@ class TorchvisionPredictor(Predictor):
         self._shrink_first = device == "cpu"
         transform = cast(GeneralizedRCNNTransform, model.transform)
         self._input_short, self._input_long = int(transform.min_size[-1]), int(transform.max_size)
+        self.batch_size = settings.batch_size_on(device, (self._input_short, self._input_long))
 
     def _shrink(self, frame: np.ndarray) -> tuple[np.ndarray, float, float]:
         """The frame at the size the model's transform would resize it to, and the
