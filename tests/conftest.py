@@ -108,6 +108,13 @@ def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def server_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """`base_config` on RabbitMQ and Redis (skipped without them, failed under CI=true)."""
+    require_server(RABBITMQ_URL)
+    require_server(REDIS_URL)
+    return base_config(tmp_path, CELERY_BROKER_URL=RABBITMQ_URL, CELERY_RESULT_BACKEND=REDIS_URL, **overrides)
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> dict[str, Any]:
     return base_config(tmp_path)

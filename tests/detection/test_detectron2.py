@@ -38,16 +38,20 @@ MIN_SIZE, MAX_SIZE = 320, 533
 MIN_SCORE = 0.05
 
 
-@pytest.fixture(scope="module")
-def config_file(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A local config: the zoo's default model, at a 320 px input size and with 300 proposals."""
-    path = tmp_path_factory.mktemp("config") / "faster_rcnn_320.yaml"
+def small_config(path: Path, zoo_config: str) -> str:
+    """A local config at ``path``: the zoo's ``zoo_config`` at a 320 px input size, 300 proposals."""
     path.write_text(
-        f'_BASE_: "{model_zoo.get_config_file(DEFAULT_MODEL)}"\n'
+        f'_BASE_: "{model_zoo.get_config_file(zoo_config)}"\n'
         f"INPUT:\n  MIN_SIZE_TEST: {MIN_SIZE}\n  MAX_SIZE_TEST: {MAX_SIZE}\n"
         "MODEL:\n  RPN:\n    POST_NMS_TOPK_TEST: 300\n"
     )
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A local config: the zoo's default model, at a 320 px input size and with 300 proposals."""
+    return small_config(tmp_path_factory.mktemp("config") / "faster_rcnn_320.yaml", DEFAULT_MODEL)
 
 
 def settings(config_file: str, **overrides: Any) -> DetectorSettings:
@@ -234,13 +238,7 @@ MASK_RCNN = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 @pytest.fixture(scope="module")
 def mask_rcnn_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The zoo's Mask R-CNN R50-FPN at a 320 px input and 300 proposals."""
-    path = tmp_path_factory.mktemp("config") / "mask_rcnn_320.yaml"
-    path.write_text(
-        f'_BASE_: "{model_zoo.get_config_file(MASK_RCNN)}"\n'
-        f"INPUT:\n  MIN_SIZE_TEST: {MIN_SIZE}\n  MAX_SIZE_TEST: {MAX_SIZE}\n"
-        "MODEL:\n  RPN:\n    POST_NMS_TOPK_TEST: 300\n"
-    )
-    return str(path)
+    return small_config(tmp_path_factory.mktemp("config") / "mask_rcnn_320.yaml", MASK_RCNN)
 
 
 def test_a_mask_rcnn_runs_without_its_mask_head_and_finds_the_same_boxes(mask_rcnn_file: str, frames):

@@ -20,7 +20,7 @@ from detector.db.migrate import upgrade
 from detector.detection import DetectorSettings, model_identity
 from detector.pipeline.celery_app import EMBEDDED_CHORD_POLL_S
 from detector.pipeline.predict import predict_video
-from tests.conftest import RABBITMQ_URL, REDIS_URL, Auth, base_config, require_server
+from tests.conftest import Auth, base_config, server_config
 from tests.pipeline.conftest import assert_same_detections, detector_config, wait_for_job
 
 THRESHOLD = 0.3
@@ -107,14 +107,7 @@ def test_embedded_defaults(tmp_path, seeded_weights, e2e_video, baseline, worker
 
 @pytest.mark.slow
 def test_rabbitmq_and_redis(tmp_path, seeded_weights, e2e_video, baseline, workers_factory):
-    require_server(RABBITMQ_URL)
-    require_server(REDIS_URL)
-    config = base_config(
-        tmp_path,
-        CELERY_BROKER_URL=RABBITMQ_URL,
-        CELERY_RESULT_BACKEND=REDIS_URL,
-        **detector_config(seeded_weights),
-    )
+    config = server_config(tmp_path, **detector_config(seeded_weights))
     app = _app(config)
     app.extensions["celery"].control.purge()
     _run_job(config, workers_factory, e2e_video, baseline)

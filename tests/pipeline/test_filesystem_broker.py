@@ -5,6 +5,7 @@ the producer has created but not yet written: JSONDecodeError).
 """
 
 import multiprocessing
+import uuid
 
 from kombu import Connection
 
@@ -51,8 +52,12 @@ def test_concurrent_publish_and_consume_deliver_every_message_whole(tmp_path):
 def test_consumers_take_the_highest_priority_first_and_equal_ones_in_order(tmp_path):
     settings = celery_config(Settings.from_config(load_config(base_config(tmp_path))))
     sent = [("a", 0), ("b", 9), ("c", 5), ("d", 9), ("e", None), ("f", 5)]
+    # A queue name no other test binds: kombu keeps the bindings a process has
+    # declared in memory, for all its connections, and would not write this
+    # test's binding into its own broker folder if another test in the same
+    # process had bound the same name (its messages would then go nowhere).
     with _connect(settings) as connection:
-        queue = connection.SimpleQueue("detector.default")
+        queue = connection.SimpleQueue(f"detector.priorities-{uuid.uuid4().hex[:8]}")
         for name, priority in sent:
             queue.put({"name": name}, priority=priority)
         received = []

@@ -32,7 +32,7 @@ from detector.pipeline.predict import predict_video
 from detector.pipeline.watchdog import watchdog
 from detector.pipeline.workers import forget
 from detector.video.synthetic import make_video
-from tests.conftest import RABBITMQ_URL, REDIS_URL, Auth, base_config, require_server
+from tests.conftest import Auth, base_config, server_config
 from tests.pipeline.conftest import TEST_MODEL, assert_same_detections, detector_config, wait_for_job
 
 THRESHOLD = 0.3
@@ -231,14 +231,7 @@ def _fair_turns(config: dict[str, Any], workers_factory: Any, long_video: Path, 
 def test_a_short_job_overtakes_a_long_ones_remaining_chunks_on_rabbitmq(
     tmp_path, seeded_weights, long_video, clip, workers_factory
 ):
-    require_server(RABBITMQ_URL)
-    require_server(REDIS_URL)
-    config = base_config(
-        tmp_path,
-        CELERY_BROKER_URL=RABBITMQ_URL,
-        CELERY_RESULT_BACKEND=REDIS_URL,
-        **{**detector_config(seeded_weights), "CHUNK_FRAMES": 8},
-    )
+    config = server_config(tmp_path, **{**detector_config(seeded_weights), "CHUNK_FRAMES": 8})
     _app(config).extensions["celery"].control.purge()
     _fair_turns(config, workers_factory, long_video, clip)
 
