@@ -315,17 +315,17 @@ def against_prototype(bench: Bench) -> dict[str, Any]:
     return {"prototype": figure}
 
 
-def prototype_end_to_end(bench: Bench, env: dict[str, str]) -> dict[str, Any]:
+def prototype_end_to_end(bench: Bench, env: dict[str, str], theirs: dict[str, Any]) -> dict[str, Any]:
     """The prototype figure's video as a job through the whole service on ``env``
     (embedded defaults, the detectron2 backend and the prototype's config, the
     service's own batch size and allocator), after a warm-up job that builds the
     model: the job's frames/s, the detector worker's peak RSS, and the sum of
-    the peaks of every process of the service (API, processor, detector).
-    Added to the prototype figure by `run_bench`; nothing when it was skipped."""
+    the peaks of every process of the service (API, processor, detector), and
+    its speed and the worker's peak against the prototype's (``theirs``, from
+    `against_prototype`, which wrote the video). Added to the prototype figure
+    by `run_bench` when that was not skipped."""
     options = bench.options
     video = bench.out / "prototype.mp4"
-    if not video.is_file():
-        return {}
     subprocess.run(detector_cli_argv("db", "upgrade"), env=env, check=True, capture_output=True)
     logs = bench.out / "prototype-service"
     logs.mkdir(exist_ok=True)
@@ -342,6 +342,8 @@ def prototype_end_to_end(bench: Bench, env: dict[str, str]) -> dict[str, Any]:
             "detector_peak_rss_mb": round(max(rss_mb(p) for p in service.worker_children("detector")), 1),
             "service_peak_rss_mb": round(sum(rss_mb(p) for p in everything), 1),
         }
+        figure["speedup"] = round(figure["frames_per_s"] / theirs["frames_per_s"], 2)
+        figure["detector_peak_rss_ratio"] = round(figure["detector_peak_rss_mb"] / theirs["peak_rss_mb"], 2)
     finally:
         service.stop_all()
     bench.log(f"prototype's video end to end: {figure}")

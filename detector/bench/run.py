@@ -70,13 +70,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
         for name in ("DETECTOR_BATCH_SIZE", "LD_PRELOAD"):  # the service's own defaults
             prototype_env.pop(name, None)
         (out / "prototype-data").mkdir(exist_ok=True)
-        end_to_end = figures.prototype_end_to_end(bench, prototype_env)
         theirs = found["prototype"]["prototype"]
-        found["prototype"]["end_to_end"] = {
-            **end_to_end,
-            "speedup": round(end_to_end["frames_per_s"] / theirs["frames_per_s"], 2),
-            "detector_peak_rss_ratio": round(end_to_end["detector_peak_rss_mb"] / theirs["peak_rss_mb"], 2),
-        }
+        found["prototype"]["end_to_end"] = figures.prototype_end_to_end(bench, prototype_env, theirs)
     found.update(runtimes_figure(bench))
 
     env = service_env(bench, data)
