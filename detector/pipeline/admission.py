@@ -4,6 +4,11 @@ A job waits, queued, while its owner's processing jobs and older queued jobs
 fill MAX_PROCESSING_JOBS_PER_USER (``slot``: it starts when one of them ends,
 in the order its owner sent them), or while no online worker serves its model (``worker``:
 the watchdog looks again each interval, and fails it after JOB_STALL_SECONDS).
+
+A job waiting for a worker keeps its place in line before its owner's later jobs
+of the same model (they need the same worker; when it comes online, the oldest
+starts first, even if a younger one's planner was the first to see it), and holds
+none before jobs of other models, which it must not block.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def wait_reason(job: Job) -> str | None:
 
 def in_line_before(job: Job | Any) -> ColumnElement[int]:
     """The number of the owner's jobs ahead of ``job`` in line, as a SQL expression:
-    those queued before it, and not waiting for a worker (those hold no place)."""
+    those queued before it, but for those waiting for a worker of another model."""
     other = aliased(Job)
     return (
         select(func.count())
@@ -50,7 +55,11 @@ def in_line_before(job: Job | Any) -> ColumnElement[int]:
         .where(
             other.owner_id == job.owner_id,
             other.status == JobStatus.QUEUED,
-            or_(other.waiting_for.is_(None), other.waiting_for == WAIT_SLOT),
+            or_(
+                other.waiting_for.is_(None),
+                other.waiting_for == WAIT_SLOT,
+                other.model_key.is_not_distinct_from(job.model_key),
+            ),
             or_(
                 other.created_at < job.created_at,
                 (other.created_at == job.created_at) & (other.id < job.id),

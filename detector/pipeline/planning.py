@@ -121,7 +121,9 @@ def process_video(self: Task, job_id: str) -> dict[str, Any]:
             raise self.retry(countdown=WORKER_RECHECK, max_retries=None)
         return held
     # The job's place in its owner's line (read now: the rollback expires it).
-    place = SimpleNamespace(id=job.id, owner_id=job.owner_id, created_at=job.created_at)
+    place = SimpleNamespace(
+        id=job.id, owner_id=job.owner_id, created_at=job.created_at, model_key=job.model_key
+    )
     session.rollback()
     claimed = _claim(place, current_settings().max_processing_jobs_per_user)
     job = session.get(Job, job_id, populate_existing=True)

@@ -13,6 +13,7 @@ from celery.exceptions import Retry
 from detector.detection import DetectorSettings, model_identity
 from detector.models import WAIT_SLOT, WAIT_WORKER, JobStatus, utcnow
 from detector.pipeline import workers
+from detector.pipeline.dispatch import stop_job
 from detector.pipeline.planning import WORKER_GRACE
 from detector.pipeline.tasks import process_video
 from tests.api.conftest import job_row, update_job
@@ -158,6 +159,34 @@ def test_a_job_for_a_model_no_online_worker_serves_waits_saying_so(
     assert job_row(two_models, job_id).waiting_for is None
 
 
+def test_a_job_waiting_for_a_worker_keeps_its_place_before_its_model_only(
+    two_models, client, auth: Auth, small_video, monkeypatch
+):
+    reconfigure(two_models, MAX_PROCESSING_JOBS_PER_USER=1)
+    alice = auth.headers("alice")
+    serves = {"detector.fast": ["detector@a"], "processor": ["p@a"]}
+    monkeypatch.setattr(workers, "consumers", lambda: serves)
+    older = upload(client, alice, small_video, model="accurate", score_threshold=0.5).json["id"]
+    with two_models.app_context(), pytest.raises(Retry):
+        process_video.run(older)
+    assert job_row(two_models, older).waiting_for == WAIT_WORKER
+    # A job of another model does not wait for it ...
+    fast = upload(client, alice, small_video, model="fast").json["id"]
+    with two_models.app_context():
+        assert process_video.run(fast)["chunks"] >= 1
+        stop_job(fast, JobStatus.CANCELLED, "test")
+    # ... but a younger job of its model, whose planner is the first to see that
+    # model's worker online, waits behind it: they start in the order she sent them.
+    serves["detector.accurate"] = ["detector@b"]
+    younger = upload(client, alice, small_video, model="accurate", score_threshold=0.5).json["id"]
+    with two_models.app_context():
+        assert process_video.run(younger) == {"job_id": younger, "waiting": WAIT_SLOT}
+    assert client.get(f"/api/jobs/{younger}", headers=alice).json["queue_position"] == 2
+    with two_models.app_context():
+        assert process_video.run(older)["chunks"] >= 1
+    assert client.get(f"/api/jobs/{younger}", headers=alice).json["queue_position"] == 1
+
+
 def test_jobs_over_the_per_user_limit_wait_in_line(app, client, auth: Auth, small_video):
     reconfigure(app, MAX_PROCESSING_JOBS_PER_USER=1)
     alice, bob = auth.headers("alice"), auth.headers("bob")
@@ -177,8 +206,6 @@ def test_jobs_over_the_per_user_limit_wait_in_line(app, client, auth: Auth, smal
     # Alice's first job ends: her oldest waiting job is sent on, and only it.
     before = len(queued_messages(app))
     with app.app_context():
-        from detector.pipeline.dispatch import stop_job
-
         stop_job(ids[0], JobStatus.CANCELLED, "test")
     sent = [m for m in queued_messages(app)[before:] if m["headers"]["task"] == "detector.process_video"]
     assert [m["headers"]["id"] for m in sent] == [ids[1]]
