@@ -509,6 +509,34 @@ def test_the_table_shows_the_prototype_against_predict():
     assert "2400.0 / 2000.0 (2600.0)" in row("peak RSS MB, prototype / detector worker")
 
 
+@pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")  # Detectron2's anchor generator
+def test_the_prototypes_random_weights_file_holds_the_weights_random_gives(tmp_path: Path):
+    """The prototype figure has both loops load the seeded random weights from a file;
+    the file must give the prototype's predictor exactly what ``--weights random`` does."""
+    pytest.importorskip("detectron2", reason="detectron2 is not importable", exc_type=ImportError)
+    import numpy as np
+    import torch
+
+    from detector.bench import prototype
+
+    model, path = _small_mask_rcnn(tmp_path), tmp_path / "random.pth"
+    prototype.save_random_weights(path, model, seed=3)
+    made = prototype.predictor(model, "random", "cpu", 0.05, seed=3)
+    loaded = prototype.predictor(model, str(path), "cpu", 0.05, seed=99)  # the seed no longer matters
+    theirs, ours = made.model.state_dict(), loaded.model.state_dict()
+    assert theirs.keys() == ours.keys() and any(".mask_head." in k for k in ours)
+    assert all(torch.equal(theirs[k], ours[k]) for k in theirs)
+    frame = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    boxes = [p(frame)["instances"].pred_boxes.tensor for p in (made, loaded)]
+    assert len(boxes[0]) > 0 and torch.equal(*boxes)
+    other = tmp_path / "other.pth"
+    prototype.save_random_weights(other, model, seed=4)
+    assert not torch.equal(
+        torch.load(other)["model"]["roi_heads.box_predictor.cls_score.weight"],
+        theirs["roi_heads.box_predictor.cls_score.weight"],
+    )
+
+
 def _runtimes(speedup: float, match: float) -> dict:
     return {
         "model": "fasterrcnn_mobilenet_v3_large_320_fpn",
@@ -607,6 +635,9 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
     prototype = figures["prototype"]
     if detectron2:
         assert prototype["frames"] == 3
+        # the seeded random weights, written to a file that both loops load
+        assert prototype["weights"] == str(out.resolve() / "prototype-random-weights.pth")
+        assert Path(prototype["weights"]).is_file()
         for side in ("prototype", "predict"):
             assert {"frames_per_s", "wall_s", "peak_rss_mb", "minor_faults", "sys_s"} <= set(prototype[side])
         assert prototype["prototype"]["batch_size"] == 1

@@ -222,6 +222,9 @@ def against_prototype(bench: Bench) -> dict[str, Any]:
     this process's environment (the benchmark itself runs on the model's allocator): the
     prototype on the machine's malloc, as it ran; `detector predict` on its own defaults
     (``DETECTOR_ALLOCATOR``, ``DETECTOR_BATCH_SIZE=auto``) unless this shell sets them.
+    With ``--weights random`` both load the seeded random weights from a file that a
+    process of its own writes first (`prototype_weights`), as they would load real
+    weights, so that each peak is that of detection, not of making random weights.
     Skipped, with a note, without detectron2 or with ``--no-prototype``.
     """
     options = bench.options
@@ -242,6 +245,7 @@ def against_prototype(bench: Bench) -> dict[str, Any]:
     min_score = float(bench.model_config["DETECTOR_MIN_SCORE"])
     seed = int(bench.model_config["DETECTOR_SEED"])
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    weights = prototype_weights(bench, env, seed)
     prototype = timed_run(
         [
             sys.executable,
@@ -251,7 +255,7 @@ def against_prototype(bench: Bench) -> dict[str, Any]:
             "--model",
             options.prototype_model,
             "--weights",
-            options.weights,
+            weights,
             "--device",
             options.device,
             "--min-score",
@@ -269,7 +273,7 @@ def against_prototype(bench: Bench) -> dict[str, Any]:
         **env,
         "DETECTOR_BACKEND": "detectron2",
         "DETECTOR_MODEL": options.prototype_model,
-        "DETECTOR_WEIGHTS": options.weights,
+        "DETECTOR_WEIGHTS": weights,
         "DETECTOR_DEVICE": options.device,
         "DETECTOR_MIN_SCORE": str(min_score),
         "DETECTOR_SEED": str(seed),
@@ -301,6 +305,7 @@ def against_prototype(bench: Bench) -> dict[str, Any]:
 
     figure = {
         "model": options.prototype_model,
+        "weights": weights,
         "frames": options.prototype_frames,
         "size": f"{options.width}x{options.height}",
         "prototype": theirs,
@@ -313,6 +318,22 @@ def against_prototype(bench: Bench) -> dict[str, Any]:
     }
     bench.log(f"against the prototype: {figure}")
     return {"prototype": figure}
+
+
+def prototype_weights(bench: Bench, env: dict[str, str], seed: int) -> str:
+    """The weights the prototype figure runs: ``--weights`` as given, except that
+    ``random`` becomes a checkpoint of those seeded random weights, written once by
+    ``python -m detector.bench.prototype --save-random-weights`` in a process of its own."""
+    options = bench.options
+    if options.weights != "random":
+        return options.weights
+    path = bench.out / "prototype-random-weights.pth"
+    argv = [sys.executable, "-m", "detector.bench.prototype", "--save-random-weights", str(path)]
+    argv += ["--model", options.prototype_model, "--seed", str(seed)]
+    saved = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if saved.returncode != 0:
+        raise RuntimeError(f"saving the prototype's random weights failed: {saved.stderr[-500:]}")
+    return str(path)
 
 
 def prototype_end_to_end(bench: Bench, env: dict[str, str], theirs: dict[str, Any]) -> dict[str, Any]:

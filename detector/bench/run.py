@@ -66,6 +66,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
             **service_env(bench, out / "prototype-data"),
             "DETECTOR_BACKEND": "detectron2",
             "DETECTOR_MODEL": options.prototype_model,
+            "DETECTOR_WEIGHTS": found["prototype"]["weights"],
         }
         for name in ("DETECTOR_BATCH_SIZE", "LD_PRELOAD"):  # the service's own defaults
             prototype_env.pop(name, None)
