@@ -7,6 +7,7 @@ built, so a torchvision-only install never needs Detectron2, and importing
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
@@ -80,7 +81,42 @@ def build_predictor(settings: DetectorSettings, process_index: int = 0) -> Predi
     device = resolve_device(settings.device, process_index, cuda_device_count())
     # Each backend turns DETECTOR_BATCH_SIZE=auto into a number for its device and
     # its model's input size (DetectorSettings.batch_size_on).
-    return cls(settings, device)
+    predictor = cls(settings, device)
+    release_freed_memory()
+    return predictor
+
+
+#: What each allocator calls handing its free memory back to the system, most
+#: specific first: mimalloc's and tcmalloc's only resolve where that allocator is
+#: loaded (detector/runtime/allocator.py), glibc's always does.
+_RELEASE_CALLS: tuple[tuple[str, tuple[object, ...]], ...] = (
+    ("mi_collect", (ctypes.c_bool(True),)),
+    ("MallocExtension_ReleaseFreeMemory", ()),
+    ("malloc_trim", (ctypes.c_size_t(0),)),
+)
+
+
+def release_freed_memory() -> str | None:
+    """Hand the memory this process has freed, and its allocator keeps, back to the system;
+    the name of the call that did it, or None where there is none (not glibc, nor
+    tcmalloc or mimalloc).
+
+    Loading weights frees about as much as the model holds: the checkpoint's
+    tensors, once copied into the model. tcmalloc and mimalloc keep freed memory
+    for reuse, and the model's activations, of other sizes, do not reuse it, so
+    every process that loads a model would carry it at its peak for good (190 MB
+    for a Mask R-CNN R50-FPN; docs/performance.md, "Against the 2021 prototype").
+    """
+    try:
+        process = ctypes.CDLL(None)
+    except OSError:  # no C library to ask (not a POSIX system)
+        return None
+    for name, args in _RELEASE_CALLS:
+        call = getattr(process, name, None)
+        if call is not None:
+            call(*args)
+            return name
+    return None
 
 
 # Built predictors, least recently used first.
