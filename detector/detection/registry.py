@@ -103,9 +103,9 @@ def release_freed_memory() -> str | None:
 
     Loading weights frees about as much as the model holds: the checkpoint's
     tensors, once copied into the model. tcmalloc and mimalloc keep freed memory
-    for reuse, and the model's activations, of other sizes, do not reuse it, so
-    every process that loads a model would carry it at its peak for good (190 MB
-    for a Mask R-CNN R50-FPN; docs/performance.md, "Against the 2021 prototype").
+    for reuse, so every process that loads a model would carry it for good,
+    between batches and when idle (190 MB for a Mask R-CNN R50-FPN on mimalloc;
+    docs/performance.md, "Against the 2021 prototype").
     """
     try:
         process = ctypes.CDLL(None)
