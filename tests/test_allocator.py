@@ -251,7 +251,12 @@ def test_the_choice_may_come_from_the_dot_env_file(tmp_path, monkeypatch):
 def test_building_a_predictor_releases_what_building_it_freed(monkeypatch):
     from detector.detection import DetectorSettings, build_predictor, registry
 
-    calls: list[bool] = []
-    monkeypatch.setattr(registry, "release_freed_memory", lambda: calls.append(True) or "malloc_trim")
+    calls: list[str] = []
+
+    def release() -> str:
+        calls.append("released")
+        return "malloc_trim"
+
+    monkeypatch.setattr(registry, "release_freed_memory", release)
     build_predictor(DetectorSettings(model=TEST_MODEL, weights="random", device="cpu"))
-    assert calls == [True]
+    assert calls == ["released"]

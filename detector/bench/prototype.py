@@ -31,31 +31,12 @@ from pathlib import Path
 from typing import Any
 
 
-def _config(model: str, device: str, min_score: float) -> Any:
-    """The Detectron2 config of ``model``, a zoo name or a local ``.yaml`` file, as it is."""
-    from detectron2 import model_zoo
-    from detectron2.config import get_cfg
-
-    cfg = get_cfg()
-    local = Path(model).expanduser()
-    cfg.merge_from_file(str(local) if local.is_file() else model_zoo.get_config_file(model))
-    cfg.MODEL.DEVICE = device
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min_score
-    return cfg
-
-
 def save_random_weights(path: Path, model: str, seed: int) -> None:
     """Write the seeded random weights ``--weights random`` gives ``model`` to ``path``,
     as a checkpoint both this loop and `detector predict` load (``{"model": state_dict}``)."""
     import torch
-    from detectron2.modeling import build_model
 
-    from detector.detection.random_weights import detectron2_input_size, detectron2_random_init
-
-    cfg = _config(model, "cpu", 0.05)
-    torch.manual_seed(seed)
-    built = build_model(cfg)
-    detectron2_random_init(built, seed, detectron2_input_size(cfg))
+    built = predictor(model, "random", "cpu", 0.05, seed).model
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     torch.save({"model": built.state_dict()}, partial)
@@ -67,9 +48,14 @@ def predictor(model: str, weights: str, device: str, min_score: float, seed: int
     (seeded), ``default``/``pretrained`` (the zoo's) or a checkpoint file."""
     import torch
     from detectron2 import model_zoo
+    from detectron2.config import get_cfg
     from detectron2.engine import DefaultPredictor
 
-    cfg = _config(model, device, min_score)
+    cfg = get_cfg()
+    local = Path(model).expanduser()
+    cfg.merge_from_file(str(local) if local.is_file() else model_zoo.get_config_file(model))
+    cfg.MODEL.DEVICE = device
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min_score
     if weights == "random":
         cfg.MODEL.WEIGHTS = ""  # built from scratch here, then given the service's random weights
     elif weights in ("default", "pretrained"):
