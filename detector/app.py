@@ -1,4 +1,5 @@
-"""The application factory: settings, database, JWT, API, video storage and Celery."""
+"""The application factory: settings, database, JWT, API, video storage and Celery;
+the client address behind trusted proxies, and the security headers of every answer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import IO, Any
 from flask import Flask, Request, Response, current_app, g
 from flask.sessions import SessionInterface
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import RequestRedirect
 
 from detector.api.extensions import db, jwt, limiter
@@ -49,6 +51,16 @@ class NoSessions(SessionInterface):
         return None
 
 
+# Sent with every answer (API, media, metrics, the web app), unless a view set its own:
+# no content sniffing, no framing by other sites, no Referer (which would carry a
+# media token's URL to another site). The web app adds its Content-Security-Policy.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 class DetectorFlask(Flask):
     """Flask, with trailing-slash redirects answered in JSON.
 
@@ -72,6 +84,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_config(test_config))
     app.extensions["settings"] = settings = Settings.from_config(app.config)
     app.request_class = UploadRequest
+    if settings.trusted_proxies > 0:
+        # The client's address (what the rate limits count by) and scheme are those the
+        # proxies pass on, read from the last TRUSTED_PROXIES entries only: a client
+        # cannot forge them with headers of its own.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     app.session_interface = NoSessions()
     app.config.update(
         JWT_TOKEN_LOCATION=["headers"],
@@ -113,6 +131,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from detector.observability.http import init_app as init_metrics
 
     init_metrics(app)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.teardown_request
     def _discard_unkept_uploads(_exc: BaseException | None) -> None:

@@ -15,6 +15,7 @@ This module imports nothing else from ``detector``.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -28,6 +29,13 @@ PROFILES = ("development", "test", "production")
 
 # The placeholder secrets shipped in .env.example; production refuses them.
 EXAMPLE_SECRETS = frozenset({"change-me", "change-me-too", ""})
+
+
+# No task may run longer: a task acknowledges its message when it ends, and RabbitMQ
+# takes back a message held unacknowledged for its consumer_timeout and delivers it
+# again (docker/rabbitmq/detector.conf sets that to 24 hours; docs/operations.md,
+# "Time limits").
+LONGEST_TASK_SECONDS = 23 * 3600
 
 
 class ConfigError(RuntimeError):
@@ -124,7 +132,22 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": env_int("MAX_UPLOAD_MB", 2048) * 1024 * 1024,
         # Videos larger than this many pixels per frame are refused (8K UHD by default).
         "MAX_FRAME_PIXELS": env_int("MAX_FRAME_PIXELS", 7680 * 4320),
+        # Login attempts (POST /api/auth/login and /session) per client address...
         "LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute"),
+        # ...and failed ones per account, whatever address they come from.
+        "LOGIN_ACCOUNT_RATE_LIMIT": _env("LOGIN_ACCOUNT_RATE_LIMIT", "20 per hour"),
+        # Accounts made (POST /api/auth/register) per client address.
+        "REGISTER_RATE_LIMIT": _env("REGISTER_RATE_LIMIT", "10 per hour"),
+        # False: POST /api/auth/register answers 403; accounts come from the operator
+        # (`detector user add`).
+        "REGISTRATION_OPEN": _env_bool("REGISTRATION_OPEN", True),
+        # Reverse proxies in front of the API that append to X-Forwarded-For (and set
+        # X-Forwarded-Proto): the client address is the one the last of them saw.
+        # 0: none, the peer's address is the client's.
+        "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
+        # The web app's tabs that refresh with the same session cookie within this many
+        # seconds of each other share one refresh-token rotation (detector.auth.tokens).
+        "SESSION_REFRESH_GRACE_SECONDS": env_int("SESSION_REFRESH_GRACE_SECONDS", 10),
         # How long a media token (POST /api/jobs/<id>/media-token) plays a job's videos.
         "MEDIA_URL_SECONDS": env_int("MEDIA_URL_SECONDS", 3600),
         # The web app's session cookies (POST /api/auth/session) are sent over HTTPS only
@@ -142,8 +165,16 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "CHUNK_FRAMES": env_int("CHUNK_FRAMES", 100),
         # How often a chunk may be delivered before the job fails (worker crashes).
         "MAX_CHUNK_DELIVERIES": env_int("MAX_CHUNK_DELIVERIES", 3),
-        # Hard limit for one chunk; below RabbitMQ's 30-minute consumer_timeout.
+        # Seconds one chunk (detect_frames) may run; the worker kills it 60 s later.
+        # Every task's limit: docs/operations.md, "Time limits".
         "CHUNK_TIME_LIMIT": env_int("CHUNK_TIME_LIMIT", 20 * 60),
+        # An annotated video may take RENDER_BASE_SECONDS plus this per frame of the
+        # video (a frame of more pixels than 1920x1080 counts as that many times one).
+        "RENDER_SECONDS_PER_FRAME": _env_float("RENDER_SECONDS_PER_FRAME", 0.2),
+        "RENDER_BASE_SECONDS": _env_float("RENDER_BASE_SECONDS", 600.0),
+        # A tracked job's tracking step may take TRACK_BASE_SECONDS plus this per analysed frame.
+        "TRACK_SECONDS_PER_FRAME": _env_float("TRACK_SECONDS_PER_FRAME", 0.1),
+        "TRACK_BASE_SECONDS": _env_float("TRACK_BASE_SECONDS", 300.0),
         # A processing job with no progress for this long is failed by the watchdog.
         "JOB_STALL_SECONDS": env_int("JOB_STALL_SECONDS", 30 * 60),
         "WATCHDOG_INTERVAL": env_int("WATCHDOG_INTERVAL", 60),
@@ -184,7 +215,9 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "WEBHOOK_BACKOFF_SECONDS": _env_float("WEBHOOK_BACKOFF_SECONDS", 30.0),
         # Connect and read timeout of one webhook POST, in seconds.
         "WEBHOOK_TIMEOUT_SECONDS": _env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0),
-        # Connect and read (between two bytes) timeout of a source_url download.
+        # A source_url download stalls when the server answers nothing (no connection, no
+        # byte of the video) for this long; it is then tried again, then failed. A download
+        # has no limit on its total time.
         "DOWNLOAD_TIMEOUT_SECONDS": _env_float("DOWNLOAD_TIMEOUT_SECONDS", 30.0),
         # Tries of one download (resumed with Range where the server allows) before it fails.
         "DOWNLOAD_ATTEMPTS": env_int("DOWNLOAD_ATTEMPTS", 5),
@@ -224,6 +257,11 @@ class Settings:
     max_content_length: int
     max_frame_pixels: int
     login_rate_limit: str
+    login_account_rate_limit: str
+    register_rate_limit: str
+    registration_open: bool
+    trusted_proxies: int
+    session_refresh_grace_seconds: int
     media_url_seconds: int
     session_cookie_secure: bool
     ratelimit_storage_uri: str | None
@@ -233,6 +271,10 @@ class Settings:
     chunk_frames: int
     max_chunk_deliveries: int
     chunk_time_limit: int
+    render_seconds_per_frame: float
+    render_base_seconds: float
+    track_seconds_per_frame: float
+    track_base_seconds: float
     job_stall_seconds: int
     watchdog_interval: int
     default_score_threshold: float
@@ -261,6 +303,9 @@ class Settings:
     log_format: str
     log_level: str
 
+    def __post_init__(self) -> None:
+        _check_time_limits(self)
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
         """From a mapping of upper-case names (`load_config`'s, or Flask's config).
@@ -275,6 +320,30 @@ class Settings:
                 raise ConfigError(f"{name} is not set")
             values[field.name] = _typed(name, str(field.type), config[name])
         return cls(**values)
+
+
+def _check_time_limits(settings: Settings) -> None:
+    """The time limits' settings must be finite numbers in range.
+
+    Raises:
+        ConfigError: naming the setting, its value and what it must be.
+    """
+    chunk_most = LONGEST_TASK_SECONDS - 60
+    if not 1 <= settings.chunk_time_limit <= chunk_most:
+        raise ConfigError(
+            f"CHUNK_TIME_LIMIT must be between 1 and {chunk_most} seconds, got {settings.chunk_time_limit}"
+        )
+    checks = (
+        ("RENDER_SECONDS_PER_FRAME", settings.render_seconds_per_frame, False),
+        ("RENDER_BASE_SECONDS", settings.render_base_seconds, True),
+        ("TRACK_SECONDS_PER_FRAME", settings.track_seconds_per_frame, False),
+        ("TRACK_BASE_SECONDS", settings.track_base_seconds, True),
+        ("DOWNLOAD_TIMEOUT_SECONDS", settings.download_timeout_seconds, False),
+    )
+    for name, value, zero_allowed in checks:
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
+            least = "0 or more" if zero_allowed else "more than 0"
+            raise ConfigError(f"{name} must be a number of seconds, {least}, got {value!r}")
 
 
 def _typed(name: str, kind: str, value: Any) -> Any:

@@ -3,6 +3,7 @@
 The real benchmark is run by hand (`make bench`); no timing here is asserted.
 """
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import fields
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from detector.bench import figures as bench_figures
-from detector.bench import load
+from detector.bench import load, longvideo
 from detector.bench import run as bench_run
 from detector.bench.figures import (
     Bench,
@@ -42,11 +44,19 @@ from detector.bench.load import (
     wrk_load,
 )
 from detector.bench.options import BenchOptions
-from detector.bench.report import SAMPLING_SLACK, BenchReport, check_targets, format_table
+from detector.bench.report import (
+    LONG_VIDEO_STAGE_S,
+    SAMPLING_SLACK,
+    BenchReport,
+    check_targets,
+    format_table,
+)
 from detector.bench.service import PeakRss, free_port
 from detector.cli.bench import bench
+from detector.detection import Detections
 from detector.detection.base import default_batch_size
 from detector.exports import FORMATS
+from detector.video import index_frames
 from detector.video.selection import FrameSelection
 from detector.video.synthetic import make_video
 from tests.conftest import missing_tool
@@ -194,6 +204,9 @@ def test_every_option_is_on_the_command_line_with_its_default(monkeypatch, tmp_p
         ["--sampling-repeats", "0"],
         ["--export-objects", "-1"],
         ["--sample-fps", "x"],
+        ["--figure", "decode"],
+        ["--figure", "long-video", "--long-video-seconds", ""],
+        ["--long-video-seconds", "600,x"],
     ],
 )
 def test_the_command_line_refuses_bad_values(args: list[str]):
@@ -352,16 +365,20 @@ def test_decoding_a_selection_alone_counts_what_it_decodes(tmp_path: Path):
 
 
 def test_the_made_up_export_job_has_objects_on_fixed_tracks():
-    pool = [{"label": "dog", "class_id": 18, "score": 0.5, "box": [0, 0, 1, 1]}]
+    pool = Detections.from_objects([{"label": "dog", "class_id": 18, "score": 0.5, "box": [0, 0, 1, 1]}])
     frames = made_up_frames(30, 3, 25.0, pool)
     assert [f for f, _, _ in frames] == list(range(30))
     assert frames[25][1] == 1.0
-    assert all([o["track_id"] for o in objects] == [1, 2, 3] for _, _, objects in frames)
-    assert all(o["label"] == "dog" for _, _, objects in frames for o in objects)
-    assert "track_id" not in pool[0]  # the pool is copied, not changed
-    fallback = made_up_frames(2, 2, 25.0, [])
-    assert {o["label"] for _, _, objects in fallback for o in objects} == {"person", "car"}
-    assert made_up_frames(3, 0, 25.0, pool) == [(0, 0.0, []), (1, 0.04, []), (2, 0.08, [])]
+    assert all([o["track_id"] for o in objects.to_objects()] == [1, 2, 3] for _, _, objects in frames)
+    assert all(o["label"] == "dog" for _, _, objects in frames for o in objects.to_objects())
+    assert pool.track_id is None  # the pool is copied, not changed
+    fallback = made_up_frames(2, 2, 25.0, Detections.empty())
+    assert {o["label"] for _, _, objects in fallback for o in objects.to_objects()} == {"person", "car"}
+    assert [(f, t, objects.to_objects()) for f, t, objects in made_up_frames(3, 0, 25.0, pool)] == [
+        (0, 0.0, []),
+        (1, 0.04, []),
+        (2, 0.08, []),
+    ]
 
 
 def test_the_peak_memory_of_a_process_is_caught_and_its_growth_measured():
@@ -580,6 +597,175 @@ def test_the_table_shows_the_runtimes_and_the_short_jobs_wait():
     assert "40.0 / 8.0 (5.0x)" in row("short job behind a 6-chunk job")
 
 
+def test_a_jobs_stages_come_from_its_rows_and_when_it_was_seen_tracking():
+    at = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+    clock = longvideo.JobClock(
+        upload_s=0.8,
+        created=at,
+        first_chunk_started=at + timedelta(seconds=2.5),
+        last_chunk_done=at + timedelta(seconds=600),
+        tracking_seen=at + timedelta(seconds=601.25),
+        finished=at + timedelta(seconds=640),
+    )
+    assert clock.stages() == {
+        "upload": 0.8,
+        "planning": 2.5,
+        "detection": 597.5,
+        "merge": 1.25,
+        "tracking": 38.75,
+    }
+    assert list(clock.stages()) == list(longvideo.STAGES)
+    unseen = dataclasses.replace(clock, tracking_seen=None)  # a step shorter than a poll
+    assert unseen.stages()["merge"] == 40.0 and unseen.stages()["tracking"] == 0.0
+
+
+class _Peaks:
+    """What `role_memory` reads of a `PeakRss`: MB by pid."""
+
+    def __init__(self, idle: dict[int, float], peak: dict[int, float]) -> None:
+        self.idle, self.peak = idle, peak
+
+
+def test_each_roles_memory_is_its_busiest_process_in_every_phase():
+    roles = {"api": [1, 2, 3], "processor": [4, 5]}
+    phases = {
+        "job": _Peaks(
+            {1: 50.0, 2: 180.0, 3: 175.0, 4: 90.0, 5: 200.0}, {1: 51, 2: 190, 3: 176, 4: 91, 5: 230}
+        ),
+        "exports": _Peaks({}, {1: 51, 2: 185, 3: 240, 4: 91, 5: 205}),
+        "pages": _Peaks({}, {1: 51, 2: 186, 3: 200, 4: 91, 5: 205}),
+    }
+    memory = longvideo.role_memory(phases, roles)  # type: ignore[arg-type]
+    assert memory["api"] == {
+        "peak_rss_mb": 240.0,
+        "idle_rss_mb": 175.0,  # the process that peaked, after the warm-up
+        "by_phase": {"job": 190.0, "exports": 240.0, "pages": 200.0},
+        "processes": 3,
+    }
+    assert memory["processor"]["peak_rss_mb"] == 230.0 and memory["processor"]["idle_rss_mb"] == 200.0
+
+
+def test_the_long_videos_are_made_once_and_then_reused(tmp_path: Path, monkeypatch):
+    bench = _bench(tmp_path, fps=5, gop=5, long_video_width=32, long_video_height=24)
+    path = longvideo.cached_video(bench, 2)
+    assert path.parent == tmp_path / "cache" and path.is_file()
+    assert len(index_frames(path)) == 10
+    assert not list(path.parent.glob("*.partial.*"))
+
+    def no_second_video(*args: object, **kwargs: object) -> Path:
+        raise AssertionError("the video was made again")
+
+    monkeypatch.setattr(longvideo, "make_video", no_second_video)
+    assert longvideo.cached_video(bench, 2) == path
+    with pytest.raises(AssertionError, match="made again"):
+        longvideo.cached_video(bench, 3)  # another length is another video
+
+
+def _long_run(seconds: int, api_mb: float, processor_mb: float, slowest_s: float) -> dict:
+    stages = {"upload": 0.5, "planning": 1.0, "detection": 900.0, "merge": 0.2, "tracking": slowest_s}
+    return {
+        "seconds": seconds,
+        "video_frames": seconds * 25,
+        "frames_analysed": seconds,
+        "chunks": -(-seconds // 100),
+        "stages_s": stages,
+        "exports": {fmt: {"seconds": 0.5, "mb": 1.0} for fmt in FORMATS},
+        "pages": {"seconds": 0.9, "pages": 3, "frames": seconds, "slowest_page_ms": 20.0},
+        "memory": {
+            "api": {"peak_rss_mb": api_mb, "idle_rss_mb": 170.0},
+            "processor": {"peak_rss_mb": processor_mb, "idle_rss_mb": 190.0},
+            "detector": {"peak_rss_mb": 1200.0, "idle_rss_mb": 1000.0},
+        },
+        "load_average_after_job": [2.5, 2.1, 1.9],
+    }
+
+
+def _long_video(*runs: dict) -> dict:
+    return {
+        "long_video": {
+            "width": 160,
+            "height": 120,
+            "fps": 25,
+            "sample_fps": 1.0,
+            "page_frames": 100,
+            "runs": list(runs),
+        }
+    }
+
+
+def test_the_long_video_targets_are_flat_memory_and_short_stages():
+    short = _long_run(600, api_mb=200.0, processor_mb=210.0, slowest_s=1.0)
+    flat = _long_run(7200, api_mb=220.0, processor_mb=231.0, slowest_s=LONG_VIDEO_STAGE_S)
+    assert check_targets(_long_video(short, flat)) == {
+        "long_video_stages": True,
+        "long_video_memory_flat": True,
+    }
+    grown = _long_run(7200, api_mb=200.0, processor_mb=231.1, slowest_s=LONG_VIDEO_STAGE_S + 0.1)
+    assert check_targets(_long_video(short, grown)) == {
+        "long_video_stages": False,
+        "long_video_memory_flat": False,
+    }
+    # One length alone has nothing to compare its memory with.
+    assert check_targets(_long_video(short)) == {"long_video_stages": True}
+    assert check_targets({"long_video": {"runs": []}}) == {}
+
+
+def test_the_table_shows_each_stage_and_peak_of_every_length():
+    figures = _long_video(
+        _long_run(600, api_mb=200.0, processor_mb=210.0, slowest_s=1.0),
+        _long_run(7200, api_mb=201.0, processor_mb=290.0, slowest_s=12.0),
+    )
+    lines = format_table(BenchReport(machine={}, options={}, figures=figures)).splitlines()
+
+    def row(label: str) -> str:
+        return next(line for line in lines if line.strip().startswith(label))
+
+    assert "tracked): 10 min / 2 h" in row("long video (160x120 at 25 fps, 1 frame/s analysed")
+    assert "15000, 600; 6 / 180000, 7200; 72" in row("frames of video, analysed; chunks")
+    assert "900.0 / 900.0" in row("detection s")
+    assert all(any(line.strip().startswith(f"{fmt} export s") for line in lines) for fmt in FORMATS)
+    assert row("slowest step but detection").endswith("planning: 1.0 / tracking: 12.0  <= 5 s: MISSED")
+    assert row("processor peak RSS MB").endswith("210.0 (190.0) / 290.0 (190.0)  flat (+10% at most): MISSED")
+    assert "1200.0 (1000.0) / 1200.0 (1000.0)" in row("detector peak RSS MB")
+    assert "2.5, 2.1, 1.9 / 2.5, 2.1, 1.9" in row("machine's load average after the job")
+
+
+@pytest.mark.slow
+def test_the_long_video_figure_runs_alone_and_reports_every_stage_and_process(tmp_path: Path) -> None:
+    """`detector bench --figure long-video` on a two-second video: the real service
+    runs the tracked, sampled job, every export and every page, and the report has
+    each stage's seconds and each process's peak memory. The numbers mean nothing
+    at this size; only that they were measured is checked."""
+    out = tmp_path / "bench"
+    argv = [sys.executable, "-m", "detector.cli", "bench", "--figure", "long-video", "--out", str(out)]
+    argv += ["--long-video-seconds", "2", "--long-video-width", "64", "--long-video-height", "48"]
+    argv += ["--long-video-sample-fps", "5", "--frames", "8", "--width", "160", "--height", "96"]
+    argv += ["--batch-size", "4", "--memory-frames", "4", "--render-width", "160", "--render-height", "96"]
+    argv += ["--render-frames", "4", "--no-background-detector"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((out / "bench.json").read_text())
+    figures = report["figures"]
+    assert set(figures) == {"long_video"}  # the other figures did not run
+    (measured,) = figures["long_video"]["runs"]
+    assert measured["seconds"] == 2 and measured["video_frames"] == 50
+    assert measured["frames_analysed"] == 10  # 5 of 25 frames a second
+    assert set(measured["stages_s"]) == set(longvideo.STAGES)
+    assert all(seconds >= 0 for seconds in measured["stages_s"].values())
+    assert measured["stages_s"]["detection"] > 0 and measured["stages_s"]["upload"] > 0
+    assert set(measured["exports"]) == set(FORMATS)
+    assert all(e["seconds"] > 0 and e["mb"] >= 0 for e in measured["exports"].values())
+    assert measured["pages"]["frames"] == 10 and measured["pages"]["pages"] == 1
+    assert set(measured["memory"]) == set(longvideo.ROLES)
+    for role in measured["memory"].values():
+        assert role["peak_rss_mb"] > 0 and role["idle_rss_mb"] > 0
+        assert set(role["by_phase"]) == set(longvideo.PHASES)
+    assert len(measured["load_average_after_job"]) == 3
+    assert report["targets_met"] == {"long_video_stages": report["targets_met"]["long_video_stages"]}
+    assert "slowest step but detection" in run.stdout
+    assert (out / "cache").is_dir()
+
+
 @pytest.mark.slow
 def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
     """`detector bench` on a few small frames: every stage runs (the real API and
@@ -591,6 +777,7 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
     argv += ["--chunk-frames", "8", "--batch-sweep", "1,4", "--chunk-sweep", "8", "--clients", "4"]
     argv += ["--memory-frames", "8", "--load-rounds", "1", "--load-seconds", "1"]
     argv += ["--sampling-repeats", "1", "--export-frames", "200"]
+    argv += ["--long-video-seconds", ""]  # it has a test of its own
     argv += ["--render-width", "320", "--render-height", "180", "--render-frames", "8"]
     detectron2 = importlib.util.find_spec("detectron2") is not None
     if detectron2:

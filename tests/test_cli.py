@@ -198,8 +198,8 @@ def test_predict_mot_without_track_is_a_usage_error(tmp_path, small_video, model
 
 
 def test_predict_track_gives_every_object_the_trackers_id(tmp_path, small_video, model_env):
+    from detector.detection import AnalysedFrame, Detections
     from detector.pipeline.predict import track_results
-    from detector.pipeline.results import FrameResult
 
     plain, tracked, mot = tmp_path / "plain.json", tmp_path / "tracked.json", tmp_path / "out.mot.txt"
     options = ["--score-threshold", "0.2", "--sample-fps", "5"]
@@ -215,9 +215,12 @@ def test_predict_track_gives_every_object_the_trackers_id(tmp_path, small_video,
         f["objects"] for f in _page(plain)["frames"]
     ]
     expected, summaries, _ = track_results(
-        [FrameResult.from_objects(f["frame"], f["timestamp"], f["objects"]) for f in _page(plain)["frames"]]
+        [
+            AnalysedFrame(f["frame"], f["timestamp"], Detections.from_objects(f["objects"]))
+            for f in _page(plain)["frames"]
+        ]
     )
-    assert ids == [[o["track_id"] for o in json.loads(f.objects_json)] for f in expected]
+    assert ids == [[o["track_id"] for o in f.detections.to_objects()] for f in expected]
     assert f"; {len(summaries)} tracks in" in result.output
     # And the MOTChallenge export of the same: a line per object, 1-based frames.
     result = _predict(str(small_video), "--out", str(mot), "--track", "--format", "mot", *options)
@@ -332,3 +335,31 @@ def test_predict_runs_the_model_it_names(two_models, tmp_path, small_video):
     assert outputs["fast"] != outputs["other"]  # other weights, other detections
     bad = CliRunner().invoke(main, ["predict", str(small_video), "--model", "huge"])
     assert bad.exit_code == 2 and "fast, other" in bad.output
+
+
+def test_user_add_makes_an_account_while_registration_is_closed(tmp_path, monkeypatch):
+    from detector.app import create_app
+    from detector.db.migrate import upgrade
+
+    config = base_config(tmp_path, REGISTRATION_OPEN=False)
+    (tmp_path / "data").mkdir()
+    upgrade(config["DATABASE_URL"])
+    monkeypatch.setenv("DETECTOR_ENV", "test")
+    monkeypatch.setenv("REGISTRATION_OPEN", "false")
+    for key in ("DATA_DIR", "DATABASE_URL", "VIDEO_STORAGE", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        monkeypatch.setenv(key, config[key])
+    for key in ("SECRET_KEY", "JWT_SECRET_KEY"):
+        monkeypatch.setenv(key, config[key])
+
+    added = CliRunner().invoke(main, ["user", "add", "operator.made", "--password", "password123"])
+    assert added.exit_code == 0, added.output
+    assert "user operator.made created" in added.output
+    bad = CliRunner().invoke(main, ["user", "add", "bad\nname", "--password", "password123"])
+    assert bad.exit_code == 1 and "username must be" in bad.output
+    taken = CliRunner().invoke(main, ["user", "add", "operator.made", "--password", "password123"])
+    assert taken.exit_code == 1 and "taken" in taken.output
+
+    client = create_app(config).test_client()
+    body = {"username": "operator.made", "password": "password123"}
+    assert client.post("/api/auth/login", json=body).status_code == 200
+    assert client.post("/api/auth/register", json={**body, "username": "walk.in"}).status_code == 403

@@ -27,7 +27,7 @@ import click
 import pytest
 
 from detector.cli import main as cli_main
-from detector.config import EXAMPLE_SECRETS
+from detector.config import EXAMPLE_SECRETS, LONGEST_TASK_SECONDS
 from detector.runtime.processes import worker_argv
 from tests.conftest import missing_tool
 
@@ -380,6 +380,24 @@ def test_rabbitmq_has_the_management_ui() -> None:
     rabbitmq = services(MAIN)["rabbitmq"]
     assert "management" in rabbitmq["image"]
     assert any(str(p).endswith(":15672") for p in rabbitmq["ports"])
+
+
+def test_rabbitmq_keeps_a_message_longer_than_any_task_may_run() -> None:
+    """Its consumer_timeout (a task's message stays unacknowledged while the task runs)
+    is above LONGEST_TASK_SECONDS, the cap on every time limit (docs/operations.md)."""
+    volumes = [str(v) for v in services(MAIN)["rabbitmq"]["volumes"]]
+    mounts = [v.split(":") for v in volumes if v.startswith("./docker/rabbitmq/")]
+    assert [(source, target) for source, target, *_ in mounts] == [
+        ("./docker/rabbitmq/detector.conf", "/etc/rabbitmq/conf.d/90-detector.conf")
+    ]
+    conf = (ROOT / "docker" / "rabbitmq" / "detector.conf").read_text()
+    settings = dict(
+        (key.strip(), value.strip())
+        for key, value in (
+            line.split("=", 1) for line in conf.splitlines() if line.strip() and not line.startswith("#")
+        )
+    )
+    assert int(settings["consumer_timeout"]) > LONGEST_TASK_SECONDS * 1000
 
 
 def test_redis_persists_and_never_evicts() -> None:

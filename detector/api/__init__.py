@@ -61,6 +61,8 @@ def init_app(app: Flask) -> Api:
     # /jobs/<id>/render, /jobs/<id>/media-token, /jobs/<id>/video[/annotated].
     api.add_namespace(media.ns, path="/jobs")
     errors.register(api)
+    # A user's first webhook secret is in the answer of the request that made it, even a refusal.
+    blueprint.after_request(webhooks.show_new_secret)
     app.register_blueprint(blueprint)
     errors.init_app(app)
     health.init_app(app)

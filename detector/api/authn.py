@@ -9,6 +9,9 @@
 and keeps the caller for the request: `current_user` is it (``current_user.id``,
 ``.username``, ``.created_at``) whichever credential was used. A revoked,
 expired or unknown key is a 401 in the error model, as a bad token is.
+
+A JWT access token may do everything; an API key only what its scopes allow
+(`require_scopes`, a 403 otherwise).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from flask_jwt_extended import verify_jwt_in_request
 from werkzeug.exceptions import Unauthorized
 from werkzeug.local import LocalProxy
 
-from detector.auth.apikeys import KeyRefused, looks_like_key, owner_of
+from detector.auth.apikeys import KeyOwner, KeyRefused, looks_like_key, owner_of
+from detector.services.errors import Forbidden
 
 API_KEY_HEADER = "X-API-Key"
 # The security requirements of an endpoint that `authenticated()` guards, for @ns.doc.
@@ -74,6 +78,23 @@ def authenticated() -> Callable[[_View], _View]:
         return cast(_View, wrapper)
 
     return decorator
+
+
+def require_scopes(*scopes: str) -> None:
+    """Refuse this request unless its credential may use ``scopes``: a JWT may use all;
+    an API key the scopes it was made with.
+
+    Raises:
+        Forbidden: an API key without one of them (a 403 in the error model).
+    """
+    caller = _caller()
+    if isinstance(caller, KeyOwner):
+        missing = [scope for scope in scopes if scope not in caller.scopes]
+        if missing:
+            raise Forbidden(
+                f"this API key was not made with the scope {missing[0]!r}; use an access token, "
+                f"or a key made with it"
+            )
 
 
 def _caller() -> Any:

@@ -38,6 +38,11 @@ error_model = Model(
             description="What went wrong, in words",
             example="job 4f6c0b1d9a6e4d0e8f5a2b7c3d9e1f20 not found",
         ),
+        "status": fields.String(
+            description="With error job_ended: the state the job had already ended in",
+            enum=["succeeded", "failed", "cancelled"],
+            example="succeeded",
+        ),
     },
 )
 
@@ -111,9 +116,11 @@ def register(api: Api) -> None:
 
     @api.errorhandler(ServiceError)
     @api.response(400, "A request the service refuses", error_model)
-    def _service_error(exc: ServiceError) -> tuple[Body, int]:
+    def _service_error(exc: ServiceError) -> tuple[Body, int, dict[str, str]]:
         """A request the service refuses: bad input, not found, conflict, not a video."""
-        return error_body(exc.code, exc.message), exc.status
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        return {**error_body(exc.code, exc.message), **exc.details}, exc.status, headers
 
     @api.errorhandler(JWTExtendedException)
     @api.response(401, "A missing or unusable token", error_model)

@@ -103,6 +103,12 @@ class JobRender(Resource):
     @ns.response(200, "The render asked for before (queued, rendering or succeeded)", render_model)
     @ns.response(409, "The job has not succeeded", error_model)
     @ns.response(410, GONE, error_model)
+    @ns.response(
+        503,
+        "The message broker did not take the render (it is marked failed); ask again after Retry-After seconds",
+        error_model,
+        headers={"Retry-After": {"type": "integer", "description": "Seconds to wait before asking again"}},
+    )
     def post(self, job_id: str) -> tuple[dict[str, Any], int]:
         """Draw the job's detections into a browser-playable MP4 (H.264); follow it in the job's `render`.
 

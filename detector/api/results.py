@@ -16,7 +16,7 @@ from flask_restx import Namespace, Resource, fields, inputs, reqparse
 from detector.api.authn import SECURITY, authenticated, current_user
 from detector.api.errors import error_model
 from detector.api.fields import NullableInteger
-from detector.api.jobs import JOB_ID, JOB_ID_PARAM, MAX_FRAME_INDEX, UNAUTHORIZED, parse_args
+from detector.api.jobs import JOB_ID, JOB_ID_PARAM, MAX_FRAME_INDEX, UNAUTHORIZED, ModelName, parse_args
 from detector.exports import FORMATS
 from detector.services import jobs as job_service
 from detector.services import models, results
@@ -75,8 +75,9 @@ labels_model = labels_ns.model(
     {
         "model": fields.String(
             required=True,
-            description="The model these labels are of",
-            example="torchvision/fasterrcnn_mobilenet_v3_large_fpn@default",
+            description="The model these labels are of, as a job of it reports it in `model`: "
+            "backend/model@weights",
+            example="torchvision/fasterrcnn_mobilenet_v3_large_fpn@fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",
         ),
         "labels": fields.List(fields.Nested(label_model), required=True, description="By class id"),
     },
@@ -159,7 +160,7 @@ class JobExport(Resource):
 
 labels_parser = reqparse.RequestParser()
 labels_parser.add_argument(
-    "model", type=str, location="args", required=False, help="A model's name (GET /api/models)"
+    "model", type=ModelName(), location="args", required=False, help="A model's name (GET /api/models)"
 )
 
 

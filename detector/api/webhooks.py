@@ -5,6 +5,11 @@
 - ``GET /api/jobs/<id>/webhook``: the job's callback_url, its events and every attempt.
 - `submitted_urls` / `create_url_job`: the ``callback_url`` and ``source_url`` fields
   of POST /api/jobs (detector.api.jobs calls them).
+
+A user's first ``callback_url`` creates their signing secret, committed at once, and
+the answer to that request carries it in ``Detector-Webhook-Secret`` whatever the
+answer is (`show_new_secret`): a submit refused later (a bad video, the quota) has
+still shown the secret, which is never shown again.
 """
 
 from __future__ import annotations
@@ -12,18 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from flask import Response, g
 from flask_restx import Namespace, Resource, fields
-from sqlalchemy import inspect
 from werkzeug.datastructures import MultiDict
 
-from detector.api.authn import SECURITY, authenticated, current_user
+from detector.api.authn import SECURITY, authenticated, current_user, require_scopes
 from detector.api.errors import error_model
 from detector.api.fields import NullableInteger, NullableString
 from detector.api.idempotency import idempotent
 from detector.config import current_settings
 from detector.db import db
 from detector.models import Job, WebhookSecret
-from detector.pipeline.webhooks import new_secret
 from detector.services import urljobs
 from detector.services.errors import InvalidInput
 from detector.services.options import JobOptions
@@ -127,8 +131,10 @@ deliveries_model = ns.model(
 class WebhookSecretResource(Resource):
     @secret_ns.doc(id="rotate_webhook_secret", security=SECURITY)
     @secret_ns.response(201, "The new secret, shown once", secret_model)
+    @secret_ns.response(403, "Sent with an API key made without the `webhook_secret` scope", error_model)
     def post(self) -> tuple[dict[str, Any], int]:
         """Make a new webhook signing secret (replacing the old one) and show it once."""
+        require_scopes("webhook_secret")
         secret, _ = urljobs.signing_secret(current_user.id, rotate=True)
         row = db.session.get(WebhookSecret, current_user.id)
         assert row is not None
@@ -153,16 +159,21 @@ class SubmittedURLs:
 
     source_url: str | None
     callback_url: str | None
-    # The signing secret this submit creates (the user's first callback_url), pending
-    # in the session: it is committed with the job, or dropped with it.
-    new_secret: WebhookSecret | None = None
+    # The signing secret this submit created (the user's first callback_url), committed.
+    new_secret: str | None = None
 
     def headers(self) -> dict[str, str]:
-        """The secret, once, when this submit created it and it was kept."""
-        row = self.new_secret
-        if row is not None and inspect(row).persistent:
-            return {SECRET_HEADER: row.secret}
-        return {}
+        """The secret, once, when this submit created it."""
+        return {SECRET_HEADER: self.new_secret} if self.new_secret is not None else {}
+
+
+def show_new_secret(response: Response) -> Response:
+    """After every API request: the signing secret the request created, in its answer,
+    whatever the answer (an after_request function of the API's blueprint)."""
+    secret = g.pop("new_webhook_secret", None)
+    if secret is not None:
+        response.headers.setdefault(SECRET_HEADER, secret)
+    return response
 
 
 def submitted_urls(form: MultiDict[str, str], has_video: bool) -> SubmittedURLs:
@@ -177,9 +188,8 @@ def submitted_urls(form: MultiDict[str, str], has_video: bool) -> SubmittedURLs:
     if source is not None and has_video:
         raise InvalidInput("send either a 'video' file or a 'source_url', not both")
     urls = SubmittedURLs(source_url=source, callback_url=callback)
-    if callback is not None and db.session.get(WebhookSecret, current_user.id) is None:
-        urls.new_secret = WebhookSecret(user_id=current_user.id, secret=new_secret())
-        db.session.add(urls.new_secret)
+    if callback is not None:
+        urls.new_secret = g.new_webhook_secret = urljobs.first_signing_secret(current_user.id)
     return urls
 
 

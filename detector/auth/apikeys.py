@@ -6,6 +6,11 @@ can find leaked ones. Only its SHA-256 is stored: with 256 bits of randomness a
 key cannot be guessed or brute-forced from its hash, so a slow password hash
 (which would cost every request) adds nothing; a plain digest also lets the
 lookup be one indexed equality query.
+
+A key can do what its user can with jobs, and list and revoke keys. What could
+take over the account's other credentials needs a scope given when the key was
+made (`SCOPES`): a stolen key without them cannot mint itself successors or read
+webhook signatures in advance.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ KEY_PREFIX = "dk_live_"
 KEY_PATTERN = re.compile(r"dk_live_[A-Za-z0-9_-]{43}")
 # How much of a key is kept in clear, to tell a user's keys apart.
 SHOWN_PREFIX_LENGTH = len(KEY_PREFIX) + 8
+
+# The scopes a key can be made with, and what each allows beyond the jobs and keys endpoints.
+SCOPES = {
+    "keys": "create API keys (with at most this key's own scopes)",
+    "webhook_secret": "make a new webhook signing secret (POST /api/auth/webhook-secret)",
+}
 
 
 def new_secret() -> str:
@@ -47,6 +58,8 @@ class KeyOwner:
     id: int
     username: str
     created_at: datetime
+    # The scopes the key was made with (a subset of SCOPES).
+    scopes: frozenset[str] = frozenset()
 
 
 class KeyRefused(Exception):
@@ -54,7 +67,7 @@ class KeyRefused(Exception):
 
 
 _KEY_AND_OWNER = (
-    select(User.id, User.username, User.created_at, ApiKey.expires_at)
+    select(User.id, User.username, User.created_at, ApiKey.expires_at, ApiKey.scopes)
     .join(ApiKey, ApiKey.owner_id == User.id)
     .where(ApiKey.key_hash == bindparam("key_hash"))
 )
@@ -77,4 +90,4 @@ def owner_of(secret: str) -> KeyOwner:
             expires_at = expires_at.replace(tzinfo=UTC)
         if expires_at <= utcnow():
             raise KeyRefused("API key has expired")
-    return KeyOwner(row[0], row[1], row[2])
+    return KeyOwner(row[0], row[1], row[2], frozenset((row[4] or "").split()))

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 from detector.bench.load import choose_tool, combine_rounds, python_load, wrk_load
 from detector.bench.options import BenchOptions
 from detector.bench.service import Client, PeakRss, Service, children, rss_mb
-from detector.detection import DetectorSettings, get_predictor
+from detector.detection import AnalysedFrame, Detections, DetectorSettings, get_predictor
 from detector.exports import FORMATS
 from detector.models import Chunk, FrameDetections, Job, JobStatus, User, utcnow
 from detector.render import render_video
@@ -36,9 +37,6 @@ from detector.tracking import Tracker, frame_rate_of
 from detector.video import DecodeStats, decode_frames, index_frames, plan_chunks
 from detector.video.selection import FrameSelection
 from detector.video.synthetic import make_video
-
-# A job's analysed frames as the exports and the renderer take them: (frame, seconds, objects).
-StoredFrame = tuple[int, float, list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -512,7 +510,7 @@ def chunk_sweep(bench: Bench, service: Service, client: Client) -> dict[str, Any
 # --- job options, tracking, exports and renders -----------------------------------------------
 
 
-def stored_frames(engine: Engine, job_id: str) -> list[StoredFrame]:
+def stored_frames(engine: Engine, job_id: str) -> list[AnalysedFrame]:
     """A job's stored frames in frame order, as the exports and the renderer read them."""
     with Session(engine) as session:
         rows = session.execute(
@@ -520,7 +518,10 @@ def stored_frames(engine: Engine, job_id: str) -> list[StoredFrame]:
             .where(FrameDetections.job_id == job_id)
             .order_by(FrameDetections.index)
         ).all()
-    return [(index, timestamp, list(objects)) for index, timestamp, objects in rows]
+    return [
+        AnalysedFrame(index, timestamp, Detections.from_objects(objects))
+        for index, timestamp, objects in rows
+    ]
 
 
 def decode_selection(video: Path, selection: FrameSelection, chunk_frames: int) -> tuple[float, int, int]:
@@ -528,7 +529,7 @@ def decode_selection(video: Path, selection: FrameSelection, chunk_frames: int) 
     job of chunks of ``chunk_frames`` plans them: seconds (indexing excluded),
     frames decoded and frames delivered."""
     index = index_frames(video)
-    chosen = selection.select([index.timestamp(pts) for pts in index.pts])
+    chosen = selection.select(index.timestamps())
     stats = DecodeStats()
     started = time.perf_counter()
     for plan in plan_chunks(index, chunk_frames, chosen):
@@ -675,24 +676,28 @@ def tracking(bench: Bench, client: Client, engine: Engine, job_id: str) -> dict[
 
 
 # Objects for the made-up export job when the real job found none.
-_FALLBACK_OBJECTS = [
-    {"label": "person", "class_id": 1, "score": 0.9, "box": [10.0, 20.0, 60.0, 140.0]},
-    {"label": "car", "class_id": 3, "score": 0.75, "box": [200.0, 100.0, 320.0, 180.0]},
-]
+_FALLBACK_OBJECTS = Detections.from_objects(
+    [
+        {"label": "person", "class_id": 1, "score": 0.9, "box": [10.0, 20.0, 60.0, 140.0]},
+        {"label": "car", "class_id": 3, "score": 0.75, "box": [200.0, 100.0, 320.0, 180.0]},
+    ]
+)
 
 
-def made_up_frames(frames: int, per_frame: int, fps: float, pool: list[dict[str, Any]]) -> list[StoredFrame]:
+def made_up_frames(frames: int, per_frame: int, fps: float, pool: Detections) -> list[AnalysedFrame]:
     """``frames`` frames of ``per_frame`` objects each, taken in turn from ``pool``
     (a real job's objects), the k-th object of every frame on track k + 1."""
-    pool = pool or _FALLBACK_OBJECTS
-    made = []
-    for f in range(frames):
-        objects = [{**pool[(f * per_frame + k) % len(pool)], "track_id": k + 1} for k in range(per_frame)]
-        made.append((f, round(f / fps, 6), objects))
-    return made
+    pool = pool if len(pool) else _FALLBACK_OBJECTS
+    slots = np.arange(per_frame)
+    return [
+        AnalysedFrame(
+            f, round(f / fps, 6), pool[(f * per_frame + slots) % len(pool)].with_track_ids(slots + 1)
+        )
+        for f in range(frames)
+    ]
 
 
-def _made_up_job(bench: Bench, engine: Engine, pool: list[dict[str, Any]]) -> str:
+def _made_up_job(bench: Bench, engine: Engine, pool: Detections) -> str:
     """A succeeded, tracked job of ``export_frames`` frames owned by the benchmark's
     user, written straight into the service's database (no video behind it)."""
     options = bench.options
@@ -731,8 +736,13 @@ def _made_up_job(bench: Bench, engine: Engine, pool: list[dict[str, Any]]) -> st
         made = made_up_frames(frames, options.export_objects, options.fps, pool)
         for at in range(0, frames, 1000):
             rows = [
-                {"job_id": job_id, "index": i, "timestamp": t, "objects": o}
-                for i, t, o in made[at : at + 1000]
+                {
+                    "job_id": job_id,
+                    "index": f.frame,
+                    "timestamp": f.timestamp,
+                    "objects": f.detections.to_objects(),
+                }
+                for f in made[at : at + 1000]
             ]
             session.execute(insert(FrameDetections), rows)
             session.commit()
@@ -745,23 +755,14 @@ def exports(bench: Bench, service: Service, client: Client, engine: Engine, job_
     the peak resident memory of the API's processes during the download against
     before it (the process that grew most: the one that served it)."""
     options = bench.options
-    pool = [o for _, _, found in stored_frames(engine, job_id)[:100] for o in found]
+    pool = Detections.merge(f.detections for f in stored_frames(engine, job_id)[:100])
     export_job = _made_up_job(bench, engine, pool)
     by_format = {}
     for fmt in FORMATS:
         api = service.worker_children("api")
         with PeakRss(api) as memory:
             started = time.perf_counter()
-            response = client.session.get(
-                f"{service.base}/jobs/{export_job}/export",
-                params={"format": fmt},
-                headers=client.headers,
-                stream=True,
-                timeout=600,
-            )
-            if not response.ok:
-                raise RuntimeError(f"the {fmt} export failed ({response.status_code}): {response.text[:500]}")
-            size = sum(len(piece) for piece in response.iter_content(64 * 1024))
+            size = client.download_export(export_job, fmt)
             seconds = _elapsed(started)
         by_format[fmt] = {
             "frames_per_s": round(options.export_frames / seconds, 1),
@@ -788,7 +789,8 @@ def render(bench: Bench, engine: Engine, env: dict[str, str], job_id: str, predi
     large_page = bench.out / "predict-large.json"
     large_predict = predict_fps(bench, env, bench.videos.large, large_page)
     frames_large = [
-        (f["frame"], f["timestamp"], f["objects"]) for f in json.loads(large_page.read_text())["frames"]
+        AnalysedFrame(f["frame"], f["timestamp"], Detections.from_objects(f["objects"]))
+        for f in json.loads(large_page.read_text())["frames"]
     ]
     runs = [
         (bench.videos.main, options.width, options.height, stored_frames(engine, job_id), predict),

@@ -17,6 +17,9 @@ T = TypeVar("T")
 
 DEFAULT_OUT = Path("bench-out")
 
+# What --figure picks from: every figure, or one that runs on its own.
+FIGURES = ("all", "long-video")
+
 
 def option(
     default: T,
@@ -45,6 +48,9 @@ def option(
 class BenchOptions:
     # option() is a dataclasses.field, and a Path is immutable.
     out_dir: Path = option(DEFAULT_OUT, "scratch directory and reports", flag="--out")  # noqa: RUF009
+    figure: str = option(
+        "all", "the figures to measure: all of them, or the long-video figure alone", choices=FIGURES
+    )
     frames: int = option(300, "frames of the benchmark's video", minimum=1)
     width: int = option(640, "frame width in pixels", minimum=16)
     height: int = option(360, "frame height in pixels", minimum=16)
@@ -112,4 +118,14 @@ class BenchOptions:
     load_seconds: int = option(5, "seconds of load per endpoint and round (with wrk)", minimum=1)
     requests_per_client: int = option(
         20, "requests per client per round (with the python load tool)", minimum=1
+    )
+    long_video_seconds: tuple[int, ...] = option(
+        (600, 7200),
+        "lengths in seconds of the long-video figure's videos, each a tracked, sampled job through "
+        "a service of its own; the first is the one the others are compared with (empty: skip the figure)",
+    )
+    long_video_width: int = option(160, "frame width of the long-video figure's videos", minimum=16)
+    long_video_height: int = option(120, "frame height of the long-video figure's videos", minimum=16)
+    long_video_sample_fps: float = option(
+        1.0, "frames a second the long-video figure's jobs analyse (their sample_fps)"
     )

@@ -60,6 +60,16 @@ FLAT_MEMORY_GROWTH = 0.10
 SAMPLING_SLACK = 0.25
 
 
+# The longest that any stage of the long-video figure's longest job but detection
+# (the upload, planning, the merge, tracking, each export, every detections page)
+# may take: "a few seconds", however long the video.
+LONG_VIDEO_STAGE_S = 5.0
+
+# The processes whose peak memory must not grow with the video's length (the
+# detector's grows with its batch and frame size, not with the video).
+LONG_VIDEO_FLAT_ROLES = ("api", "processor")
+
+
 # A runtime beats PyTorch eager when it is this many times as fast on the CPU ...
 RUNTIME_SPEEDUP = 1.5
 # ... with at least this share of eager's objects matched (detector/bench/runtimes.py).
@@ -76,7 +86,19 @@ TARGET_TEXT = {
     "api_detections_p99": "p99 < 100",
     "sampled_job_scaling": f"<= {1 + SAMPLING_SLACK:g}",
     "cpu_runtime": f">= {RUNTIME_SPEEDUP:g}x eager, >= {RUNTIME_MATCH:.0%} matched",
+    "long_video_stages": f"<= {LONG_VIDEO_STAGE_S:g} s",
+    "long_video_memory_flat": f"flat (+{FLAT_MEMORY_GROWTH:.0%} at most)",
 }
+
+
+def slowest_other_stage(run: dict[str, Any]) -> tuple[str, float]:
+    """The name and seconds of the slowest step of one long-video run but detection:
+    a stage of its job, an export or reading every detections page."""
+    steps = {name: s for name, s in run["stages_s"].items() if name != "detection"}
+    steps.update({f"{fmt} export": e["seconds"] for fmt, e in run["exports"].items()})
+    steps["pages"] = run["pages"]["seconds"]
+    name = max(steps, key=lambda n: steps[n])
+    return name, steps[name]
 
 
 def check_targets(figures: dict[str, Any]) -> dict[str, bool]:
@@ -107,6 +129,14 @@ def check_targets(figures: dict[str, Any]) -> dict[str, bool]:
             speedup >= RUNTIME_SPEEDUP and runtimes[name].get("match_rate", 0) >= RUNTIME_MATCH
             for name, speedup in speedups.items()
         )
+    if runs := figures.get("long_video", {}).get("runs"):
+        met["long_video_stages"] = slowest_other_stage(runs[-1])[1] <= LONG_VIDEO_STAGE_S
+        if len(runs) > 1:
+            shortest, longest = runs[0]["memory"], runs[-1]["memory"]
+            met["long_video_memory_flat"] = all(
+                longest[role]["peak_rss_mb"] <= shortest[role]["peak_rss_mb"] * (1 + FLAT_MEMORY_GROWTH)
+                for role in LONG_VIDEO_FLAT_ROLES
+            )
     return met
 
 
@@ -150,6 +180,7 @@ def format_table(report: BenchReport) -> str:
     rows += _prototype_rows(f)
     rows += _runtime_rows(f)
     rows += _scheduling_rows(f)
+    rows += _long_video_rows(f)
 
     met = check_targets(f)
 
@@ -304,3 +335,71 @@ def _scheduling_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
             "",
         )
     ]
+
+
+def _length(seconds: int) -> str:
+    """A video's length as the table names it: ``2 h``, ``10 min``, ``8 s``."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def _long_video_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The table's rows of the long-video figure (detector/bench/longvideo.py), where measured:
+    each row's values for every length, shortest first."""
+    v = f.get("long_video")
+    if not v or not v["runs"]:
+        return []
+    runs = v["runs"]
+
+    def each(value: Any) -> str:
+        return " / ".join(str(value(run)) for run in runs)
+
+    what = f"{v['width']}x{v['height']} at {v['fps']} fps, {v['sample_fps']:g} frame/s analysed, tracked"
+    rows: list[tuple[str, Any, str]] = [
+        (f"long video ({what}): {' / '.join(_length(r['seconds']) for r in runs)}", "", ""),
+        (
+            "  frames of video, analysed; chunks",
+            each(lambda r: f"{r['video_frames']}, {r['frames_analysed']}; {r['chunks']}"),
+            "",
+        ),
+    ]
+    for stage in runs[0]["stages_s"]:
+        note = " (the model's: not the point)" if stage == "detection" else ""
+        rows.append((f"  {stage} s{note}", each(lambda r, s=stage: r["stages_s"][s]), ""))
+    for fmt in runs[0]["exports"]:
+        rows.append((f"  {fmt} export s", each(lambda r, x=fmt: r["exports"][x]["seconds"]), ""))
+    rows.append(
+        (
+            f"  every detections page, s ({v['page_frames']} frames a page)",
+            each(lambda r: r["pages"]["seconds"]),
+            "",
+        )
+    )
+    rows.append(
+        (
+            "  slowest step but detection, s",
+            each(lambda r: "{}: {}".format(*slowest_other_stage(r))),
+            "long_video_stages",
+        )
+    )
+    if all("load_average_after_job" in r for r in runs):
+        rows.append(
+            (
+                "  machine's load average after the job (1, 5, 15 min)",
+                each(lambda r: ", ".join(str(a) for a in r["load_average_after_job"])),
+                "",
+            )
+        )
+    for role in ("api", "processor", "detector"):
+        target = "long_video_memory_flat" if role in LONG_VIDEO_FLAT_ROLES else ""
+        rows.append(
+            (
+                f"  {role} peak RSS MB (after the warm-up)",
+                each(lambda r, x=role: f"{r['memory'][x]['peak_rss_mb']} ({r['memory'][x]['idle_rss_mb']})"),
+                target,
+            )
+        )
+    return rows

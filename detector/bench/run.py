@@ -9,11 +9,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine
 
 from detector.bench import figures
 from detector.bench.load import choose_tool
+from detector.bench.longvideo import long_video
 from detector.bench.options import BenchOptions
 from detector.bench.report import BenchReport, check_targets, plot
 from detector.bench.runtimes import runtimes_figure
@@ -24,12 +26,13 @@ from detector.runtime.processes import detector_cli_argv
 
 
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> BenchReport:
-    """Measure every figure on this machine; write bench.json and bench.png into
-    ``options.out_dir`` and return the report."""
-    choose_tool(options.load_tool)  # a missing wrk stops the run now, not half an hour in
+    """Measure every figure on this machine (or the one ``options.figure`` names); write
+    bench.json and bench.png into ``options.out_dir`` and return the report."""
+    every = options.figure == "all"
+    if every:
+        choose_tool(options.load_tool)  # a missing wrk stops the run now, not half an hour in
     out = options.out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    data = out / "data"
     report = BenchReport(
         machine={
             "cpus": os.cpu_count(),
@@ -56,6 +59,21 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
         log=log,
     )
     found = report.figures
+    if every:
+        every_other_figure(bench, found)
+    if options.long_video_seconds:
+        found.update(long_video(bench, lambda data: service_env(bench, data)))
+
+    report.targets_met = check_targets(found)
+    (out / "bench.json").write_text(json.dumps(asdict(report), indent=2))
+    plot(report, out / "bench.png")
+    return report
+
+
+def every_other_figure(bench: figures.Bench, found: dict[str, Any]) -> None:
+    """Every figure but the long-video one, into ``found``."""
+    options, out = bench.options, bench.out
+    data = out / "data"
     found.update(figures.decode(bench))
     found.update(figures.model_by_batch(bench))
     predict_env = {**os.environ, **bench.model_env()}
@@ -99,11 +117,6 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
     finally:
         service.stop_all()
         engine.dispose()
-
-    report.targets_met = check_targets(found)
-    (out / "bench.json").write_text(json.dumps(asdict(report), indent=2))
-    plot(report, out / "bench.png")
-    return report
 
 
 def service_env(bench: figures.Bench, data: Path) -> dict[str, str]:

@@ -29,7 +29,7 @@ import av
 import numpy as np
 
 from detector.bench.figures import Bench
-from detector.detection import DetectedObject, DetectorSettings, build_predictor
+from detector.detection import Detections, DetectorSettings, build_predictor
 from detector.detection.weights import default_cache_dir
 
 #: The runtimes compared, by backend name; ``torchvision`` is the eager reference.
@@ -51,8 +51,8 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def match_objects(
-    expected: Sequence[DetectedObject],
-    got: Sequence[DetectedObject],
+    expected: Detections,
+    got: Detections,
     min_iou: float = MATCH_IOU,
     max_score_diff: float = MATCH_SCORE,
 ) -> int:
@@ -63,11 +63,15 @@ def match_objects(
     object in at most one pair.
     """
     pairs = []
-    for i, e in enumerate(expected):
-        for j, g in enumerate(got):
-            if e["class_id"] != g["class_id"] or abs(e["score"] - g["score"]) > max_score_diff:
+    got_objects = list(zip(got.class_id.tolist(), got.score.tolist(), got.xyxy.tolist(), strict=True))
+    expected_objects = zip(
+        expected.class_id.tolist(), expected.score.tolist(), expected.xyxy.tolist(), strict=True
+    )
+    for i, (e_class, e_score, e_box) in enumerate(expected_objects):
+        for j, (g_class, g_score, g_box) in enumerate(got_objects):
+            if e_class != g_class or abs(e_score - g_score) > max_score_diff:
                 continue
-            overlap = iou(e["box"], g["box"])
+            overlap = iou(e_box, g_box)
             if overlap >= min_iou:
                 pairs.append((overlap, i, j))
     pairs.sort(reverse=True)
@@ -80,9 +84,7 @@ def match_objects(
     return len(used_e)
 
 
-def match_rate(
-    expected: Sequence[Sequence[DetectedObject]], got: Sequence[Sequence[DetectedObject]]
-) -> dict[str, Any]:
+def match_rate(expected: Sequence[Detections], got: Sequence[Detections]) -> dict[str, Any]:
     """Matched objects over all frames, out of max(objects expected, objects got)."""
     matched = sum(match_objects(e, g) for e, g in zip(expected, got, strict=True))
     n_expected = sum(len(e) for e in expected)
@@ -236,7 +238,7 @@ def compare_runtimes(
     # Batch by batch, each runtime in turn: on a shared machine, load that comes
     # and goes slows every runtime alike instead of whichever ran at the time.
     seconds = dict.fromkeys(predictors, 0.0)
-    found: dict[str, list[list[DetectedObject]]] = {backend: [] for backend in predictors}
+    found: dict[str, list[Detections]] = {backend: [] for backend in predictors}
     for pos in range(0, len(images), batch_size):
         batch = images[pos : pos + batch_size]
         for backend, predictor in predictors.items():

@@ -39,6 +39,14 @@ def rss_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (a Celery worker's pool and beat, gunicorn's workers)."""
+    found = [pid]
+    for child in children(pid):
+        found += process_tree(child)
+    return found
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Set a process's peak resident memory (VmHWM) to its current one (Linux's
     clear_refs 5); False where that is not allowed."""
@@ -93,6 +101,12 @@ class PeakRss:
             if self._reset[pid] and (hwm := self._read(pid, "VmHWM")) is not None:
                 self.peak[pid] = max(self.peak.get(pid, hwm), hwm)
 
+    @property
+    def reset_all(self) -> bool:
+        """Whether the kernel's peak of every process could be reset on entry (else the
+        peaks are the readings' alone)."""
+        return all(self._reset.values())
+
     def busiest(self) -> dict[str, float]:
         """The process that grew most: its idle and peak MB and the growth."""
         grown = {pid: self.peak[pid] - self.idle[pid] for pid in self.idle if pid in self.peak}
@@ -111,11 +125,16 @@ class Service:
     as `detector up` starts them (detector.runtime.processes), one worker process each.
 
     Each process logs to ``<log_dir>/<name>.log``. With ``background_detector``
-    the detector runs at the lowest CPU priority, as `detector up` runs it.
+    the detector runs at the lowest CPU priority, as `detector up` runs it; with
+    ``watchdog`` the processor also runs the watchdog's schedule, as it does there.
     """
 
-    def __init__(self, env: dict[str, str], log_dir: Path, background_detector: bool = True) -> None:
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, background_detector: bool = True, watchdog: bool = False
+    ) -> None:
         self.background_detector = background_detector
+        self.watchdog = watchdog
+        self.log_dir = log_dir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api"
         self.group = ProcessGroup(env, log_dir)
@@ -127,7 +146,10 @@ class Service:
         elif name in ("processor", "detector"):
             # As `detector up` does: the detector yields the CPU to the API.
             background = name == "detector" and self.background_detector
-            self.group.start(name, worker_argv(name, concurrency=1), background=background, env=env)
+            watchdog = name == "processor" and self.watchdog
+            schedule = self.log_dir / "beat-schedule" if watchdog else None
+            argv = worker_argv(name, concurrency=1, beat_schedule=schedule)
+            self.group.start(name, argv, background=background, env=env)
         else:
             raise ValueError(f"no such process: {name!r}")
 
@@ -215,6 +237,19 @@ class Client:
             self.check()
             time.sleep(0.25)  # as a client would; timings come from the job's own clock
         raise RuntimeError(f"job {job_id} did not finish in {timeout} s")
+
+    def download_export(self, job_id: str, fmt: str) -> int:
+        """Stream the job's export in format ``fmt`` to its end; its size in bytes."""
+        response = self.session.get(
+            f"{self.base}/jobs/{job_id}/export",
+            params={"format": fmt},
+            headers=self.headers,
+            stream=True,
+            timeout=600,
+        )
+        if not response.ok:
+            raise RuntimeError(f"the {fmt} export failed ({response.status_code}): {response.text[:500]}")
+        return sum(len(piece) for piece in response.iter_content(64 * 1024))
 
     def frames_done(self, job_id: str) -> int:
         return int(self.job(job_id)["progress"]["frames_done"])

@@ -81,16 +81,20 @@ def bench(**values: Any) -> None:
     """Measure the pipeline: efficiency vs `detector predict`, decode, batching,
     broker bytes, overheads, a sampled job against a full one, tracking, exports
     (speed and the API's memory), renders, worker memory, API latency under load,
-    the CPU runtimes side by side, a short job's wait behind a long one, and the
-    2021 prototype's loop against `detector predict`.
+    the CPU runtimes side by side, a short job's wait behind a long one, the
+    2021 prototype's loop against `detector predict`, and a long video's stages
+    and the service's peak memory beside a shorter one's (`--figure long-video`
+    runs that figure alone).
 
     Writes bench.json and bench.png into --out and prints a table.
     """
     from detector.bench.report import format_table
     from detector.bench.run import run_bench
 
-    on_model_allocator()
     options = BenchOptions(**values)
+    if options.figure == "long-video" and not options.long_video_seconds:
+        raise click.UsageError("--figure long-video needs at least one --long-video-seconds")
+    on_model_allocator()
     with _sigterm_exits():
         report = run_bench(options, log=lambda line: click.echo(line, err=True))
     click.echo(format_table(report))

@@ -128,12 +128,11 @@ def predict(
         track=options.track,
         model=model,
     )
-    records = [(f.frame, f.timestamp, json.loads(f.objects_json)) for f in found.frames]
     with _output(out) as stream:
         if output_format == "json":
             stream.write(json.dumps(found.page()))
         else:
-            for piece in export(output_format, replace(source, frame_count=found.video_frames), records):
+            for piece in export(output_format, replace(source, frame_count=found.video_frames), found.frames):
                 stream.write(piece)
     timing = found.timing
     click.echo(
@@ -150,7 +149,7 @@ def predict(
     if render is not None:
         from detector.render import render_video
 
-        stats = render_video(video, render, records, hold_frames=options.selection.hold_frames(info.fps))
+        stats = render_video(video, render, found.frames, hold_frames=options.selection.hold_frames(info.fps))
         click.echo(
             f"annotated video: {render} ({stats.frames} frames in {stats.seconds:.1f} s, {stats.encoder})",
             err=True,

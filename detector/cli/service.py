@@ -1,4 +1,5 @@
-"""Running the service: `detector up`, `detector api`, `detector worker`, `detector db`."""
+"""Running the service: `detector up`, `detector api`, `detector worker`, `detector db`,
+`detector user`."""
 
 from __future__ import annotations
 
@@ -31,6 +32,28 @@ def db_upgrade(revision: str) -> None:
     Path(service.data_dir).mkdir(parents=True, exist_ok=True)
     upgrade(service.database_url, revision)
     click.echo(f"database at {revision}")
+
+
+@click.group()
+def user() -> None:
+    """Accounts, for the operator (also when REGISTRATION_OPEN is false)."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.password_option(help="the password (asked for when not given)")
+def user_add(username: str, password: str) -> None:
+    """Create the account USERNAME in DATABASE_URL."""
+    from detector.app import create_app
+    from detector.services.errors import ServiceError
+    from detector.services.users import create_user
+
+    with create_app().app_context():
+        try:
+            created = create_user(username, password)
+        except ServiceError as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(f"user {created.username} created (id {created.id})")
 
 
 @click.command()

@@ -1,6 +1,7 @@
-"""The predictor interface, its settings and the objects it finds.
+"""The predictor interface and its settings.
 
 No backend is imported here: ``detector.detection.registry`` builds predictors.
+What a predictor finds is `detector.detection.detections.Detections`.
 """
 
 from __future__ import annotations
@@ -10,23 +11,16 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
+
+from detector.detection.detections import Detections
 
 log = logging.getLogger(__name__)
 
 #: The backends ``DETECTOR_BACKEND`` may name (``registry`` knows how to build each).
 BACKENDS = ("torchvision", "detectron2", "onnxruntime", "openvino")
-
-
-class DetectedObject(TypedDict):
-    """One object: box ``[x1, y1, x2, y2]`` in pixels of the original frame."""
-
-    label: str
-    class_id: int
-    score: float
-    box: list[float]
 
 
 class WeightsError(RuntimeError):
@@ -144,13 +138,14 @@ class Predictor(ABC):
     batch_size: int
 
     @abstractmethod
-    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """Objects at or above the model's score floor, for each frame of one batch.
 
         Args:
             frames: BGR ``uint8`` arrays of shape ``(H, W, 3)``.
         Returns:
-            One list of objects per frame, highest score first.
+            One `Detections` per frame (`Detections.from_model`: rounded as
+            stored), highest score first, boxes in pixels of that frame.
         """
 
     def predict(
@@ -158,7 +153,7 @@ class Predictor(ABC):
         frames: Sequence[np.ndarray],
         score_threshold: float,
         on_forward: Callable[[int], None] | None = None,
-    ) -> list[list[DetectedObject]]:
+    ) -> list[Detections]:
         """Objects scoring at least ``score_threshold`` in each frame, in batches of ``batch_size``.
 
         A batch that runs out of GPU memory is retried at half its size, and
@@ -174,13 +169,13 @@ class Predictor(ABC):
                 that succeeded, in order (the real batch sizes, after any
                 back-off); passes that ran out of memory are not reported.
         """
-        results: list[list[DetectedObject]] = []
+        results: list[Detections] = []
         pos = 0
         while pos < len(frames):
             batch = frames[pos : pos + self.batch_size]
             out_of_memory = False
             try:
-                objects = self.predict_batch(batch)
+                found_in_batch = self.predict_batch(batch)
             except Exception as exc:
                 if not _is_out_of_memory(exc) or len(batch) == 1:
                     raise
@@ -192,7 +187,7 @@ class Predictor(ABC):
                 continue
             if on_forward is not None:
                 on_forward(len(batch))
-            results.extend([o for o in per_frame if o["score"] >= score_threshold] for per_frame in objects)
+            results.extend(found[found.score >= score_threshold] for found in found_in_batch)
             pos += len(batch)
         return results
 
@@ -222,21 +217,6 @@ def _free_device_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def to_objects(
-    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, labels: Sequence[str]
-) -> list[DetectedObject]:
-    """Rows of (box, score, class) as the service's objects, rounded for JSON."""
-    return [
-        DetectedObject(
-            label=labels[int(c)] if int(c) < len(labels) else str(int(c)),
-            class_id=int(c),
-            score=round(float(s), 6),
-            box=[round(float(v), 2) for v in b],
-        )
-        for b, s, c in zip(boxes, scores, classes, strict=True)
-    ]
 
 
 def boxes_in_frame(boxes: np.ndarray, factor: tuple[float, float], size: tuple[int, int]) -> np.ndarray:

@@ -17,8 +17,9 @@ from detectron2.data.transforms import ResizeShortestEdge
 from detectron2.modeling import build_model
 from torch import nn
 
-from detector.detection.base import DetectedObject, DetectorSettings, Predictor, WeightsError, to_objects
+from detector.detection.base import DetectorSettings, Predictor, WeightsError
 from detector.detection.batching import frames_to_device
+from detector.detection.detections import Detections
 from detector.detection.identity import DETECTRON2_DEFAULT_MODEL as DEFAULT_MODEL
 from detector.detection.identity import model_identity
 from detector.detection.random_weights import detectron2_input_size, detectron2_random_init
@@ -83,13 +84,13 @@ class Detectron2Predictor(Predictor):
         self.model = model.eval()
 
     @torch.inference_mode()
-    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """Objects at or above ``min_score`` in each frame of one batch.
 
         Args:
             frames: BGR ``uint8`` arrays of shape ``(H, W, 3)``; sizes may differ.
         Returns:
-            One list of objects per frame, highest score first, boxes
+            One `Detections` per frame, highest score first, boxes
             ``[x1, y1, x2, y2]`` in pixels of that frame.
         """
         if not frames:
@@ -105,8 +106,8 @@ class Detectron2Predictor(Predictor):
         outputs = self.model(inputs)
         return [self._objects(out) for out in outputs]
 
-    def _objects(self, output: dict[str, Any]) -> list[DetectedObject]:
-        """One frame's detections as the service's objects, highest score first.
+    def _objects(self, output: dict[str, Any]) -> Detections:
+        """One frame's detections, highest score first.
 
         Args:
             output: the model's output for one frame; its ``instances`` hold
@@ -117,7 +118,7 @@ class Detectron2Predictor(Predictor):
         instances = output["instances"]
         scores = instances.scores
         order = torch.sort(scores, descending=True, stable=True).indices
-        return to_objects(
+        return Detections.from_model(
             instances.pred_boxes.tensor[order].cpu().numpy(),
             scores[order].cpu().numpy(),
             instances.pred_classes[order].cpu().numpy(),

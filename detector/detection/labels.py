@@ -9,7 +9,7 @@ tests/detection/test_labels.py checks both against the libraries themselves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from detector.detection.base import DetectorSettings
 
@@ -115,13 +115,21 @@ PLACEHOLDERS = frozenset({"__background__", "N/A"})
 DETECTRON2_COCO: tuple[str, ...] = tuple(name for name in TORCHVISION_COCO if name not in PLACEHOLDERS)
 
 
+def _known_labels(backend: str, model: str) -> list[str] | None:
+    """The labels of ``model`` on ``backend`` when they are known without a library
+    (torchvision's models, Detectron2's COCO configs); None for any other."""
+    if backend in ("torchvision", "onnxruntime", "openvino"):
+        return list(TORCHVISION_COCO)
+    if backend == "detectron2" and (not model or model.startswith("COCO-")):
+        return list(DETECTRON2_COCO)
+    return None
+
+
 def label_list(settings: DetectorSettings) -> list[str]:
     """The model's labels, indexed by class id (placeholders included)."""
-    if settings.backend in ("torchvision", "onnxruntime", "openvino"):
-        return list(TORCHVISION_COCO)
-    model = settings.model or ""
-    if settings.backend == "detectron2" and (not model or model.startswith("COCO-")):
-        return list(DETECTRON2_COCO)
+    known = _known_labels(settings.backend, settings.model or "")
+    if known is not None:
+        return known
     # A Detectron2 config of another dataset: its test set's metadata says.
     from detector.detection.registry import detectron2_config_labels
 
@@ -131,3 +139,25 @@ def label_list(settings: DetectorSettings) -> list[str]:
 def label_set(settings: DetectorSettings) -> Mapping[int, str]:
     """Class id -> label of every class the model can report."""
     return {i: name for i, name in enumerate(label_list(settings)) if name not in PLACEHOLDERS}
+
+
+def identity_label_set(identity: str | None) -> Mapping[int, str] | None:
+    """Class id -> label of the model an identity (``backend/model@weights``, see
+    detector.detection.identity) names, when the identity alone tells them; None
+    when it does not (another Detectron2 dataset's config, no identity at all)."""
+    backend, _, rest = (identity or "").partition("/")
+    known = _known_labels(backend, rest.partition("@")[0]) if rest else None
+    if known is None:
+        return None
+    return {i: name for i, name in enumerate(known) if name not in PLACEHOLDERS}
+
+
+def stored_labels(labels: Mapping[int, str]) -> list[str | None]:
+    """A label set as a job stores it: the labels indexed by class id, None at an id
+    that is no class."""
+    return [labels.get(i) for i in range(max(labels, default=-1) + 1)]
+
+
+def from_stored(stored: Sequence[str | None]) -> dict[int, str]:
+    """The label set ``stored_labels`` stored: class id -> label."""
+    return {i: str(name) for i, name in enumerate(stored) if name is not None}

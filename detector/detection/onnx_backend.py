@@ -4,7 +4,7 @@ Both backends run the model's ONNX export (``onnx_export.export_onnx``: built
 on first use, cached per model identity) and find the same objects as the
 torchvision backend on the CPU: the same 8-bit pre-shrink of large frames,
 the model's own transform inside the graph, boxes back in the original
-frame's pixels (clipped to it), and the same ``DetectedObject`` s. Class
+frame's pixels (clipped to it), and the same `Detections`. Class
 filtering stays outside the predictor, as for every backend.
 
 The export takes one frame per run, so ``predict_batch`` runs a batch frame
@@ -36,7 +36,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detector.detection.base import DetectedObject, DetectorSettings, Predictor, boxes_in_frame, to_objects
+from detector.detection.base import DetectorSettings, Predictor, boxes_in_frame
+from detector.detection.detections import Detections
 from detector.detection.identity import model_identity
 from detector.detection.onnx_export import INPUT, export_metadata, export_onnx
 
@@ -103,13 +104,13 @@ class OnnxPredictor(Predictor):
         large = cv2.resize(frame.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
         return large, width / size[0], height / size[1]
 
-    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         if not frames:
             return []
         shrunk = [self._resize(f) for f in frames]
         outputs = self._run([small for small, _, _ in shrunk])
         return [
-            to_objects(
+            Detections.from_model(
                 boxes_in_frame(boxes, (fx, fy), (frame.shape[1], frame.shape[0])),
                 scores,
                 labels,

@@ -34,7 +34,9 @@ default cache dir), named ``<model>-<key>.onnx``, where the key hashes
 ``EXPORT_VERSION``, the opset and the torch and torchvision versions. It is
 written under a temporary name in that directory and renamed into place, so
 two processes exporting at once each write their own file and the last rename
-wins with identical bytes; a reader never sees a partial file. The model's
+wins with identical bytes; a reader never sees a partial file. A temporary file
+that a killed process left is removed by the next export into that directory once
+it is `STALE_TEMP_SECONDS` old. The model's
 input sizes and labels are kept in the file's metadata (``input_short``,
 ``input_long``, ``categories``: a JSON list),
 so a predictor built from a cached export builds no torch model at all.
@@ -51,6 +53,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import warnings
 from dataclasses import replace
 from importlib.metadata import version
@@ -72,6 +75,10 @@ EXPORT_VERSION = 3
 
 #: The ONNX opset of the export (RoiAlign with half-pixel coordinates needs 16 or more).
 OPSET = 17
+
+#: A temporary export file this old was left by a process killed mid-export (an
+#: export takes minutes).
+STALE_TEMP_SECONDS = 3600
 
 #: The names of the graph's input and outputs.
 INPUT = "frame"
@@ -110,6 +117,7 @@ def export_onnx(settings: DetectorSettings) -> Path:
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_temp_files(path.parent)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -120,6 +128,15 @@ def export_onnx(settings: DetectorSettings) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
     return path
+
+
+def _sweep_temp_files(folder: Path) -> None:
+    """Remove the temporary files of exports into ``folder`` that were killed mid-way."""
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for temp in folder.glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):  # renamed or removed meanwhile
+            if temp.stat().st_mtime < cutoff:
+                temp.unlink()
 
 
 def _export(settings: DetectorSettings, target: Path) -> None:

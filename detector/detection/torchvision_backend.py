@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from detector.detection.base import DetectedObject, DetectorSettings, Predictor, boxes_in_frame, to_objects
+from detector.detection.base import DetectorSettings, Predictor, boxes_in_frame
 from detector.detection.batching import frames_to_device
+from detector.detection.detections import Detections
 from detector.detection.identity import model_identity
 from detector.detection.torchvision_models import build_torch_model, categories, model_name
 
@@ -50,7 +51,7 @@ class TorchvisionPredictor(Predictor):
         return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR), width / size[0], height / size[1]
 
     @torch.inference_mode()
-    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         if not frames:
             return []
         sizes = [(f.shape[1], f.shape[0]) for f in frames]  # each original frame's width, height
@@ -63,7 +64,7 @@ class TorchvisionPredictor(Predictor):
         images = [image.flip(0).float().div_(255) for image in frames_to_device(frames, self.device)]
         outputs = self.model(images)
         return [
-            to_objects(
+            Detections.from_model(
                 boxes_in_frame(out["boxes"].cpu().numpy(), factor, size),
                 out["scores"].cpu().numpy(),
                 out["labels"].cpu().numpy(),

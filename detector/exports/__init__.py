@@ -24,7 +24,6 @@ from detector.exports.common import (
     Document,
     ExportError,
     ExportSource,
-    Frame,
     Frames,
     TracksRequiredError,
     UnknownFormatError,
@@ -42,7 +41,6 @@ __all__ = [
     "Document",
     "ExportError",
     "ExportSource",
-    "Frame",
     "Frames",
     "TracksRequiredError",
     "UnknownFormatError",
@@ -79,8 +77,8 @@ _SUFFIXES = {
 def export(fmt: str, source: ExportSource, frames: Frames) -> Document:
     """The file of format ``fmt`` for the job ``source`` describes, as pieces of UTF-8 text.
 
-    ``frames`` are the job's analysed frames in frame order, each
-    ``(frame, timestamp, objects)`` (see :data:`Frame`); they are read once,
+    ``frames`` are the job's analysed frames in frame order, each an
+    ``AnalysedFrame`` (see :data:`Frames`); they are read once,
     lazily, as the pieces are taken. The format is checked here, before any
     frame is read: :class:`UnknownFormatError` for a name not in
     :data:`FORMATS` (any case), :class:`TracksRequiredError` for ``mot`` when

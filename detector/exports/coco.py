@@ -61,7 +61,7 @@ def write_coco(source: ExportSource, frames: Frames) -> Document:
     annotation_id = 0
     images_written = False
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+", encoding="utf-8") as images:
-        for frame, timestamp, objects in frames:
+        for frame, timestamp, found in frames:
             image_id = frame + 1
             image = {
                 "id": image_id,
@@ -73,25 +73,31 @@ def write_coco(source: ExportSource, frames: Frames) -> Document:
             }
             images.write((", " if images_written else "") + json.dumps(image))
             images_written = True
-            for obj in objects:
-                x1, y1, x2, y2 = obj["box"]
+            objects = zip(
+                found.xyxy.tolist(),
+                found.class_id.tolist(),
+                found.score.tolist(),
+                found.label.tolist(),
+                found.track_ids(),
+                strict=True,
+            )
+            for (x1, y1, x2, y2), class_id, score, label, track_id in objects:
                 width, height = x2 - x1, y2 - y1
-                class_id = obj["class_id"]
                 annotation = {
                     "id": annotation_id + 1,
                     "image_id": image_id,
                     "category_id": class_id,
                     "bbox": [x1, y1, width, height],
                     "area": width * height,
-                    "score": obj["score"],
+                    "score": score,
                     "iscrowd": 0,
                 }
-                if source.tracked and obj.get("track_id") is not None:
-                    annotation["track_id"] = obj["track_id"]
+                if source.tracked and track_id is not None:
+                    annotation["track_id"] = track_id
                 pieces.write((", " if annotation_id else "") + json.dumps(annotation))
                 annotation_id += 1
                 if class_id not in source.labels:
-                    extra_categories.setdefault(class_id, obj["label"])
+                    extra_categories.setdefault(class_id, label)
             if pieces.full:
                 yield pieces.take()
         pieces.write('], "images": [')

@@ -8,9 +8,14 @@ a 10,000-frame job is sent without ever being held whole.
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    # Only for the types: importing the package would import NumPy, which the
+    # writers never need themselves.
+    from detector.detection.detections import AnalysedFrame
 
 FORMATS: tuple[str, ...] = ("coco", "mot", "cvat", "csv", "jsonl")
 """The export formats, by the name the API's ``format`` parameter takes."""
@@ -21,13 +26,11 @@ TRACK_FORMATS: tuple[str, ...] = ("mot",)
 PIECE_CHARS = 64 * 1024
 """About how much text a writer gathers before it yields a piece."""
 
-Frame = tuple[int, float, Sequence[Mapping[str, Any]]]
-"""One analysed frame: its 0-based index in the video, its timestamp in seconds
-and its objects, each ``{"label", "class_id", "score", "box"}`` (the box as
-``[x1, y1, x2, y2]`` in pixels of the original frame) and ``"track_id"`` when
-the job was tracked."""
-
-Frames = Iterable[Frame]
+Frames: TypeAlias = "Iterable[AnalysedFrame]"
+"""A job's analysed frames in frame order, each an `AnalysedFrame` (its 0-based
+index in the video, its timestamp in seconds and its `Detections`: boxes
+``[x1, y1, x2, y2]`` in pixels of the original frame, and track ids when the
+job was tracked)."""
 
 Document = Generator[str, None, None]
 """An export's text in pieces. It is a generator: closing it before the end (as a

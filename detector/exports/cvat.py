@@ -38,12 +38,15 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from contextlib import closing
-from typing import Any
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 from detector.exports.common import Document, ExportSource, Frames, Pieces, decimal
+
+if TYPE_CHECKING:
+    from detector.detection.detections import Detections
 
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -137,10 +140,9 @@ def _lone_track(track_id: int, label: str, frame: int, box: Box, stop_frame: int
     return text + _TRACK_END
 
 
-def _box_of(obj: Mapping[str, Any]) -> Box:
-    """An object's box as four floats."""
-    x1, y1, x2, y2 = obj["box"]
-    return float(x1), float(y1), float(x2), float(y2)
+def _boxes_of(found: Detections) -> list[Box]:
+    """Each object's box as four floats."""
+    return [(x1, y1, x2, y2) for x1, y1, x2, y2 in found.xyxy.tolist()]
 
 
 def write_cvat(source: ExportSource, frames: Frames) -> Document:
@@ -158,9 +160,9 @@ def _untracked(frames: Frames, stop_frame: int) -> Document:
     """Each object as a track of its own, sent as the frames are read."""
     pieces = Pieces()
     track_id = 0
-    for frame, _timestamp, objects in frames:
-        for obj in objects:
-            pieces.write(_lone_track(track_id, obj["label"], frame, _box_of(obj), stop_frame))
+    for frame, _timestamp, found in frames:
+        for label, box in zip(found.label.tolist(), _boxes_of(found), strict=True):
+            pieces.write(_lone_track(track_id, label, frame, box, stop_frame))
             track_id += 1
         if pieces.full:
             yield pieces.take()
@@ -183,18 +185,17 @@ def _store(database: sqlite3.Connection, frames: Frames, stop_frame: int) -> Non
     """
     previous: dict[int, Box] = {}
     last_frame = -1
-    for frame, _timestamp, objects in frames:
+    for frame, _timestamp, found in frames:
         present: dict[int, Box] = {}
         labels: list[tuple[int, str]] = []
         lone: list[tuple[int, str, float, float, float, float]] = []
-        for obj in objects:
-            box = _box_of(obj)
-            track_id = obj.get("track_id")
+        objects = zip(found.track_ids(), found.label.tolist(), _boxes_of(found), strict=True)
+        for track_id, label, box in objects:
             if track_id is None:
-                lone.append((frame, obj["label"], *box))
-            elif int(track_id) not in present:
-                present[int(track_id)] = box
-                labels.append((int(track_id), obj["label"]))
+                lone.append((frame, label, *box))
+            elif track_id not in present:
+                present[track_id] = box
+                labels.append((track_id, label))
         rows = [(track_id, frame, 0, *box) for track_id, box in present.items()]
         rows += [(track_id, frame, 1, *box) for track_id, box in previous.items() if track_id not in present]
         database.executemany("INSERT OR IGNORE INTO tracks VALUES (?, ?)", labels)

@@ -20,16 +20,15 @@ from detector.exports.common import Document, ExportSource, Frames, Pieces, deci
 def write_mot(source: ExportSource, frames: Frames) -> Document:
     """The MOTChallenge lines of a tracked job's frames, in pieces."""
     pieces = Pieces()
-    for frame, _timestamp, objects in frames:
+    for frame, _timestamp, found in frames:
         number = frame + 1
-        for obj in objects:
-            track_id = obj.get("track_id")
+        objects = zip(found.track_ids(), found.xyxy.tolist(), found.score.tolist(), strict=True)
+        for track_id, (x1, y1, x2, y2), score in objects:
             if track_id is None:
                 continue
-            x1, y1, x2, y2 = obj["box"]
             pieces.write(
-                f"{number},{int(track_id)},{decimal(x1 + 1, 3)},{decimal(y1 + 1, 3)},"
-                f"{decimal(x2 - x1, 3)},{decimal(y2 - y1, 3)},{decimal(obj['score'], 6)},-1,-1,-1\n"
+                f"{number},{track_id},{decimal(x1 + 1, 3)},{decimal(y1 + 1, 3)},"
+                f"{decimal(x2 - x1, 3)},{decimal(y2 - y1, 3)},{decimal(score, 6)},-1,-1,-1\n"
             )
         if pieces.full:
             yield pieces.take()

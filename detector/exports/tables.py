@@ -24,18 +24,25 @@ def write_csv(source: ExportSource, frames: Frames) -> Document:
     pieces = Pieces()
     rows = csv.writer(pieces)
     rows.writerow(CSV_HEADER)
-    for frame, timestamp, objects in frames:
-        for obj in objects:
-            x1, y1, x2, y2 = obj["box"]
-            track_id = obj.get("track_id") if source.tracked else None
+    for frame, timestamp, found in frames:
+        track_ids = found.track_ids() if source.tracked else [None] * len(found)
+        objects = zip(
+            track_ids,
+            found.label.tolist(),
+            found.class_id.tolist(),
+            found.score.tolist(),
+            found.xyxy.tolist(),
+            strict=True,
+        )
+        for track_id, label, class_id, score, (x1, y1, x2, y2) in objects:
             rows.writerow(
                 (
                     frame,
                     timestamp,
                     "" if track_id is None else track_id,
-                    obj["label"],
-                    obj["class_id"],
-                    obj["score"],
+                    label,
+                    class_id,
+                    score,
                     x1,
                     y1,
                     x2,
@@ -52,11 +59,13 @@ def write_jsonl(source: ExportSource, frames: Frames) -> Document:
     """JSON Lines, in pieces: a line per analysed frame, ``{"frame", "timestamp", "objects"}``.
 
     A line is the JSON of one element of a detections page's ``frames``, the
-    very text ``FrameResult.to_json`` makes, objects as stored.
+    very text ``detector.pipeline.results.frame_json`` makes, objects as stored.
     """
     pieces = Pieces()
-    for frame, timestamp, objects in frames:
-        pieces.write(json.dumps({"frame": frame, "timestamp": timestamp, "objects": list(objects)}) + "\n")
+    for frame, timestamp, found in frames:
+        pieces.write(
+            json.dumps({"frame": frame, "timestamp": timestamp, "objects": found.to_objects()}) + "\n"
+        )
         if pieces.full:
             yield pieces.take()
     if text := pieces.take():

@@ -29,6 +29,9 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the key may do beyond jobs and keys: space-separated scope names
+    # (detector.auth.apikeys.SCOPES); empty for a key made without any.
+    scopes: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
 
 class IdempotencyKey(Base):

@@ -89,6 +89,11 @@ class Job(Base):
     # The name of that model in the deployment's catalog (detector.detection.catalog);
     # null for jobs from before models had names (they run the default).
     model_key: Mapped[str | None] = mapped_column(String(32))
+    # That model's labels, indexed by class id (null at an id that is no class), fixed
+    # when the job is created (detector.detection.labels.stored_labels): reads, exports
+    # and renders name classes from them, whatever the catalog declares later. Null for
+    # jobs from before jobs kept them.
+    labels: Mapped[list[str | None] | None] = mapped_column(JSONType)
     # Why a queued job waits (detector.pipeline.admission): WAIT_SLOT, its owner has
     # MAX_PROCESSING_JOBS_PER_USER jobs processing; WAIT_WORKER, no online worker
     # serves its model. Null while it is not held back.

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from detector.models.base import Base, JSONType, UTCDateTime, utcnow
@@ -31,6 +31,8 @@ class WebhookEvent(Base):
     WEBHOOK_RETRY_HOURS. ``attempts`` is a list of {"at", "status_code", "error"}."""
 
     __tablename__ = "webhook_events"
+    # One event per job and kind: the database decides when two processes race to record it.
+    __table_args__ = (UniqueConstraint("job_id", "type", name="uq_webhook_events_job_id_type"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_event_id)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -40,6 +42,9 @@ class WebhookEvent(Base):
     # pending (will be tried again), delivered (a 2xx) or failed (gave up).
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # How many attempts were recorded: each one is written by a single UPDATE that
+    # expects the count it read (detector.pipeline.webhooks), so none is lost.
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -128,6 +128,13 @@ MODEL_LOAD = Histogram(
 )
 
 
+JOBS_ENDED = Counter(
+    "detector_jobs_ended",
+    "Jobs that ended, by final status (counted once, by the process that ended each).",
+    ["status"],
+    registry=REGISTRY,
+)
+
 BATCH_SIZE_LIMIT = Gauge(
     "detector_batch_size_limit",
     "The largest batch this worker process runs: the configured size, or less after "
@@ -146,6 +153,11 @@ def observe_frames(n: int, device: str) -> None:
 def observe_batch(size: int) -> None:
     """Record one forward pass over ``size`` frames."""
     BATCH_SIZE.labels(WORKER).observe(size)
+
+
+def observe_job_ended(status: str) -> None:
+    """Count a job that ended as ``status`` (only the process whose change took calls it)."""
+    JOBS_ENDED.labels(status=status).inc()
 
 
 def observe_batch_size_limit(size: int, device: str) -> None:

@@ -9,6 +9,9 @@ A job waiting for a worker keeps its place in line before its owner's later jobs
 of the same model (they need the same worker; when it comes online, the oldest
 starts first, even if a younger one's planner was the first to see it), and holds
 none before jobs of other models, which it must not block.
+
+A processing job none of whose chunks runs yet waits for a detector of its
+model, behind other jobs' chunks; its `waiting` message says behind how many.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sqlalchemy.orm import aliased
 
 from detector.config import current_settings
 from detector.db import db
-from detector.models import WAIT_SLOT, WAIT_WORKER, Job, JobStatus
+from detector.models import WAIT_SLOT, WAIT_WORKER, Chunk, ChunkStatus, Job, JobStatus
 from detector.pipeline.dispatch import processing_count
 from detector.pipeline.workers import serving
 from detector.runtime.queues import IMPLICIT_MODEL, model_queue
@@ -80,8 +83,47 @@ def queue_position(job: Job | Any) -> int | None:
     return _ahead(job) + 1
 
 
+def chunks_ahead(job: Job | Any) -> int | None:
+    """A processing job none of whose chunks runs yet: how many chunks of other jobs of
+    its model, planned before it, are running or waiting (the detectors take them
+    first, or most of them: a job's first chunks go before others' later ones when
+    CHUNK_PRIORITY is on). None when the job is not waiting for a detector."""
+    if job.status is not JobStatus.PROCESSING or not job.dispatched or job.started_at is None:
+        return None
+    if job.frames_total is not None and job.frames_tracked is not None:
+        return None  # detected; tracking
+    mine = db.session.execute(
+        select(
+            func.count().filter(Chunk.status == ChunkStatus.RUNNING),
+            func.count().filter(Chunk.status == ChunkStatus.PENDING),
+        ).where(Chunk.job_id == job.id)
+    ).one()
+    if mine[0] or not mine[1]:
+        return None  # one of its chunks runs, or none is left to run
+    other = aliased(Job)
+    ahead = db.session.scalar(
+        select(func.count())
+        .select_from(Chunk)
+        .join(other, other.id == Chunk.job_id)
+        .where(
+            other.status == JobStatus.PROCESSING,
+            other.id != job.id,
+            other.model_key.is_not_distinct_from(job.model_key),
+            other.started_at <= job.started_at,
+            Chunk.status.in_([ChunkStatus.PENDING, ChunkStatus.RUNNING]),
+        )
+    )
+    return int(ahead or 0)
+
+
 def waiting_message(job: Job | Any, position: int | None) -> str | None:
-    """What a queued job waits for, in words (None when it waits for nothing)."""
+    """What a queued job, or a processing job whose chunks wait behind other jobs',
+    waits for, in words (None when it waits for nothing)."""
+    if (ahead := chunks_ahead(job)) is not None:
+        return (
+            f"waiting for a detector of model {model_of(job)!r}: its chunks are queued behind "
+            f"{ahead} chunks of earlier jobs"
+        )
     if job.status is not JobStatus.QUEUED or not job.waiting_for:
         return None
     if job.waiting_for == WAIT_WORKER:

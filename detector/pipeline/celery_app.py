@@ -11,6 +11,7 @@ from kombu import Exchange, Queue
 
 from detector.config import ConfigError, Settings
 from detector.detection.catalog import load_catalog
+from detector.pipeline.limits import task_limits
 from detector.pipeline.names import DETECT_FRAMES, PROCESSOR_QUEUE, QUEUE_OF, RENDER_QUEUE, WATCHDOG
 from detector.runtime.queues import MAX_PRIORITY, model_queue
 
@@ -28,7 +29,7 @@ def _queue(name: str, **arguments: Any) -> Queue:
 
 
 def celery_config(settings: Settings, models: tuple[str, ...] = ("default",)) -> dict[str, Any]:
-    """Celery settings from the service's settings (see ENGINEERING.md for the why).
+    """Celery settings from the service's settings.
 
     ``models`` are the names of the deployment's models, the default first:
     each has a queue for its chunks, a priority queue (RabbitMQ
@@ -37,7 +38,6 @@ def celery_config(settings: Settings, models: tuple[str, ...] = ("default",)) ->
     """
     broker = settings.celery_broker_url
     backend = settings.celery_result_backend
-    chunk_limit = settings.chunk_time_limit
     conf: dict[str, Any] = {
         "broker_url": broker,
         "result_backend": backend,
@@ -65,9 +65,10 @@ def celery_config(settings: Settings, models: tuple[str, ...] = ("default",)) ->
             **ROUTES,
             DETECT_FRAMES: {"queue": model_queue(models[0]), "routing_key": model_queue(models[0])},
         },
-        # A chunk is stopped well before RabbitMQ's 30-minute consumer_timeout.
-        "task_soft_time_limit": chunk_limit,
-        "task_time_limit": chunk_limit + 60,
+        # No global time limit: each task has the one its work needs (limits.py). These
+        # are the fixed ones; a render's and a tracking step's grow with the job's frames
+        # and come with each message; a download has none (a stall ends it).
+        "task_annotations": task_limits(settings),
         # Chord bookkeeping must outlive the longest queue wait plus job.
         "result_expires": 7 * 24 * 3600,
         "result_extended": True,

@@ -7,7 +7,6 @@ re-reads what it needs from the database, so a redelivered message does no harm.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -20,15 +19,17 @@ from sqlalchemy import delete, func, insert, select, update
 
 from detector.config import current_settings
 from detector.db import db
-from detector.detection import Predictor, get_predictor
+from detector.detection import AnalysedFrame, Predictor, get_predictor
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
 from detector.observability import metrics
+from detector.pipeline.activity import Heartbeat, heartbeat_interval, record_progress
+from detector.pipeline.admission import model_of
 from detector.pipeline.dispatch import stop_job
 from detector.pipeline.frames import detect_range
 from detector.pipeline.models import job_model_settings
 from detector.pipeline.names import DETECT_FRAMES, MERGE_CHUNKS
-from detector.pipeline.results import FrameResult
 from detector.runtime.allocator import loaded_allocator
+from detector.runtime.queues import IMPLICIT_MODEL
 from detector.storage import VideoStorage
 from detector.video import ChunkPlan, DecodeStats
 
@@ -63,6 +64,7 @@ class ChunkRun:
         self.settings = current_settings()
         self.stats = DecodeStats()
         self._frames_reported = 0
+        self.model = IMPLICIT_MODEL  # the catalog name of the job's model, read at start
 
     def _chunk_row(self) -> Any:
         return update(Chunk).where(Chunk.job_id == self.job_id, Chunk.index == self.chunk_index)
@@ -86,6 +88,8 @@ class ChunkRun:
                 raise RuntimeError(f"{self.where} does not match the job's plan")
             if chunk.status is ChunkStatus.DONE:
                 return self.summary(chunk.frames_done, chunk.objects, chunk.frames_decoded)
+            self.model = model_of(job)
+            record_progress(session, self.model)
             chunk.deliveries += 1
             chunk.status = ChunkStatus.RUNNING
             chunk.frames_done = 0
@@ -136,11 +140,12 @@ class ChunkRun:
         self._frames_reported = frames_done
         with db.transaction() as session:
             session.execute(self._chunk_row().values(frames_done=frames_done, updated_at=utcnow()))
+            record_progress(session, self.model)
             status = session.scalar(select(Job.status).where(Job.id == self.job_id))
         if status is not JobStatus.PROCESSING:
             raise JobStopped()
 
-    def detect(self, predictor: Predictor, plan: ChunkPlan, job: Job) -> list[FrameResult]:
+    def detect(self, predictor: Predictor, plan: ChunkPlan, job: Job) -> list[AnalysedFrame]:
         """Decode the chunk's frames and run them through ``predictor``.
 
         Raises:
@@ -173,7 +178,7 @@ class ChunkRun:
             session.execute(self._chunk_row().values(status=ChunkStatus.FAILED, updated_at=utcnow()))
         stop_job(self.job_id, JobStatus.FAILED, message)
 
-    def store(self, frames: list[FrameResult], model: str) -> int:
+    def store(self, frames: list[AnalysedFrame], model: str) -> int:
         """Write the chunk's detections and mark it done; the number of objects.
 
         Overwrites, never duplicates: a redelivered chunk replaces its own frames.
@@ -190,11 +195,11 @@ class ChunkRun:
                 "job_id": self.job_id,
                 "index": f.frame,
                 "timestamp": f.timestamp,
-                "objects": json.loads(f.objects_json),
+                "objects": f.detections.to_objects(),
             }
             for f in frames
         ]
-        objects = sum(len(row["objects"]) for row in rows)
+        objects = sum(len(f.detections) for f in frames)
         with db.transaction() as session:
             job = session.get(Job, self.job_id, with_for_update=True)
             if job is None or job.status is not JobStatus.PROCESSING:
@@ -213,6 +218,7 @@ class ChunkRun:
             )
             if rows:
                 session.execute(insert(FrameDetections), rows)
+            record_progress(session, self.model)
             session.execute(
                 self._chunk_row().values(
                     status=ChunkStatus.DONE,
@@ -258,10 +264,11 @@ class ChunkRun:
         self.check_deliveries(deliveries)
         log.info("job=%s chunk=%d started (delivery %d)", self.job_id, self.chunk_index, deliveries)
         try:
-            predictor = self.load_predictor(job.model_key)
-            frames = self.detect(predictor, plan, job)
-            metrics.observe_frames(len(frames), predictor.device)
-            objects = self.store(frames, predictor.name)
+            with Heartbeat(self.model, heartbeat_interval(self.settings.job_stall_seconds)):
+                predictor = self.load_predictor(job.model_key)
+                frames = self.detect(predictor, plan, job)
+                metrics.observe_frames(len(frames), predictor.device)
+                objects = self.store(frames, predictor.name)
         except SoftTimeLimitExceeded:
             self.fail(
                 f"{self.where} ran past the {self.settings.chunk_time_limit} s time limit; "

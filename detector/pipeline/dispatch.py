@@ -1,21 +1,41 @@
-"""Sending work to the queues and stopping it: used by the API and the tasks."""
+"""Sending work to the queues, and ending jobs: used by the API and the tasks.
+
+Several processes can end the same job at once: the last chunk's worker and the
+chord both send ``merge_chunks``, a chunk fails while another finishes, the owner
+cancels while the job merges, the watchdog gives up on it. Every change of a
+job's state is one compare-and-set, ``UPDATE jobs SET status = … WHERE id = …
+AND status IN (…)`` (`change_status`), and the row count says whether this
+caller's change took. Only the caller whose update took sends the job's webhook
+event, admits its owner's next waiting job, revokes its tasks and counts it in
+the metrics (`end_job`); the others find the job ended and do nothing.
+PostgreSQL re-checks a concurrent update's ``WHERE`` against the committed row
+(READ COMMITTED) and SQLite runs one writer at a time, so on both exactly one of
+two racing changes takes.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from celery import Celery
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.orm import Session
 
 from detector.config import current_settings
 from detector.db import db
-from detector.models import WAIT_SLOT, FrameDetections, Job, JobStatus, utcnow
+from detector.models import FINISHED_STATUSES, WAIT_SLOT, FrameDetections, Job, JobStatus, utcnow
+from detector.observability import metrics
 from detector.pipeline.names import PROCESS_VIDEO, job_task_ids, process_video_task_id
-from detector.pipeline.retention import set_expiry
+from detector.pipeline.retention import expiry
 from detector.pipeline.webhooks import job_ended
 
 log = logging.getLogger(__name__)
+
+#: The states a job can still leave.
+UNFINISHED = (JobStatus.DOWNLOADING, JobStatus.QUEUED, JobStatus.PROCESSING)
 
 
 def _celery() -> Celery:
@@ -33,31 +53,79 @@ def send_process_video(job_id: str) -> None:
         log.exception("job=%s could not be queued now; the watchdog will retry", job_id)
 
 
-def stop_job(job_id: str, status: JobStatus, message: str) -> bool:
-    """Move an unfinished job to ``failed`` or ``cancelled``, drop its partial
-    detections and revoke its pending tasks. False if it had already finished."""
-    assert status in (JobStatus.FAILED, JobStatus.CANCELLED)
+def change_status(
+    session: Session, job_id: str, to: JobStatus, *, among: Iterable[JobStatus], **values: Any
+) -> bool:
+    """Move the job to ``to`` if its status is one of ``among``, setting ``values`` in the
+    same statement; whether it moved. The caller commits (or rolls back)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(list(among)))
+        .values(status=to, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def end_job(
+    job_id: str,
+    status: JobStatus,
+    message: str | None = None,
+    *,
+    among: Iterable[JobStatus] = UNFINISHED,
+    values: dict[str, Any] | None = None,
+    within: Callable[[Session], None] | None = None,
+) -> bool:
+    """End the job as ``status`` if it is still one of ``among``; whether this call ended it.
+
+    ``values`` are more columns set by the same update; ``within`` runs in the same
+    transaction once the update took (storing a tracked job's tracks, say). A failed
+    or cancelled job loses its partial detections in that transaction too. Then, only
+    when this call ended the job: its queued tasks are revoked, its webhook event is
+    recorded and sent, its owner's next waiting job is admitted, and the metrics
+    count it.
+    """
+    assert status in FINISHED_STATUSES
+    now = utcnow()
+    kept_until = expiry(now)
     with db.transaction() as session:
-        job = session.get(Job, job_id, with_for_update=True)
-        if job is None or job.status.finished:
+        took = change_status(
+            session,
+            job_id,
+            status,
+            among=among,
+            error=message if status is JobStatus.FAILED else None,
+            finished_at=now,
+            # A stored video is kept for VIDEO_RETENTION_DAYS from now; none stored: nothing to delete.
+            video_expires_at=None
+            if kept_until is None
+            else case((Job.storage_key.is_not(None), kept_until), else_=None),
+            **(values or {}),
+        )
+        if not took:
+            session.rollback()
             return False
-        job.status = status
-        job.error = message if status is JobStatus.FAILED else None
-        job.finished_at = utcnow()
-        set_expiry(job)
-        session.execute(delete(FrameDetections).where(FrameDetections.job_id == job_id))
-        chunk_count, owner_id = job.chunk_count or 0, job.owner_id
-    log.info("job=%s %s: %s", job_id, status.value, message)
-    revoke(job_id, chunk_count)
-    job_finished(job_id, owner_id)
+        if status is not JobStatus.SUCCEEDED:
+            session.execute(delete(FrameDetections).where(FrameDetections.job_id == job_id))
+        if within is not None:
+            within(session)
+        owner_id, chunk_count = session.execute(
+            select(Job.owner_id, Job.chunk_count).where(Job.id == job_id)
+        ).one()
+    log.info("job=%s %s%s", job_id, status.value, f": {message}" if message else "")
+    metrics.observe_job_ended(status.value)
+    if status is not JobStatus.SUCCEEDED:
+        revoke(job_id, chunk_count or 0)
+    job_ended(job_id)  # its webhook event, if it has a callback_url
+    admit_waiting(owner_id)
     return True
 
 
-def job_finished(job_id: str, owner_id: int) -> None:
-    """What follows a job's end: its webhook event, and the start of its owner's
-    next waiting job (MAX_PROCESSING_JOBS_PER_USER)."""
-    job_ended(job_id)  # its webhook event, if it has a callback_url
-    admit_waiting(owner_id)
+def stop_job(job_id: str, status: JobStatus, message: str) -> bool:
+    """Move an unfinished job to ``failed`` or ``cancelled``, drop its partial
+    detections and revoke its pending tasks; False if it had already ended."""
+    assert status in (JobStatus.FAILED, JobStatus.CANCELLED)
+    return end_job(job_id, status, message)
 
 
 def processing_count(owner_id: int) -> int:

@@ -5,15 +5,24 @@ The download goes through the URL guard (detector.net), at most MAX_UPLOAD_MB:
 refused when Content-Length says more, stopped when the stream passes it. A
 broken transfer is tried again DOWNLOAD_ATTEMPTS times, resumed with ``Range``
 where the server answers 206. The job's ``bytes_downloaded`` shows progress;
-the watchdog resends a download that stopped moving, then fails it. A video
-that would take its owner past STORAGE_QUOTA_MB fails the job, with the message
-a refused upload gets, and is not kept (detector.pipeline.retention).
+the watchdog resends a download that stopped moving, then fails it. The
+video's bytes are reserved in its owner's STORAGE_QUOTA_MB when the server
+announces their number, else as they arrive (detector.pipeline.quota); a video
+that would pass the quota fails the job, with the message a refused upload gets,
+is not kept, and gives its reservation back.
+
+A download has no limit on its total time: a large video over a slow link may
+take hours. It is judged by progress instead: a try stalls when the server
+answers nothing (no connection, no byte) for DOWNLOAD_TIMEOUT_SECONDS, and after
+DOWNLOAD_ATTEMPTS stalled or broken tries the job fails saying how long nothing
+came. The watchdog (`watch_downloads`) waits as long as a live download can go
+without a progress write before it resends one (`silent_for`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import IO
 from urllib.parse import unquote, urlsplit
@@ -29,10 +38,10 @@ from detector.config import Settings, current_settings
 from detector.db import db
 from detector.models import Job, JobStatus, utcnow
 from detector.net import UnsafeURL, guarded_request
+from detector.pipeline import quota
 from detector.pipeline.chunks import job_storage
-from detector.pipeline.dispatch import send_process_video, stop_job
+from detector.pipeline.dispatch import change_status, send_process_video, stop_job
 from detector.pipeline.names import DOWNLOAD_VIDEO, download_task_id
-from detector.pipeline.retention import quota_bytes, quota_refusal, storage_used
 from detector.video import NotAVideoError, VideoError, probe
 
 log = get_task_logger(__name__)
@@ -40,8 +49,13 @@ log = get_task_logger(__name__)
 CHUNK_BYTES = 1024 * 1024
 # Seconds between two progress writes (and looks at whether the job was cancelled).
 PROGRESS_INTERVAL = 1.0
+# The longest wait between two tries (they wait 1, 2, 4, ... seconds).
+MAX_RETRY_WAIT = 30.0
 # Content types that are never a video: refused before the body is read.
 NOT_VIDEO_TYPES = ("text/", "application/json", "application/xml", "application/xhtml")
+# A download of unknown size reserves its quota this far ahead of what arrived (one
+# reservation write per this many bytes rather than per chunk).
+RESERVE_AHEAD = 16 * CHUNK_BYTES
 
 
 class DownloadFailed(Exception):
@@ -50,6 +64,10 @@ class DownloadFailed(Exception):
 
 class OverQuota(DownloadFailed):
     """The downloaded video would take its owner past STORAGE_QUOTA_MB."""
+
+
+class Stalled(Exception):
+    """No byte of the body arrived for DOWNLOAD_TIMEOUT_SECONDS."""
 
 
 class JobStopped(Exception):
@@ -95,6 +113,8 @@ def _body(response: requests.Response) -> Iterator[bytes]:
     while True:
         try:
             chunk = raw.read1(CHUNK_BYTES)
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
+            raise Stalled() from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise requests.ConnectionError(exc) from exc
         if not chunk:
@@ -108,16 +128,28 @@ def _too_large(limit: int, what: str) -> DownloadFailed:
     )
 
 
-def fetch(job_id: str, url: str, out: IO[bytes], settings: Settings) -> int:
-    """Stream ``url`` into ``out``; the bytes written. Resumes with Range where it can."""
+def fetch(
+    job_id: str,
+    url: str,
+    out: IO[bytes],
+    settings: Settings,
+    room: Callable[[int, bool], None] | None = None,
+) -> int:
+    """Stream ``url`` into ``out``; the bytes written. Resumes with Range where it can.
+    ``room(size, whole)`` is called before ``size`` bytes are written: with the whole
+    size once Content-Length tells it, with the bytes so far as they arrive; it
+    raises to refuse them."""
     limit = settings.max_content_length
     timeout = settings.download_timeout_seconds
     received = 0
     total: int | None = None
     last_error = ""
+    # A stalled try's words: how long nothing came, and the setting that allows longer.
+    waited = f"{timeout:g} s (DOWNLOAD_TIMEOUT_SECONDS; raise it for a server that pauses longer)"
     for attempt in range(1, max(1, settings.download_attempts) + 1):
         if attempt > 1:
-            time.sleep(min(2.0 ** (attempt - 2), 30.0))
+            time.sleep(min(2.0 ** (attempt - 2), MAX_RETRY_WAIT))
+            _progress(job_id, received, total)  # alive between tries (the watchdog looks)
         headers = {"Accept-Encoding": "identity"}
         if received:
             headers["Range"] = f"bytes={received}-"
@@ -132,6 +164,9 @@ def fetch(job_id: str, url: str, out: IO[bytes], settings: Settings) -> int:
             )
         except UnsafeURL as exc:
             raise DownloadFailed(f"the URL is refused: {exc}") from None
+        except requests.Timeout:
+            last_error = f"the server answered nothing for {waited}"
+            continue
         except requests.RequestException as exc:
             last_error = f"{type(exc).__name__}: {exc}"
             continue
@@ -163,6 +198,8 @@ def fetch(job_id: str, url: str, out: IO[bytes], settings: Settings) -> int:
                 total = received + int(length)
                 if total > limit:
                     raise _too_large(limit, f"the server announces {total} bytes")
+                if room is not None:
+                    room(total, True)
             _progress(job_id, received, total)
             last_write = time.monotonic()
             try:
@@ -170,10 +207,17 @@ def fetch(job_id: str, url: str, out: IO[bytes], settings: Settings) -> int:
                     received += len(chunk)
                     if received > limit:
                         raise _too_large(limit, f"more than {limit} bytes were sent")
+                    if room is not None:
+                        room(received, False)
                     out.write(chunk)
                     if time.monotonic() - last_write >= PROGRESS_INTERVAL:
                         _progress(job_id, received, total)
                         last_write = time.monotonic()
+            except Stalled:
+                out.flush()
+                so_far = f"{received} of {total}" if total is not None else f"{received}"
+                last_error = f"no bytes arrived for {waited}, after {so_far} bytes"
+                continue
             except requests.RequestException as exc:
                 out.flush()
                 last_error = f"the transfer broke after {received} bytes: {type(exc).__name__}: {exc}"
@@ -184,7 +228,9 @@ def fetch(job_id: str, url: str, out: IO[bytes], settings: Settings) -> int:
             out.flush()
             _progress(job_id, received, total if total is not None else received)
             return received
-    raise DownloadFailed(f"gave up after {settings.download_attempts} tries: {last_error}")
+    raise DownloadFailed(
+        f"gave up after {settings.download_attempts} tries (DOWNLOAD_ATTEMPTS): {last_error}"
+    )
 
 
 @shared_task(name=DOWNLOAD_VIDEO, ignore_result=True)
@@ -199,18 +245,28 @@ def download_video(job_id: str) -> dict[str, object]:
         job.download_progress_at = utcnow()
         job.bytes_downloaded = 0
         url = job.source_url
+        owner_id = job.owner_id
+    # Empty at first; it takes over what a run of this download that died still held.
+    reservation = quota.reserve(owner_id, 0, job_id=job_id)
+
+    def room(size: int, whole: bool) -> None:
+        try:
+            quota.grow(reservation, size, ahead=0 if whole else RESERVE_AHEAD, whole=whole)
+        except quota.NoRoom as exc:
+            raise OverQuota(str(exc)) from None
+
     storage = job_storage()
     upload = storage.new_upload()
     try:
-        size = fetch(job_id, url, upload, settings)
-        if (refusal := _over_quota(job_id, size, settings)) is not None:
-            raise OverQuota(refusal)
+        size = fetch(job_id, url, upload, settings, room)
         info = probe(upload.name, max_pixels=settings.max_frame_pixels)
     except JobStopped:
         storage.discard_upload(upload)
+        quota.release(reservation)
         return {"job_id": job_id, "skipped": "job stopped during the download"}
     except (DownloadFailed, VideoError) as exc:
         storage.discard_upload(upload)
+        quota.release(reservation)
         if isinstance(exc, OverQuota):
             message = str(exc)  # as a refused upload says it
         elif isinstance(exc, NotAVideoError):
@@ -223,64 +279,79 @@ def download_video(job_id: str) -> dict[str, object]:
         return {"job_id": job_id, "failed": message}
     except BaseException:
         storage.discard_upload(upload)
+        quota.release(reservation)
         raise
     key = storage.commit_upload(upload)
     with db.transaction() as session:
-        job = session.get(Job, job_id, with_for_update=True)
-        if job is None or job.status is not JobStatus.DOWNLOADING:
-            storage.delete(key)
-            return {"job_id": job_id, "skipped": "job stopped during the download"}
-        job.storage_key = key
-        job.video_bytes = size
-        for name, value in info.as_dict().items():
-            setattr(job, name, value)
-        job.status = JobStatus.QUEUED
+        queued = change_status(
+            session,
+            job_id,
+            JobStatus.QUEUED,
+            among=[JobStatus.DOWNLOADING],
+            storage_key=key,
+            video_bytes=size,
+            **info.as_dict(),
+        )
+        # Refused only if another run of this download took the reservation over.
+        refusal = quota.try_settle(session, reservation, size) if queued else None
+    if refusal is not None:
+        storage.delete(key)
+        quota.release(reservation)
+        stop_job(job_id, JobStatus.FAILED, refusal)
+        return {"job_id": job_id, "failed": refusal}
+    if not queued:
+        storage.delete(key)
+        quota.release(reservation)
+        return {"job_id": job_id, "skipped": "job stopped during the download"}
     send_process_video(job_id)
     log.info("job=%s downloaded %d bytes; queued", job_id, size)
     return {"job_id": job_id, "bytes": size}
-
-
-def _over_quota(job_id: str, size: int, settings: Settings) -> str | None:
-    """Why keeping a downloaded video of ``size`` bytes takes the job's owner past
-    STORAGE_QUOTA_MB (the same message as a refused upload); None when it fits."""
-    quota = quota_bytes(settings)
-    if quota is None:
-        return None
-    session = db.session
-    owner_id = session.scalar(select(Job.owner_id).where(Job.id == job_id))
-    refusal = None if owner_id is None else quota_refusal(storage_used(owner_id), quota, size)
-    session.rollback()
-    return refusal
 
 
 # Downloads started for one job before the watchdog fails it instead of resending.
 MAX_DOWNLOAD_DELIVERIES = 3
 
 
+def silent_for(settings: Settings, stall: timedelta) -> timedelta:
+    """How long a live download may go without writing progress: a try that stalls
+    (DOWNLOAD_TIMEOUT_SECONDS without a byte), then the wait before the next, or a
+    connection and an answer each taking up to DOWNLOAD_TIMEOUT_SECONDS; and a margin
+    (probing the file at the end). At least ``stall``."""
+    timeout = settings.download_timeout_seconds
+    return max(stall, timedelta(seconds=2 * timeout + MAX_RETRY_WAIT + 10))
+
+
 def watch_downloads(stall: timedelta) -> tuple[int, int]:
-    """The watchdog's part for downloading jobs: one whose download made no progress
-    for ``stall`` is sent again (its worker died, its message was lost), or failed
-    after MAX_DOWNLOAD_DELIVERIES. Returns (resent, failed)."""
+    """The watchdog's part for downloading jobs. Returns (resent, failed).
+
+    A download writes its progress at least every `silent_for` while it runs, however
+    slow the link (and ends itself, with a message, when the server stalls). One that
+    wrote none for that long is not running: its worker died or its message was lost.
+    It is sent again, or failed after MAX_DOWNLOAD_DELIVERIES.
+    """
     session = db.session
     now = utcnow()
+    silent = silent_for(current_settings(), stall)
     resent = failed = 0
     jobs = session.scalars(select(Job).where(Job.status == JobStatus.DOWNLOADING)).all()
     stalled = [
-        (job.id, job.download_deliveries or 0, now - (job.download_progress_at or job.created_at))
+        (job.id, job.download_deliveries or 0)
         for job in jobs
-        if now - (job.download_progress_at or job.created_at) > stall
+        if now - (job.download_progress_at or job.created_at) > silent
     ]
     session.rollback()
-    for job_id, deliveries, idle in stalled:
+    for job_id, deliveries in stalled:
         if deliveries < MAX_DOWNLOAD_DELIVERIES:
+            with db.transaction() as s:  # its next look is `silent` from now
+                s.execute(update(Job).where(Job.id == job_id).values(download_progress_at=utcnow()))
             send_download(job_id)
             resent += 1
         else:
             stop_job(
                 job_id,
                 JobStatus.FAILED,
-                f"the download made no progress for {int(idle.total_seconds())} s after "
-                f"{deliveries} tries (workers down or the server stalled)",
+                f"the download made no progress for {int(silent.total_seconds())} s, {deliveries} times "
+                f"(its worker stopped each time: it crashed, was killed, or went down)",
             )
             failed += 1
     return resent, failed

@@ -15,8 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from detector.detection import Predictor
-from detector.pipeline.results import FrameResult
+from detector.detection import AnalysedFrame, Predictor
 from detector.video import ChunkPlan, DecodeStats, decode_frames
 
 T = TypeVar("T")
@@ -77,8 +76,8 @@ def detect_range(
     stats: DecodeStats | None = None,
     on_batch: Callable[[int], None] | None = None,
     on_forward: Callable[[int], None] | None = None,
-) -> list[FrameResult]:
-    """Detections for the frames of ``plan``, one `FrameResult` per frame, in order.
+) -> list[AnalysedFrame]:
+    """Detections for the frames of ``plan``, one `AnalysedFrame` per frame, in order.
 
     Objects score at least ``score_threshold`` and, when ``classes`` are given,
     have one of those class ids.
@@ -88,16 +87,16 @@ def detect_range(
     (smaller than the batch after the device ran out of memory).
     """
     stats = stats if stats is not None else DecodeStats()
-    wanted = frozenset(classes) if classes is not None else None
-    frames: list[FrameResult] = []
+    wanted = np.fromiter(classes, dtype=np.int64) if classes is not None else None
+    frames: list[AnalysedFrame] = []
     batches: Iterable[list[np.ndarray]] = batched(
         decode_frames(path, plan.seek_pts, plan.frame_pts, stats), predictor.batch_size
     )
     for batch in prefetch(batches, depth=2):
-        for objects in predictor.predict(batch, score_threshold, on_forward=on_forward):
+        for found in predictor.predict(batch, score_threshold, on_forward=on_forward):
             i = len(frames)
-            kept = objects if wanted is None else [o for o in objects if o["class_id"] in wanted]
-            frames.append(FrameResult.from_objects(plan.frames[i], plan.timestamps[i], kept))
+            kept = found if wanted is None else found[np.isin(found.class_id, wanted)]
+            frames.append(AnalysedFrame(plan.frames[i], plan.timestamps[i], kept))
         if on_batch is not None:
             on_batch(len(frames))
     return frames

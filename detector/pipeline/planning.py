@@ -4,10 +4,12 @@ starts the chord (a `detect_frames` task per chunk, then `merge_chunks`)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import islice
 from types import SimpleNamespace
 from typing import Any, cast
 
 from celery import Task, chord, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.orm import aliased
@@ -19,13 +21,14 @@ from detector.models import WAIT_SLOT, WAIT_WORKER, Chunk, Job, JobStatus, User,
 from detector.pipeline.admission import in_line_before, model_of, wait_reason
 from detector.pipeline.chunks import detect_frames, job_storage
 from detector.pipeline.dispatch import stop_job
+from detector.pipeline.limits import planning_message
 from detector.pipeline.merging import chunk_failed, merge_chunks
 from detector.pipeline.models import current_catalog
 from detector.pipeline.names import PROCESS_VIDEO, chunk_task_id
 from detector.pipeline.workers import forget
 from detector.runtime.queues import chunk_priority, model_queue
 from detector.storage import StorageError
-from detector.video import VideoError, index_frames, plan_chunks
+from detector.video import VideoError, index_frames, iter_chunk_plans
 
 log = get_task_logger(__name__)
 
@@ -33,7 +36,8 @@ log = get_task_logger(__name__)
 # process_video (the watchdog's resend, or a redelivery racing the first) waits;
 # after this it takes over from a planner that died. Planning reads the video's
 # packets and decodes only its first frames, up to the first keyframe, so
-# minutes are ample.
+# minutes are ample. Its time limit (limits.PLANNING_SECONDS) ends a planner
+# before its lease does.
 PLANNING_LEASE = timedelta(minutes=5)
 
 # A job whose model no online worker serves is looked at again every
@@ -42,6 +46,9 @@ PLANNING_LEASE = timedelta(minutes=5)
 # run, until JOB_STALL_SECONDS fail it.
 WORKER_RECHECK = 5.0
 WORKER_GRACE = timedelta(minutes=2)
+
+# Chunk rows written per flush while a job is planned.
+CHUNK_ROWS = 100
 
 
 def _claim(job: SimpleNamespace, limit: int) -> bool:
@@ -145,7 +152,11 @@ def process_video(self: Task, job_id: str) -> dict[str, Any]:
     except (VideoError, StorageError) as exc:
         stop_job(job_id, JobStatus.FAILED, f"the video cannot be read: {exc}")
         return {"job_id": job_id, "failed": str(exc)}
-    selected = job.selection.select([index.timestamp(pts) for pts in index.pts])
+    except SoftTimeLimitExceeded:
+        session.rollback()
+        stop_job(job_id, JobStatus.FAILED, planning_message())
+        return {"job_id": job_id, "failed": planning_message()}
+    selected = job.selection.select(index.timestamps())
     if not selected:
         message = (
             f"no frame of the video is in the selection: its {len(index)} frames end at "
@@ -153,31 +164,37 @@ def process_video(self: Task, job_id: str) -> dict[str, Any]:
         )
         stop_job(job_id, JobStatus.FAILED, message)
         return {"job_id": job_id, "failed": message}
-    plans = plan_chunks(index, current_settings().chunk_frames, selected)
+    plans = iter_chunk_plans(index, current_settings().chunk_frames, selected)
 
+    spans: list[tuple[int, int, int]] = []  # each chunk's index and frame range, for the chord
     with db.transaction():
         session.execute(delete(Chunk).where(Chunk.job_id == job_id))
-        session.add_all(Chunk.from_plan(job_id, plan) for plan in plans)
+        # Stored as they are planned, CHUNK_ROWS at a time, so that a long video's
+        # chunks and their frame lists are never all in memory at once.
+        while batch := list(islice(plans, CHUNK_ROWS)):
+            session.add_all(Chunk.from_plan(job_id, plan) for plan in batch)
+            session.flush()
+            spans += [(plan.index, plan.start_frame, plan.end_frame) for plan in batch]
         job.frame_count = len(index)
         job.frames_total = len(selected)
-        job.chunk_count = len(plans)
+        job.chunk_count = len(spans)
 
     # The job's model's queue; a job's first chunks at a higher priority than its
     # later ones, so that detectors take turns between jobs (chunk_priority).
     queue = model_queue(model_of(job))
     prioritised = current_settings().chunk_priority
     header = [
-        detect_frames.si(job_id, p.index, p.start_frame, p.end_frame).set(
-            task_id=chunk_task_id(job_id, p.index),
+        detect_frames.si(job_id, chunk, start, end).set(
+            task_id=chunk_task_id(job_id, chunk),
             queue=queue,
             routing_key=queue,
-            priority=chunk_priority(p.index) if prioritised else None,
+            priority=chunk_priority(chunk) if prioritised else None,
         )
-        for p in plans
+        for chunk, start, end in spans
     ]
     body = merge_chunks.s(job_id).on_error(chunk_failed.s(job_id))
     chord(header)(body)
     job.dispatched = True
     session.commit()
-    log.info("job=%s planned %d of %d frames in %d chunks", job_id, len(selected), len(index), len(plans))
-    return {"job_id": job_id, "frames": len(selected), "chunks": len(plans)}
+    log.info("job=%s planned %d of %d frames in %d chunks", job_id, len(selected), len(index), len(spans))
+    return {"job_id": job_id, "frames": len(selected), "chunks": len(spans)}

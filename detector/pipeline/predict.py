@@ -3,17 +3,16 @@ one process: the baseline the pipeline's results are compared with."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detector.detection import get_predictor
+from detector.detection import AnalysedFrame, get_predictor
 from detector.detection.catalog import load_catalog
 from detector.pipeline.frames import detect_range
-from detector.pipeline.results import FrameResult, detections_page
+from detector.pipeline.results import detections_page
 from detector.runtime.allocator import loaded_allocator
 from detector.tracking import Tracker, TrackSummary, frame_rate_of
 from detector.video import index_frames, plan_chunks
@@ -25,7 +24,7 @@ class Prediction:
     """What `predict` found: the analysed frames in order, the video's frame count,
     the tracks (when tracked) and timing figures (model loading excluded)."""
 
-    frames: list[FrameResult]
+    frames: list[AnalysedFrame]
     video_frames: int
     timing: dict[str, Any]
     tracks: list[TrackSummary] | None = None
@@ -37,22 +36,19 @@ class Prediction:
             frames_total=len(self.frames),
             start=0,
             limit=max(len(self.frames), 1),
-            frames=self.frames,
+            frames=[(f.frame, f.timestamp, f.detections.to_json()) for f in self.frames],
         )
 
 
-def track_results(frames: list[FrameResult]) -> tuple[list[FrameResult], list[TrackSummary], float]:
+def track_results(
+    frames: list[AnalysedFrame],
+) -> tuple[list[AnalysedFrame], list[TrackSummary], float]:
     """``frames`` with a track id on every object, as the pipeline's `track_objects`
     gives them (the same tracker, fed the same frames in the same order), the
     tracks, and the seconds tracking took."""
     started = time.perf_counter()
     tracker = Tracker(frame_rate_of([f.timestamp for f in frames]))
-    tracked = [
-        FrameResult.from_objects(
-            f.frame, f.timestamp, tracker.update(f.frame, f.timestamp, json.loads(f.objects_json))
-        )
-        for f in frames
-    ]
+    tracked = [f._replace(detections=tracker.update(f.frame, f.timestamp, f.detections)) for f in frames]
     return tracked, tracker.summaries(), time.perf_counter() - started
 
 
@@ -72,8 +68,8 @@ def predict(
     predictor = get_predictor(load_catalog(config).settings(model))
     started = time.perf_counter()
     index = index_frames(path)
-    chosen = (selection or FrameSelection()).select([index.timestamp(pts) for pts in index.pts])
-    frames: list[FrameResult] = []
+    chosen = (selection or FrameSelection()).select(index.timestamps())
+    frames: list[AnalysedFrame] = []
     if chosen:
         plan = plan_chunks(index, len(chosen), chosen)[0]  # the selection as one chunk
         frames = detect_range(path, predictor, plan, score_threshold=score_threshold, classes=classes)

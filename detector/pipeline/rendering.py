@@ -6,6 +6,19 @@ frames done, error); the file is kept in video storage under ``render_key`` and
 deleted with the job. A render whose worker died is sent again by the watchdog,
 up to MAX_RENDER_DELIVERIES times, then failed with a message; a render never
 stays queued or rendering without progress.
+
+A render may take RENDER_BASE_SECONDS plus RENDER_SECONDS_PER_FRAME per frame of
+the video (detector.pipeline.limits.render_limit): the limit goes with its message,
+and the render checks it every PROGRESS_EVERY frames; past it, the render fails
+saying so. The watchdog judges a render by the same budget (`watch_renders`): one
+that is being drawn is never sent again while it moves at that pace, nor one
+waiting for a render worker behind it.
+
+The annotated video counts toward its owner's STORAGE_QUOTA_MB
+(detector.pipeline.quota): room for the size of the video it is drawn from is
+reserved before drawing starts, and its real size is checked when it is kept, in
+the transaction that records it. A render that would pass the quota fails with
+the message a refused upload gets; a failed render gives its room back.
 """
 
 from __future__ import annotations
@@ -15,15 +28,19 @@ from pathlib import Path
 from typing import Any, cast
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from sqlalchemy import CursorResult, select, update
 
+from detector.config import Settings, current_settings
 from detector.db import db
 from detector.models import Job, JobStatus, RenderStatus, utcnow
+from detector.pipeline import quota
 from detector.pipeline.chunks import job_storage
+from detector.pipeline.limits import Deadline, LimitExceeded, TimeLimit, frame_weight, render_limit
 from detector.pipeline.names import RENDER_VIDEO, render_task_id
 from detector.pipeline.stored import stored_frames
-from detector.render import RenderError, render_video
+from detector.render import PROGRESS_EVERY, RenderError, render_video
 from detector.storage import StorageError
 from detector.video import VideoError
 
@@ -37,8 +54,20 @@ class RenderStopped(Exception):
     """The job was deleted, or its render reset, while it was being drawn."""
 
 
+def job_render_limit(job_id: str) -> TimeLimit:
+    """The time the job's render may take: by its video's frames and their size."""
+    row = db.session.execute(
+        select(Job.frame_count, Job.width, Job.height).where(Job.id == job_id)
+    ).one_or_none()
+    frames, width, height = row if row is not None else (None, None, None)
+    return render_limit(current_settings(), frames, width, height)
+
+
 def send_render(job_id: str) -> None:
-    render_job.apply_async(args=[job_id], task_id=render_task_id(job_id))
+    """Send the job's render with its time limit (the worker's soft and hard limits, a
+    grace period past the limit the render checks itself)."""
+    limit = job_render_limit(job_id)
+    render_job.apply_async(args=[job_id], task_id=render_task_id(job_id), **limit.options())
 
 
 def _fail(job_id: str, message: str) -> None:
@@ -48,6 +77,7 @@ def _fail(job_id: str, message: str) -> None:
             .where(Job.id == job_id, Job.render_status.in_([RenderStatus.QUEUED, RenderStatus.RENDERING]))
             .values(render_status=RenderStatus.FAILED, render_error=message, render_progress_at=utcnow())
         )
+        quota.release_job(session, job_id)  # the room reserved for the render
     log.warning("job=%s render failed: %s", job_id, message)
 
 
@@ -71,7 +101,11 @@ def _start(job_id: str) -> tuple[str, int] | None:
     if deliveries < 0:
         _fail(job_id, "the job has not succeeded, so there are no detections to draw")
     else:
-        _fail(job_id, f"the render was started {deliveries} times and its worker died each time")
+        _fail(
+            job_id,
+            f"the render was started {deliveries} times and its worker died each time "
+            f"(a crash, out of memory, or killed while stuck past its time limit)",
+        )
     return None
 
 
@@ -82,9 +116,18 @@ def render_job(job_id: str) -> dict[str, Any]:
     if started is None:
         return {"job_id": job_id, "skipped": "no render to do"}
     key, hold = started
+    deadline = Deadline(job_render_limit(job_id))
+    db.session.rollback()
+    try:
+        reservation = quota.reserve_render(job_id)
+    except quota.NoRoom as exc:
+        _fail(job_id, str(exc))
+        return {"job_id": job_id, "failed": str(exc)}
     storage = job_storage()
 
     def progress(done: int, total: int) -> None:
+        if done < total:  # a render whose frames are all written is let finish
+            deadline.check()
         with db.transaction() as session:
             moved = session.execute(
                 update(Job)
@@ -111,6 +154,12 @@ def render_job(job_id: str) -> dict[str, Any]:
         storage.discard_upload(output)
         _fail(job_id, f"the annotated video could not be made: {exc}")
         return {"job_id": job_id, "failed": str(exc)}
+    except (LimitExceeded, SoftTimeLimitExceeded):
+        # Its own check between frames, or the worker's soft limit (stuck in one call).
+        storage.discard_upload(output)
+        message = deadline.limit.message()
+        _fail(job_id, message)
+        return {"job_id": job_id, "failed": message}
     except BaseException:
         storage.discard_upload(output)
         raise
@@ -121,6 +170,11 @@ def render_job(job_id: str) -> dict[str, Any]:
         if job is None or job.render_status is not RenderStatus.RENDERING:
             storage.delete(render_key)
             return {"job_id": job_id, "skipped": "render stopped"}
+        refusal = quota.try_settle(session, reservation, render_bytes, freed=job.render_bytes or 0)
+        if refusal is not None:  # rolled back: the render is not kept
+            storage.delete(render_key)
+            _fail(job_id, refusal)
+            return {"job_id": job_id, "failed": refusal}
         old, job.render_key = job.render_key, render_key
         job.render_bytes = render_bytes
         job.render_status = RenderStatus.SUCCEEDED
@@ -139,40 +193,92 @@ def render_job(job_id: str) -> dict[str, Any]:
     return {"job_id": job_id, "frames": stats.frames, "seconds": stats.seconds, "encoder": stats.encoder}
 
 
+def alive_for(settings: Settings, stall: timedelta, width: int | None, height: int | None) -> timedelta:
+    """How long a render being drawn may go without progress and still be alive: its
+    base time (reading the video's index before the first frame, finishing the file
+    after the last) plus PROGRESS_EVERY frames at its budget per frame; at least ``stall``."""
+    per_frame = settings.render_seconds_per_frame * frame_weight(width, height)
+    return max(stall, timedelta(seconds=settings.render_base_seconds + PROGRESS_EVERY * per_frame))
+
+
+def _restart_clock(job_id: str, *, waiting: bool = False) -> None:
+    """The watchdog looked after the render now: its next look is a stall from now.
+    ``waiting``: it waits behind renders being drawn, so its wait for a worker
+    (``render_requested_at``, from which "never started" is counted) starts again too."""
+    now = utcnow()
+    values = {"render_progress_at": now, **({"render_requested_at": now} if waiting else {})}
+    with db.transaction() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
 def watch_renders(stall: timedelta) -> tuple[int, int]:
-    """The watchdog's part for renders: one without progress for ``stall`` is sent
-    again (its worker died or its message was lost), or failed after
-    MAX_RENDER_DELIVERIES. Returns (resent, failed)."""
+    """The watchdog's part for renders. Returns (resent, failed).
+
+    A render being drawn is stalled when it made no progress for longer than a live
+    one can (`alive_for`: at least ``stall``, more for a render whose budget per frame
+    or base time is longer): its worker died or its message was lost, so it is sent
+    again, or failed after MAX_RENDER_DELIVERIES. A healthy render, however long, reports
+    progress every PROGRESS_EVERY frames, and is never stalled.
+
+    A queued render with no news for ``stall`` is sent again (its message was lost),
+    and failed once it has waited MAX_RENDER_DELIVERIES stalls (no render worker
+    runs) — but not while other renders are being drawn: then it waits its turn
+    behind them, and its wait starts again.
+    """
+    settings = current_settings()
     session = db.session
-    cutoff = utcnow() - stall
-    stalled = session.execute(
-        select(Job.id, Job.render_deliveries, Job.render_status, Job.render_requested_at).where(
-            Job.render_status.in_([RenderStatus.QUEUED, RenderStatus.RENDERING]),
-            Job.render_progress_at < cutoff,
-        )
+    now = utcnow()
+    renders = session.execute(
+        select(
+            Job.id,
+            Job.render_deliveries,
+            Job.render_status,
+            Job.render_requested_at,
+            Job.render_progress_at,
+            Job.width,
+            Job.height,
+        ).where(Job.render_status.in_([RenderStatus.QUEUED, RenderStatus.RENDERING]))
     ).all()
     session.rollback()
     resent = failed = 0
-    # A render no worker ever started (none serves the render queue, or every
-    # message was lost) is failed too, once it has waited as long as
-    # MAX_RENDER_DELIVERIES stalls.
-    never_started = utcnow() - stall * MAX_RENDER_DELIVERIES
-    for job_id, deliveries, status, requested_at in stalled:
-        if (deliveries or 0) >= MAX_RENDER_DELIVERIES:
+    quiet = {r.id: now - (r.render_progress_at or r.render_requested_at or now) for r in renders}
+    drawing = [
+        r.id
+        for r in renders
+        if r.render_status is RenderStatus.RENDERING
+        and quiet[r.id] <= alive_for(settings, stall, r.width, r.height)
+    ]
+    never_started = now - stall * MAX_RENDER_DELIVERIES
+    for r in renders:
+        deliveries = r.render_deliveries or 0
+        if r.render_status is RenderStatus.RENDERING:
+            if r.id in drawing:
+                continue
+            if deliveries >= MAX_RENDER_DELIVERIES:
+                alive = alive_for(settings, stall, r.width, r.height)
+                _fail(
+                    r.id,
+                    f"the render made no progress for {int(alive.total_seconds())} s, {deliveries} times "
+                    f"(its worker died, or was stopped, each time)",
+                )
+                failed += 1
+                continue
+        elif quiet[r.id] <= stall:
+            continue
+        elif drawing:
+            _restart_clock(r.id, waiting=True)
+            continue
+        elif deliveries >= MAX_RENDER_DELIVERIES or (
+            r.render_requested_at is not None and r.render_requested_at < never_started
+        ):
             _fail(
-                job_id, f"the render made no progress for {int(stall.total_seconds())} s, {deliveries} times"
-            )
-            failed += 1
-        elif status is RenderStatus.QUEUED and requested_at is not None and requested_at < never_started:
-            _fail(
-                job_id,
+                r.id,
                 f"no render worker started the render in {int((stall * MAX_RENDER_DELIVERIES).total_seconds())} s "
                 f"(is a worker serving the render queue running?)",
             )
             failed += 1
-        else:
-            with db.transaction() as s:
-                s.execute(update(Job).where(Job.id == job_id).values(render_progress_at=utcnow()))
-            send_render(job_id)
-            resent += 1
+            continue
+        _restart_clock(r.id)
+        send_render(r.id)
+        resent += 1
     return resent, failed

@@ -8,29 +8,28 @@ storage use against a quota.
   was set. `sweep_videos`, run by the watchdog, deletes the files of expired jobs
   and writes ``video_deleted_at``. Retention off (0) keeps everything: expiries
   not reached yet are dropped.
-- ``STORAGE_QUOTA_MB``: how many bytes of stored video a user may keep: the
-  ``video_bytes`` and ``render_bytes`` of their jobs whose videos are not deleted
-  (`storage_used`, `quota_refusal`). `measure_videos` records the sizes of videos
-  stored before jobs recorded them.
+- ``STORAGE_QUOTA_MB`` counts the ``video_bytes`` and ``render_bytes`` of a user's
+  jobs whose videos are not deleted (detector.pipeline.quota): the sweep takes the
+  bytes it deletes off the owner's count, and `measure_videos` records, and counts,
+  the sizes of videos stored before jobs recorded them.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from celery.utils.log import get_task_logger
-from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
 
 from detector.config import Settings, current_settings
 from detector.db import db
 from detector.models import FINISHED_STATUSES, Job, RenderStatus, utcnow
+from detector.pipeline import quota
 from detector.storage import StorageError, VideoStorage
 
 log = get_task_logger(__name__)
 
-MB = 1024 * 1024
 # Retention this long or longer is "forever" (an expiry past year 9999 cannot be stored).
 MAX_RETENTION_DAYS = 1_000_000
 # Jobs each step of a sweep looks at per run: a large backlog goes over a few runs.
@@ -59,50 +58,6 @@ def set_expiry(job: Job) -> None:
     job.video_expires_at = expiry(job.finished_at) if job.storage_key else None
 
 
-# --- Quota ----------------------------------------------------------------------------
-
-_USED = select(
-    func.coalesce(func.sum(func.coalesce(Job.video_bytes, 0) + func.coalesce(Job.render_bytes, 0)), 0)
-).where(Job.owner_id == bindparam("owner_id"), Job.video_deleted_at.is_(None))
-
-
-def quota_bytes(settings: Settings) -> int | None:
-    """Each user's storage quota in bytes (STORAGE_QUOTA_MB); None: unlimited."""
-    megabytes = settings.storage_quota_mb
-    if not 0 < megabytes < math.inf:
-        return None
-    return int(megabytes * MB)
-
-
-def storage_used(owner_id: int) -> int:
-    """Bytes of stored video the user has: uploads and renders not deleted yet."""
-    return int(db.session.scalar(_USED, {"owner_id": owner_id}) or 0)
-
-
-def _megabytes(size: int) -> str:
-    return f"{size / MB:.1f} MB"
-
-
-def quota_refusal(used: int, quota: int | None, incoming: int | None = None) -> str | None:
-    """Why keeping ``incoming`` more bytes would take a user who has ``used`` past
-    ``quota``; None when it fits. Without ``incoming`` (a video of unknown size): why
-    the user has no room left (at or over the quota), or None."""
-    if quota is None:
-        return None
-    if incoming is None:
-        if used < quota:
-            return None
-        detail = ""
-    else:
-        if used + incoming <= quota:
-            return None
-        detail = f", this video is {_megabytes(incoming)}"
-    return (
-        f"storage quota {round(quota / MB, 3):g} MB exceeded: {_megabytes(used)} used{detail}; "
-        f"deleting jobs frees their videos"
-    )
-
-
 # --- The sweep --------------------------------------------------------------------------
 
 
@@ -122,9 +77,10 @@ def sweep_videos(storage: VideoStorage, now: datetime | None = None) -> int:
 
     Safe to run twice, and in two workers at once: each job is claimed by a
     conditional UPDATE (``video_deleted_at`` still null, still expired, still
-    finished, no render under way) in the transaction that then deletes its files
-    and commits. Only one run's claim matches; a run that dies before its commit
-    leaves the job to the next run, and a file already gone is no error.
+    finished, no render under way) in the transaction that then deletes its files,
+    takes their bytes off the owner's storage count and commits. Only one run's
+    claim matches; a run that dies before its commit leaves the job to the next
+    run, and a file already gone is no error.
     """
     settings = current_settings()
     now = now or utcnow()
@@ -192,9 +148,16 @@ def _delete_videos(job_id: str, storage: VideoStorage, now: datetime) -> int:
             return 0
         job = session.execute(
             select(
-                Job.storage_key, Job.render_key, Job.video_bytes, Job.render_bytes, Job.video_expires_at
+                Job.owner_id,
+                Job.storage_key,
+                Job.render_key,
+                Job.video_bytes,
+                Job.render_bytes,
+                Job.video_expires_at,
             ).where(Job.id == job_id)
         ).one()
+        freed = (job.video_bytes or 0) + (job.render_bytes or 0)
+        quota.free(session, job.owner_id, freed)
         for key in (job.storage_key, job.render_key):
             if key:
                 storage.delete(key)  # no error when it is already gone
@@ -203,24 +166,29 @@ def _delete_videos(job_id: str, storage: VideoStorage, now: datetime) -> int:
         session.rollback()
         log.exception("job=%s its expired videos could not be deleted; the next sweep tries again", job_id)
         return 0
-    freed = (job.video_bytes or 0) + (job.render_bytes or 0)
     log.info(
         "job=%s stored videos deleted (expired %s): upload %s, annotated video %s; %s freed",
         job_id,
         job.video_expires_at.isoformat(),
         job.storage_key or "none",
         job.render_key or "none",
-        _megabytes(freed),
+        f"{freed / quota.MB:.1f} MB",
     )
     return 1
 
 
 def measure_videos(storage: VideoStorage) -> int:
     """Record the sizes of stored videos and renders that have none (kept before jobs
-    recorded them), so that the quota counts them; the jobs measured."""
+    recorded them), and add them to their owners' storage count; the jobs measured.
+
+    Each size is written by an UPDATE that matches only while the job's size is
+    still unrecorded and its videos not deleted, and counted in that transaction
+    only if it matched: two runs at once, a render kept meanwhile, or a deletion
+    meanwhile never make a size count twice or after its video is gone.
+    """
     session = db.session
     unmeasured = session.execute(
-        select(Job.id, Job.storage_key, Job.render_key, Job.video_bytes, Job.render_bytes)
+        select(Job.id, Job.owner_id, Job.storage_key, Job.render_key, Job.video_bytes, Job.render_bytes)
         .where(
             Job.video_deleted_at.is_(None),
             or_(
@@ -230,16 +198,23 @@ def measure_videos(storage: VideoStorage) -> int:
         )
         .limit(SWEEP_BATCH)
     ).all()
+    session.rollback()
     for job in unmeasured:
-        values: dict[str, int] = {}
+        sizes: list[tuple[Any, int]] = []
         if job.video_bytes is None and job.storage_key:
-            values["video_bytes"] = _size(storage, job.storage_key)
+            sizes.append((Job.video_bytes, _size(storage, job.storage_key)))
         if job.render_bytes is None and job.render_key:
-            values["render_bytes"] = _size(storage, job.render_key)
-        session.execute(
-            update(Job).where(Job.id == job.id).values(**values).execution_options(synchronize_session=False)
-        )
-    session.commit()
+            sizes.append((Job.render_bytes, _size(storage, job.render_key)))
+        with db.transaction() as own:
+            for column, size in sizes:
+                recorded = own.execute(
+                    update(Job)
+                    .where(Job.id == job.id, column.is_(None), Job.video_deleted_at.is_(None))
+                    .values({column: size})
+                    .execution_options(synchronize_session=False)
+                )
+                if cast("CursorResult[Any]", recorded).rowcount == 1:
+                    quota.count(own, job.owner_id, size)
     return len(unmeasured)
 
 

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from sqlalchemy import select
 
 from detector.db import db
+from detector.detection import AnalysedFrame, Detections
 from detector.models import FrameDetections
 
 # Frames read from the database per query.
 BATCH_FRAMES = 500
 
 
-def stored_frames(job_id: str, batch: int = BATCH_FRAMES) -> Iterator[tuple[int, float, list[Any]]]:
-    """A job's stored frames in order, as ``(frame, timestamp, objects)``, ``batch`` at a
-    time, holding no transaction open between batches."""
+def stored_frames(job_id: str, batch: int = BATCH_FRAMES) -> Iterator[AnalysedFrame]:
+    """A job's stored frames in order, ``batch`` at a time, holding no transaction
+    open between batches."""
     last = -1
     while True:
         rows = db.session.execute(
@@ -28,5 +28,6 @@ def stored_frames(job_id: str, batch: int = BATCH_FRAMES) -> Iterator[tuple[int,
         db.session.rollback()
         if not rows:
             return
-        yield from ((index, timestamp, objects) for index, timestamp, objects in rows)
+        for index, timestamp, objects in rows:
+            yield AnalysedFrame(index, timestamp, Detections.from_objects(objects))
         last = rows[-1][0]

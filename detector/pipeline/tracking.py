@@ -15,14 +15,18 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.orm import Session
 
+from detector.config import current_settings
 from detector.db import db
-from detector.models import Chunk, FrameDetections, Job, JobStatus, Track, utcnow
-from detector.pipeline.dispatch import job_finished
+from detector.detection import Detections
+from detector.models import FrameDetections, Job, JobStatus, Track, utcnow
+from detector.pipeline.dispatch import end_job, stop_job
+from detector.pipeline.limits import Deadline, LimitExceeded, TimeLimit, tracking_limit
 from detector.pipeline.names import TRACK_OBJECTS, track_task_id
-from detector.pipeline.retention import set_expiry
 from detector.tracking import Tracker, frame_rate_of
 
 log = get_task_logger(__name__)
@@ -36,33 +40,72 @@ BATCH_FRAMES = 500
 TRACKING_LEASE = timedelta(minutes=2)
 
 
-def tracking_under_way(job: Job) -> bool:
-    """Whether the job's tracking step has reported progress within TRACKING_LEASE."""
-    return (
-        job.tracked_at is not None
-        and job.frames_tracked is not None
-        and utcnow() - job.tracked_at < TRACKING_LEASE
-    )
+def hand_to_tracking(job_id: str, objects_total: int) -> bool:
+    """Start the job's tracking step, as one conditional update: the job must be
+    processing and no tracking step may have reported progress within
+    TRACKING_LEASE. Whether this caller started it (and so sends the task)."""
+    now = utcnow()
+    with db.transaction() as session:
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.status == JobStatus.PROCESSING,
+                or_(
+                    Job.tracked_at.is_(None),
+                    Job.frames_tracked.is_(None),
+                    Job.tracked_at < now - TRACKING_LEASE,
+                ),
+            )
+            .values(frames_tracked=0, tracked_at=now, objects_total=objects_total)
+            .execution_options(synchronize_session=False)
+        )
+        took = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return took
+
+
+def job_tracking_limit(job_id: str) -> TimeLimit:
+    """The time the job's tracking step may take: by its analysed frames."""
+    frames = db.session.scalar(select(Job.frames_total).where(Job.id == job_id))
+    return tracking_limit(current_settings(), frames)
 
 
 def send_track_objects(job_id: str) -> None:
-    """Queue a job's tracking step (its id is derived, so it can be revoked)."""
-    track_objects.apply_async(args=[job_id], task_id=track_task_id(job_id))
-
-
-def _processing(job_id: str) -> bool:
-    return db.session.scalar(select(Job.status).where(Job.id == job_id)) is JobStatus.PROCESSING
+    """Queue a job's tracking step (its id is derived, so it can be revoked), with its
+    time limit (the worker's soft and hard limits, a grace period past the one the
+    step checks itself between batches)."""
+    limit = job_tracking_limit(job_id)
+    track_objects.apply_async(args=[job_id], task_id=track_task_id(job_id), **limit.options())
 
 
 def analysed_timestamps(job_id: str) -> list[float]:
-    """The timestamps of a job's analysed frames, in order, from its chunks' plans."""
-    plans = db.session.scalars(select(Chunk.timestamps).where(Chunk.job_id == job_id).order_by(Chunk.index))
-    return [t for timestamps in plans for t in timestamps]
+    """The timestamps of a job's stored frames, in order (one column of its frames)."""
+    return list(
+        db.session.scalars(
+            select(FrameDetections.timestamp)
+            .where(FrameDetections.job_id == job_id)
+            .order_by(FrameDetections.index)
+        )
+    )
 
 
 @shared_task(name=TRACK_OBJECTS, bind=True, ignore_result=False)
 def track_objects(self: Task, job_id: str) -> dict[str, Any]:
-    """Track the objects of a job's stored frames in order, store the tracks, end the job."""
+    """Track the objects of a job's stored frames in order, store the tracks, end the job.
+    Past its time limit (detector.pipeline.limits.tracking_limit) it fails the job saying so."""
+    deadline = Deadline(job_tracking_limit(job_id))
+    db.session.rollback()
+    try:
+        return _track(job_id, deadline)
+    except (LimitExceeded, SoftTimeLimitExceeded):
+        # Its own check between batches, or the worker's soft limit (stuck in one call).
+        db.session.rollback()
+        message = deadline.limit.message()
+        stop_job(job_id, JobStatus.FAILED, message)
+        return {"job_id": job_id, "failed": message}
+
+
+def _track(job_id: str, deadline: Deadline) -> dict[str, Any]:
     session = db.session
     job = session.get(Job, job_id)
     if job is None or job.status is not JobStatus.PROCESSING or not job.track:
@@ -81,31 +124,41 @@ def track_objects(self: Task, job_id: str) -> dict[str, Any]:
         if not rows:
             break
         changed = [
-            {"job_id": job_id, "index": index, "objects": tracker.update(index, timestamp, objects)}
+            {
+                "job_id": job_id,
+                "index": index,
+                "objects": tracker.update(index, timestamp, Detections.from_objects(objects)).to_objects(),
+            }
             for index, timestamp, objects in rows
         ]
         session.execute(update(FrameDetections), changed)
         tracked += len(rows)
         last = rows[-1][0]
-        session.execute(
-            update(Job).where(Job.id == job_id).values(frames_tracked=tracked, tracked_at=utcnow())
-        )
+        still_processing = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.PROCESSING)
+            .values(frames_tracked=tracked, tracked_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
         session.commit()
-        if not _processing(job_id):
+        if not still_processing:
             return {"job_id": job_id, "skipped": "job stopped while tracking"}
+        deadline.check()
     summaries = tracker.summaries()
-    with db.transaction():
-        job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
-        if job is None or job.status is not JobStatus.PROCESSING:
-            return {"job_id": job_id, "skipped": "job stopped while tracking"}
+
+    def store_tracks(session: Session) -> None:
         session.execute(delete(Track).where(Track.job_id == job_id))
         if summaries:
             session.execute(insert(Track), [{"job_id": job_id, **s.as_dict()} for s in summaries])
-        job.tracks_total = len(summaries)
-        job.status = JobStatus.SUCCEEDED
-        job.finished_at = utcnow()
-        set_expiry(job)
-        owner_id = job.owner_id
+
+    session.rollback()
+    if not end_job(
+        job_id,
+        JobStatus.SUCCEEDED,
+        among=[JobStatus.PROCESSING],
+        values={"tracks_total": len(summaries)},
+        within=store_tracks,
+    ):
+        return {"job_id": job_id, "skipped": "job stopped while tracking"}
     log.info("job=%s succeeded: %d frames tracked, %d tracks", job_id, tracked, len(summaries))
-    job_finished(job_id, owner_id)
     return {"job_id": job_id, "frames": tracked, "tracks": len(summaries)}

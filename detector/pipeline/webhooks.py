@@ -1,8 +1,8 @@
 """Completion webhooks: when a job ends, one signed event is POSTed to its callback_url.
 
-`job_ended` (called where a job finishes: merge_chunks, stop_job) records a
-`WebhookEvent` and sends `deliver_webhook(event_id)` to the processor queue. The
-task POSTs the event through the URL guard, records each attempt, and retries
+`job_ended` (called by the process whose update ended the job: dispatch.end_job)
+records a `WebhookEvent` (one per job and kind, a unique constraint) and sends
+`deliver_webhook(event_id)` to the processor queue. The task POSTs the event through the URL guard, records each attempt, and retries
 with exponential back-off on network errors, timeouts and non-2xx answers, for
 WEBHOOK_RETRY_HOURS: at least once, never blocking the pipeline. The watchdog
 resends events whose retry message was lost (`resend_overdue_events`).
@@ -26,7 +26,8 @@ import requests
 from celery import Task, shared_task
 from celery.utils.log import get_task_logger
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from detector.config import current_settings
 from detector.db import db
@@ -114,15 +115,11 @@ def job_ended(job_id: str) -> None:
     """
     try:
         session = db.session
-        job = session.get(Job, job_id)
+        # Read afresh: the caller's session may hold the job as it was before it ended.
+        job = session.get(Job, job_id, populate_existing=True)
         if job is None or not job.callback_url or job.status not in EVENT_TYPES:
             return
         kind = EVENT_TYPES[job.status]
-        existing = session.scalar(
-            select(WebhookEvent).where(WebhookEvent.job_id == job_id, WebhookEvent.type == kind)
-        )
-        if existing is not None:
-            return
         event = WebhookEvent(
             id=new_event_id(), job_id=job_id, type=kind, url=job.callback_url, created_at=utcnow()
         )
@@ -130,7 +127,11 @@ def job_ended(job_id: str) -> None:
         event.attempts = []
         event.next_attempt_at = event.created_at
         session.add(event)
-        session.commit()
+        try:
+            session.commit()
+        except IntegrityError:  # the job's event of this kind is recorded already
+            session.rollback()
+            return
         send_event(event.id)
     except Exception:
         db.session.rollback()
@@ -193,39 +194,91 @@ def deliver_webhook(self: Task, event_id: str) -> None:
     job = session.get(Job, event.job_id)
     if job is None:
         return
+    job_id = job.id
     secret, _ = signing_secret(job.owner_id)
     code, error = _post(event, secret)
-    now = utcnow()
-    event.attempts = [
-        *event.attempts,
-        {"at": now.isoformat(), "status_code": code, "error": error[:ERROR_LIMIT] if error else None},
-    ]
-    settings = current_settings()
+    attempt = {
+        "at": utcnow().isoformat(),
+        "status_code": code,
+        "error": error[:ERROR_LIMIT] if error else None,
+    }
+    recorded = record_attempt(event_id, attempt, delivered=error is None)
+    if recorded is None:
+        return  # deleted with its job meanwhile
+    status, count, delay = recorded
     if error is None:
-        event.status, event.delivered_at, event.next_attempt_at = "delivered", now, None
-        session.commit()
-        log.info("job=%s event=%s delivered (HTTP %s)", job.id, event_id, code)
-        return
-    delay = backoff(len(event.attempts), settings.webhook_backoff_seconds)
-    deadline = event.created_at + timedelta(hours=settings.webhook_retry_hours)
-    if now + timedelta(seconds=delay) > deadline:
-        event.status, event.next_attempt_at = "failed", None
-        session.commit()
-        log.warning(
-            "job=%s event=%s given up after %d attempts: %s", job.id, event_id, len(event.attempts), error
+        log.info("job=%s event=%s delivered (HTTP %s)", job_id, event_id, code)
+    elif status == "failed":
+        log.warning("job=%s event=%s given up after %d attempts: %s", job_id, event_id, count, error)
+    elif delay is not None:
+        log.info(
+            "job=%s event=%s attempt %d failed (%s); again in %.0f s", job_id, event_id, count, error, delay
         )
-        return
-    event.next_attempt_at = now + timedelta(seconds=delay)
-    session.commit()
-    log.info(
-        "job=%s event=%s attempt %d failed (%s); again in %.0f s",
-        job.id,
-        event_id,
-        len(event.attempts),
-        error,
-        delay,
-    )
-    raise self.retry(countdown=delay)
+        raise self.retry(countdown=delay)
+
+
+# Tries of one attempt's UPDATE that find the count changed by a concurrent delivery.
+_RECORD_TRIES = 20
+
+
+def record_attempt(
+    event_id: str, attempt: dict[str, Any], *, delivered: bool
+) -> tuple[str, int, float | None] | None:
+    """Add ``attempt`` to the event's attempts and move its status on.
+
+    Each try is one UPDATE that expects the attempt count it read (``WHERE
+    attempt_count = n``); when another delivery of the same event (a retry and the
+    watchdog's resend, say) recorded its attempt in between, the UPDATE changes no
+    row and this reads again and retries, so no attempt is lost. Only a pending
+    event changes status: delivered on a 2xx, failed when the next try would be past
+    WEBHOOK_RETRY_HOURS. Commits.
+
+    Returns:
+        The event's status after this, its number of attempts, and the seconds
+        before the next attempt (None: no next attempt from this delivery); None
+        when the event is gone (deleted with its job).
+    """
+    settings = current_settings()
+    session = db.session
+    for _ in range(_RECORD_TRIES):
+        session.rollback()
+        row = session.execute(
+            select(
+                WebhookEvent.status,
+                WebhookEvent.attempts,
+                WebhookEvent.attempt_count,
+                WebhookEvent.created_at,
+            ).where(WebhookEvent.id == event_id)
+        ).first()
+        if row is None:
+            return None
+        attempts = [*(row.attempts or []), attempt]
+        values: dict[str, Any] = {"attempts": attempts, "attempt_count": row.attempt_count + 1}
+        status, delay = row.status, None
+        if status == "pending":
+            now = utcnow()
+            if delivered:
+                status = "delivered"
+                values.update(status=status, delivered_at=now, next_attempt_at=None)
+            else:
+                delay = backoff(len(attempts), settings.webhook_backoff_seconds)
+                deadline = row.created_at + timedelta(hours=settings.webhook_retry_hours)
+                if now + timedelta(seconds=delay) > deadline:
+                    status, delay = "failed", None
+                    values.update(status=status, next_attempt_at=None)
+                else:
+                    values["next_attempt_at"] = now + timedelta(seconds=delay)
+        result = session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id, WebhookEvent.attempt_count == row.attempt_count)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            session.commit()
+            return status, len(attempts), delay
+    session.rollback()
+    raise RuntimeError(f"event {event_id}: its attempt could not be recorded in {_RECORD_TRIES} tries")
 
 
 def resend_overdue_events(older_than: timedelta) -> int:
@@ -242,7 +295,13 @@ def resend_overdue_events(older_than: timedelta) -> int:
     resend = []
     for event in overdue:
         if event.created_at + hours < now:
-            event.status, event.next_attempt_at = "failed", None
+            # Only if still pending: a delivery may have recorded its answer meanwhile.
+            session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event.id, WebhookEvent.status == "pending")
+                .values(status="failed", next_attempt_at=None)
+                .execution_options(synchronize_session=False)
+            )
         else:
             resend.append(event.id)
     session.commit()

@@ -60,3 +60,15 @@ def forget() -> None:
     global _cached
     with _lock:
         _cached = None
+
+
+def queue_depth(queue: str) -> int | None:
+    """How many messages wait in ``queue`` on the broker (ready, not yet taken by a
+    worker); None when the broker cannot be asked or has no such queue."""
+    try:
+        with current_app.extensions["celery"].connection_for_read() as connection:
+            declared = connection.default_channel.queue_declare(queue=queue, passive=True)
+            return int(declared.message_count)
+    except Exception:
+        log.warning("could not count the messages in queue %s", queue, exc_info=True)
+        return None

@@ -8,12 +8,15 @@ so that the pixels around the boxes keep the values they were decoded with.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import cv2
 import numpy as np
+import numpy.typing as npt
+
+from detector.detection.detections import Detections
 
 Color = tuple[int, int, int]
 
@@ -72,37 +75,30 @@ class Style:
         )
 
 
-def object_color(obj: Mapping[str, Any]) -> Color:
+def object_color(class_id: int, track_id: int | None = None) -> Color:
     """The colour (BGR) of one detection: its track's when it is tracked, else its class's.
 
     Track ids are hashed (Knuth's multiplicative hash) so that consecutive ids get
     unrelated colours; class ids index the palette directly.
     """
-    track_id = _int(obj.get("track_id"))
     if track_id is not None:
         return PALETTE[((track_id * 2654435761) & 0xFFFFFFFF) % len(PALETTE)]
-    class_id = _int(obj.get("class_id"))
-    return PALETTE[class_id % len(PALETTE)] if class_id is not None else PALETTE[0]
+    return PALETTE[class_id % len(PALETTE)]
 
 
-def label_text(obj: Mapping[str, Any]) -> str:
+def label_text(label: str, score: float | None = None, track_id: int | None = None) -> str:
     """``person 0.97``, and `` #12`` after it for a tracked detection.
 
     OpenCV's font has printable ASCII only: anything else is drawn as ``?``.
+    A score that is not a finite number is left out.
     """
-    label = str(obj.get("label", ""))[:MAX_LABEL_CHARS]
+    label = str(label)[:MAX_LABEL_CHARS]
     parts = ["".join(ch if " " <= ch <= "~" else "?" for ch in label)] if label else []
-    score = obj.get("score")
-    if isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score):
+    if score is not None and math.isfinite(score):
         parts.append(f"{score:.2f}")
-    track_id = _int(obj.get("track_id"))
     if track_id is not None:
         parts.append(f"#{track_id}")
     return " ".join(parts)
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -116,45 +112,38 @@ class _Mark:
     text: str = ""
 
 
-def _layout(objects: Sequence[Mapping[str, Any]], width: int, height: int, style: Style) -> list[_Mark]:
-    """The marks for ``objects`` on a frame of this size: every box first, then
-    every label, so that no box crosses a label. Malformed boxes are left out."""
+def _layout(found: Detections, width: int, height: int, style: Style) -> list[_Mark]:
+    """The marks for ``found`` on a frame of this size: every box first, then
+    every label, so that no box crosses a label. Boxes with a corner that is not
+    a finite number, and boxes outside the frame, are left out."""
+    pixels, shown = _pixel_boxes(found.xyxy, width, height)
+    classes, labels, scores = found.class_id.tolist(), found.label.tolist(), found.score.tolist()
+    track_ids = found.track_ids()
     boxes: list[_Mark] = []
-    labels: list[_Mark] = []
-    for obj in objects:
-        box = _box(obj, width, height)
-        if box is None:
-            continue
-        color = object_color(obj)
-        x1, y1, x2, y2 = box
+    texts: list[_Mark] = []
+    for i in np.flatnonzero(shown).tolist():
+        color = object_color(classes[i], track_ids[i])
+        x1, y1, x2, y2 = pixels[i]
         boxes.append(_Mark("box", color, (x1, y1), (x2, y2)))
-        text = label_text(obj)
+        text = label_text(labels[i], scores[i], track_ids[i])
         if text:
-            labels += _label(text, x1, y1, color, width, height, style)
-    return boxes + labels
+            texts += _label(text, x1, y1, color, width, height, style)
+    return boxes + texts
 
 
-def _box(obj: Mapping[str, Any], width: int, height: int) -> tuple[int, int, int, int] | None:
-    """The box in whole pixels, clipped to the frame; None when it is malformed or
-    lies outside the frame."""
-    box = obj.get("box")
-    if not isinstance(box, Sequence) or isinstance(box, str) or len(box) != 4:
-        return None
-    try:
-        x1, y1, x2, y2 = (float(v) for v in box)
-    except (TypeError, ValueError):
-        return None
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        return None
-    x1, x2 = sorted((x1, x2))
-    y1, y2 = sorted((y1, y2))
-    if x2 < 0 or y2 < 0 or x1 > width - 1 or y1 > height - 1:
-        return None
-    return _clip(x1, width), _clip(y1, height), _clip(x2, width), _clip(y2, height)
-
-
-def _clip(value: float, size: int) -> int:
-    return round(min(max(value, 0.0), size - 1))
+def _pixel_boxes(
+    xyxy: npt.NDArray[np.float64], width: int, height: int
+) -> tuple[list[list[int]], npt.NDArray[np.bool_]]:
+    """Each box in whole pixels, corners in order, clipped to the frame; and which
+    boxes to draw: those whose corners are finite numbers and that touch the frame."""
+    finite = np.asarray(np.isfinite(xyxy).all(axis=1))
+    boxes = np.where(finite[:, None], xyxy, 0.0)
+    x1, x2 = np.minimum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 0], boxes[:, 2])
+    y1, y2 = np.minimum(boxes[:, 1], boxes[:, 3]), np.maximum(boxes[:, 1], boxes[:, 3])
+    shown = finite & (x2 >= 0) & (y2 >= 0) & (x1 <= width - 1) & (y1 <= height - 1)
+    limits = np.array([width - 1, height - 1, width - 1, height - 1], dtype=np.float64)
+    clipped = np.minimum(np.maximum(np.stack([x1, y1, x2, y2], axis=1), 0.0), limits)
+    return np.rint(clipped).astype(np.int64).tolist(), shown
 
 
 def _label(text: str, x: int, y: int, color: Color, width: int, height: int, style: Style) -> list[_Mark]:
@@ -205,15 +194,16 @@ def _paint(
             )
 
 
-def draw_objects(image: np.ndarray, objects: Sequence[Mapping[str, Any]], style: Style | None = None) -> int:
+def draw_objects(image: np.ndarray, found: Detections, style: Style | None = None) -> int:
     """Draw each detection's box and label on ``image`` (a BGR ``uint8`` array, in place).
 
     Boxes are ``[x1, y1, x2, y2]`` in the image's pixels and are clipped to it; a
-    malformed box is skipped. Returns how many boxes were drawn.
+    box with a corner that is not a finite number is skipped. Returns how many
+    boxes were drawn.
     """
     height, width = image.shape[:2]
     style = style or Style.for_size(width, height)
-    marks = _layout(objects, width, height, style)
+    marks = _layout(found, width, height, style)
     _paint(image, marks, style, lambda color: color)
     return sum(mark.kind == "box" for mark in marks)
 
@@ -222,7 +212,7 @@ def draw_objects_yuv420p(
     y: np.ndarray,
     u: np.ndarray,
     v: np.ndarray,
-    objects: Sequence[Mapping[str, Any]],
+    found: Detections,
     style: Style | None = None,
     colorspace: int = 2,
 ) -> int:
@@ -234,7 +224,7 @@ def draw_objects_yuv420p(
     """
     height, width = y.shape[:2]
     style = style or Style.for_size(width, height)
-    marks = _layout(objects, width, height, style)
+    marks = _layout(found, width, height, style)
     if marks:
         cache: dict[Color, tuple[int, int, int]] = {}
 

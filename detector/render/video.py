@@ -6,8 +6,8 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -16,11 +16,9 @@ import av
 import cv2
 import numpy as np
 
+from detector.detection.detections import AnalysedFrame, Detections
 from detector.render.draw import Style, draw_objects_yuv420p
 from detector.video import VideoError, index_frames, probe
-
-# What the caller passes: a job's analysed frames, (frame index, seconds, detections).
-AnalysedFrames = Iterable[tuple[int, float, Sequence[Mapping[str, Any]]]]
 
 LIBX264 = "libx264"
 NVENC = "h264_nvenc"
@@ -83,7 +81,7 @@ class RenderStats:
 def render_video(
     src: Path,
     dst: Path,
-    frames: AnalysedFrames,
+    frames: Iterable[AnalysedFrame],
     *,
     hold_frames: int = 1,
     encoder: str | None = None,
@@ -91,11 +89,10 @@ def render_video(
 ) -> RenderStats:
     """Write ``dst``: the video ``src`` with each analysed frame's detections drawn on it.
 
-    ``frames`` are the analysed frames in frame order, ``(frame_index, timestamp,
-    objects)``, where frame_index numbers the frames `index_frames` lists and each
-    object has ``label``, ``class_id``, ``score``, ``box`` (``[x1, y1, x2, y2]`` in
-    pixels of the stored frame) and, when tracked, ``track_id``. They are read
-    once, lazily, in step with the decoding. An analysed frame's boxes are drawn
+    ``frames`` are the analysed frames in frame order, each an `AnalysedFrame`
+    whose index numbers the frames `index_frames` lists and whose detections'
+    boxes are in pixels of the stored frame. They are read once, lazily, in
+    step with the decoding. An analysed frame's boxes are drawn
     on it and on the frames after it until the next analysed frame, but on no
     more than ``hold_frames`` frames in all (the job's sampling gap: 1 draws each
     frame's own boxes only). Frames before the first analysed frame get none.
@@ -163,7 +160,7 @@ def _render(
     tmp: Path,
     index_pts: list[int],
     rotation: int,
-    frames: AnalysedFrames,
+    frames: Iterable[AnalysedFrame],
     hold_frames: int,
     encoder: str | None,
     on_progress: Callable[[int, int], None] | None,
@@ -350,32 +347,26 @@ class _Composer:
         self.reshape = self.rotation != 0 or (self.width, self.height) != (stored_w, stored_h)
         self.style = Style.for_size(stored_w, stored_h)
 
-    def compose(self, frame: av.VideoFrame, objects: Sequence[Mapping[str, Any]]) -> av.VideoFrame:
+    def compose(self, frame: av.VideoFrame, found: Detections) -> av.VideoFrame:
         frame = _to_yuv420p(frame)
-        if not objects and not self.reshape:
+        if not len(found) and not self.reshape:
             return frame
         w, h = self.width, self.height
         y, u, v = (_plane(frame, i) for i in range(3))
         y, u, v = y[:h, :w], u[: h // 2, : w // 2], v[: h // 2, : w // 2]
         if self.rotation:
             y, u, v = (cv2.rotate(plane, _ROTATE[self.rotation]) for plane in (y, u, v))
-        if objects:
-            upright = [self._turn(obj) for obj in objects] if self.rotation else objects
+        if len(found):
+            upright = self._turn(found) if self.rotation else found
             draw_objects_yuv420p(y, u, v, upright, self.style, frame.colorspace)
         out = _i420(np.ascontiguousarray(y), np.ascontiguousarray(u), np.ascontiguousarray(v))
         out.colorspace = frame.colorspace
         out.color_range = frame.color_range
         return out
 
-    def _turn(self, obj: Mapping[str, Any]) -> Mapping[str, Any]:
-        """``obj`` with its box in the upright frame's coordinates."""
-        box = obj.get("box")
-        if not isinstance(box, Sequence) or isinstance(box, str) or len(box) != 4:
-            return obj  # drawing skips it
-        try:
-            x1, y1, x2, y2 = (float(c) for c in box)
-        except (TypeError, ValueError):
-            return obj
+    def _turn(self, found: Detections) -> Detections:
+        """``found`` with its boxes in the upright frame's coordinates."""
+        x1, y1, x2, y2 = found.xyxy.T
         right, bottom = self.width - 1, self.height - 1
         if self.rotation == 90:  # counter-clockwise: the stored left edge becomes the bottom
             turned = [y1, right - x2, y2, right - x1]
@@ -383,7 +374,7 @@ class _Composer:
             turned = [right - x2, bottom - y2, right - x1, bottom - y1]
         else:  # 270
             turned = [bottom - y2, x1, bottom - y1, x2]
-        return {**obj, "box": turned}
+        return replace(found, xyxy=np.stack(turned, axis=1))
 
 
 def _to_yuv420p(frame: av.VideoFrame) -> av.VideoFrame:
@@ -436,35 +427,37 @@ class _Held:
     """The detections to draw on each frame, read from the analysed frames as the
     render reaches them: the last analysed frame's, for ``hold`` frames from it."""
 
-    def __init__(self, frames: AnalysedFrames, hold: int) -> None:
+    def __init__(self, frames: Iterable[AnalysedFrame], hold: int) -> None:
         self._frames = iter(frames)
         self._hold = hold
         self._last_index = -1
-        self._pending: tuple[int, Sequence[Mapping[str, Any]]] | None = self._take()
-        self._current: tuple[int, Sequence[Mapping[str, Any]]] | None = None
+        self._pending: AnalysedFrame | None = self._take()
+        self._current: AnalysedFrame | None = None
 
-    def at(self, i: int) -> Sequence[Mapping[str, Any]]:
-        while self._pending is not None and self._pending[0] <= i:
+    def at(self, i: int) -> Detections:
+        while self._pending is not None and self._pending.frame <= i:
             self._current, self._pending = self._pending, self._take()
         if self._current is None:
-            return ()
-        if i - self._current[0] >= self._hold:
+            return _NOTHING
+        if i - self._current.frame >= self._hold:
             self._current = None  # held long enough; let it go
-            return ()
-        return self._current[1]
+            return _NOTHING
+        return self._current.detections
 
-    def _take(self) -> tuple[int, Sequence[Mapping[str, Any]]] | None:
+    def _take(self) -> AnalysedFrame | None:
         item = next(self._frames, None)
         if item is None:
             return None
-        frame_index, _timestamp, objects = item
-        if not isinstance(frame_index, int) or frame_index <= self._last_index:
+        if not isinstance(item.frame, int) or item.frame <= self._last_index:
             raise RenderError(
-                f"analysed frames must come in increasing frame order: {frame_index!r} "
+                f"analysed frames must come in increasing frame order: {item.frame!r} "
                 f"after {self._last_index}"
             )
-        self._last_index = frame_index
-        return frame_index, objects
+        self._last_index = item.frame
+        return item
+
+
+_NOTHING = Detections.empty()
 
 
 class _Audio:

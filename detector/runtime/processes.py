@@ -38,6 +38,9 @@ def api_argv(host: str, port: int, workers: int, timeout: int) -> list[str]:
         str(timeout),
         "--access-logfile",
         "-",
+        # The access log without media tokens (they are in the query strings of video URLs).
+        "--logger-class",
+        "detector.observability.access_log.AccessLogger",
         "detector.wsgi:app",
     ]
 

@@ -7,9 +7,11 @@ class ServiceError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **details: str) -> None:
         super().__init__(message)
         self.message = message
+        # More fields of the error's body (JobEnded: the job's final status).
+        self.details = details
 
 
 class InvalidInput(ServiceError):
@@ -25,6 +27,35 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     status = 409
     code = "conflict"
+
+
+class JobEnded(Conflict):
+    """The job had already ended (its final ``status`` is in the body): nothing to cancel."""
+
+    code = "job_ended"
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} has already {status}", status=status)
+
+
+class Forbidden(ServiceError):
+    """The caller is known but may not do this (a wrong current password, an API key
+    without the scope, registration closed)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TryAgainLater(ServiceError):
+    """The request was accepted and committed, but a server it needs (the message broker)
+    failed; the same request, sent again after ``retry_after`` seconds, finishes it."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Gone(ServiceError):

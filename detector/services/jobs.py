@@ -10,20 +10,23 @@ from typing import IO, Any, TypeVar
 from sqlalchemy import Integer, Row, Select, Text, bindparam, cast, func, select
 
 from detector.db import db
+from detector.detection.labels import from_stored, identity_label_set
 from detector.models import Chunk, FrameDetections, Job, JobStatus
-from detector.pipeline import dispatch
-from detector.pipeline.results import FrameResult
+from detector.pipeline import dispatch, quota
+from detector.pipeline.results import PageFrame
 from detector.services import models
 from detector.services.errors import (
     Conflict,
     InvalidInput,
+    JobEnded,
+    Misconfigured,
     NotAVideo,
     NotFound,
     QuotaExceeded,
     UnreadableVideo,
 )
 from detector.services.options import JobOptions, check_selection_fits
-from detector.services.quota import check_room
+from detector.services.quota import keep_room, release_room, reserve_room
 from detector.storage import VideoStorage
 from detector.video import NotAVideoError, VideoError, probe
 
@@ -71,6 +74,26 @@ def configured_labels(model: str | None = None) -> Mapping[int, str]:
     return models.labels(model)
 
 
+def job_labels(job: Job | Row[Any]) -> Mapping[int, str]:
+    """Class id -> label of the model ``job`` (an object or a row) ran: the label set it
+    kept when it was created, whatever the catalog declares now.
+
+    A job from before jobs kept theirs: the labels its model's identity tells
+    (detector.detection.labels.identity_label_set), else those of its model in the
+    catalog; empty when neither knows them any more (its objects still carry their
+    labels), never an error.
+    """
+    if job.labels is not None:
+        return from_stored(job.labels)
+    known = identity_label_set(job.model_name)
+    if known is not None:
+        return known
+    try:
+        return models.labels(job.model_key)
+    except Misconfigured:
+        return {}
+
+
 def save_new_job(
     job: Job,
     attach: Callable[[Job], None] | None = None,
@@ -107,7 +130,9 @@ def create_job(
 ) -> Job:
     """Probe an upload (already written into storage's incoming area), keep it,
     commit the job, then send ``process_video``. A refused upload leaves nothing:
-    one that would take its owner past STORAGE_QUOTA_MB is refused before all else.
+    one that would take its owner past STORAGE_QUOTA_MB is refused before all else,
+    by a reservation of its bytes that checks the quota and takes the room in one
+    step; the job's commit turns it into used bytes, a refusal gives it back.
 
     ``attach(job)``, when given, runs in the job's transaction before its commit
     (detector.services.idempotency adds its key record there); a failed commit
@@ -117,7 +142,7 @@ def create_job(
     upload.flush()
     size = os.fstat(upload.fileno()).st_size
     try:
-        check_room(owner_id, size)
+        reservation = reserve_room(owner_id, size)
     except QuotaExceeded:
         storage.discard_upload(upload)
         raise
@@ -125,6 +150,7 @@ def create_job(
         info = probe(upload.name, max_pixels=max_pixels)
     except VideoError as exc:
         storage.discard_upload(upload)
+        release_room(reservation)
         if isinstance(exc, NotAVideoError):
             raise NotAVideo(f"not a video: {exc}") from None
         raise UnreadableVideo(f"unusable video: {exc}") from None
@@ -132,6 +158,7 @@ def create_job(
         check_selection_fits(options.selection, info.duration)
     except InvalidInput:
         storage.discard_upload(upload)
+        release_room(reservation)
         raise
     key = storage.commit_upload(upload)
     job = Job(
@@ -146,7 +173,17 @@ def create_job(
         **options.as_columns(),
         **info.as_dict(),
     )
-    save_new_job(job, attach, on_failure=lambda: storage.delete(key))
+
+    def keep(job: Job) -> None:
+        keep_room(reservation, size)  # the reserved bytes become used ones with the job
+        if attach is not None:
+            attach(job)
+
+    def undo() -> None:
+        storage.delete(key)
+        release_room(reservation)
+
+    save_new_job(job, keep, on_failure=undo)
     dispatch.send_process_video(job.id)
     return job
 
@@ -237,7 +274,7 @@ def frames_done(jobs: Sequence[Job | Row[Any]]) -> dict[str, int]:
 
 def get_detections(
     owner_id: int, job_id: str, start: int, limit: int
-) -> tuple[Row[Any], list[FrameResult], int | None]:
+) -> tuple[Row[Any], list[PageFrame], int | None]:
     """A page of a succeeded job's analysed frames from frame index ``start`` on,
     their objects as the stored JSON text, and the index of the next page's first
     frame (None after the last frame).
@@ -251,17 +288,25 @@ def get_detections(
     rows = db.session.connection().execute(
         _FRAME_PAGE, {"job_id": job.id, "start": start, "limit": limit + 1}
     )
-    frames = [FrameResult(*row) for row in rows.all()]
-    following = frames.pop().frame if len(frames) > limit else None
+    frames: list[PageFrame] = [(index, timestamp, text) for index, timestamp, text in rows]
+    following = frames.pop()[0] if len(frames) > limit else None
     return job, frames, following
 
 
 def cancel_job(owner_id: int, job_id: str) -> Job:
+    """Cancel the user's job; the job as cancelled.
+
+    Raises:
+        JobEnded: the job had already ended (also when it ended a moment before
+            this cancel's update: whichever change came first stands).
+    """
     job = get_job(owner_id, job_id)
-    if job.status.finished:
-        raise Conflict(f"job {job_id} has already {job.status.value}")
-    dispatch.stop_job(job.id, JobStatus.CANCELLED, "cancelled by its owner")
+    cancelled = not job.status.finished and dispatch.stop_job(
+        job.id, JobStatus.CANCELLED, "cancelled by its owner"
+    )
     db.session.refresh(job)
+    if not cancelled:
+        raise JobEnded(job_id, job.status.value)
     return job
 
 
@@ -273,6 +318,7 @@ def delete_job(owner_id: int, job_id: str, storage: VideoStorage) -> None:
         dispatch.stop_job(job.id, JobStatus.CANCELLED, "deleted by its owner")
     keys = [job.storage_key, job.render_key]
     session = db.session
+    quota.forget_job(session, job.id)
     session.delete(session.get(Job, job.id))
     session.commit()
     for key in keys:

@@ -9,21 +9,27 @@ only for that job's video endpoints.
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import update
 
 from detector.db import db
 from detector.models import Job, JobStatus, RenderStatus, utcnow
 from detector.pipeline.rendering import send_render
-from detector.services.errors import Conflict, Gone, NotFound, ServiceError
+from detector.services.errors import Conflict, Gone, NotFound, ServiceError, TryAgainLater
 from detector.services.jobs import get_job
 from detector.storage import StorageError, VideoStorage
 
+log = logging.getLogger(__name__)
+
 _SALT = "detector.media"
+# Seconds a client is told to wait before asking again when the broker refused a message.
+BROKER_RETRY_AFTER = 30
 
 
 class MediaTokenRefused(ServiceError):
@@ -132,6 +138,9 @@ def request_render(owner_id: int, job_id: str) -> tuple[Job, bool]:
         Conflict: the job has not succeeded.
         Gone: its retention period deleted the job's video (the retention sweep
             never deletes a video a render is being drawn from: it skips those jobs).
+        TryAgainLater: the broker did not take the render's message. The render is
+            then marked failed (with that reason), so the same request sent again
+            starts it again.
     """
     job = get_job(owner_id, job_id)
     if job.status is not JobStatus.SUCCEEDED:
@@ -152,5 +161,27 @@ def request_render(owner_id: int, job_id: str) -> tuple[Job, bool]:
     current.render_deliveries = 0
     current.render_requested_at = current.render_progress_at = now
     session.commit()
-    send_render(current.id)
+    try:
+        send_render(current.id)
+    except Exception:
+        log.exception("job=%s: the render could not be queued", current.id)
+        # Only this request's render: one conditional UPDATE, on the time it asked.
+        session.execute(
+            update(Job)
+            .where(
+                Job.id == current.id,
+                Job.render_status == RenderStatus.QUEUED,
+                Job.render_requested_at == now,
+            )
+            .values(
+                render_status=RenderStatus.FAILED,
+                render_error="it could not be queued (the message broker was unavailable); ask again",
+            )
+        )
+        session.commit()
+        raise TryAgainLater(
+            f"the render of job {current.id} could not be queued (the message broker is unavailable); "
+            f"ask again in {BROKER_RETRY_AFTER} s",
+            retry_after=BROKER_RETRY_AFTER,
+        ) from None
     return current, True

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.detection import WeightsError, model_identity
-from detector.detection.catalog import ModelCatalog, UnknownModel
+from detector.detection.catalog import ModelCatalog
 from detector.detection.identity import file_checksum
 from detector.detection.labels import label_set
 from detector.pipeline.models import current_catalog
@@ -31,13 +31,20 @@ def catalog() -> ModelCatalog:
 def choose(name: Any) -> str:
     """The name of the model a job's ``model`` field asks for (absent: the default).
 
+    A name given must be one of the catalog's names exactly, as the API document's
+    enum of them says (an empty or space-padded name is not one).
+
     Raises:
         InvalidInput: no model of that name; the message lists the valid ones.
     """
-    try:
-        return catalog().resolve(None if name is None else str(name))
-    except UnknownModel as exc:
-        raise InvalidInput(f"{exc} (GET /api/models)") from None
+    models = catalog()
+    if name is None:
+        return models.default
+    if str(name) not in models.models:
+        raise InvalidInput(
+            f"model must be one of {', '.join(models)}; got {str(name)[:40]!r} (GET /api/models)"
+        )
+    return str(name)
 
 
 def identity(name: str | None = None) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detector.config import TRUE_WORDS
+from detector.detection.labels import stored_labels
 from detector.services.errors import InvalidInput
 from detector.video.selection import FrameSelection
 
@@ -33,6 +34,8 @@ class JobOptions:
     track: bool = False
     # The model's name in the deployment's catalog (None: the default).
     model: str | None = None
+    # That model's label set, class id -> label, which the job keeps (None: not known).
+    labels: Mapping[int, str] | None = field(default=None, compare=False)
 
     def as_columns(self) -> dict[str, Any]:
         """The job's columns for these options."""
@@ -44,6 +47,7 @@ class JobOptions:
             "classes": list(self.classes) if self.classes is not None else None,
             "track": self.track,
             "model_key": self.model,
+            "labels": stored_labels(self.labels) if self.labels is not None else None,
         }
 
 
@@ -137,6 +141,7 @@ def parse_job_options(
         classes=parse_classes(form.get("classes"), labels),
         track=parse_bool(form, "track"),
         model=model,
+        labels=labels,
     )
 
 

@@ -11,9 +11,8 @@ from detector.db import db
 from detector.exports import ExportError, ExportSource, TracksRequiredError, export, filename, media_type
 from detector.models import Job, JobStatus, Track
 from detector.pipeline.stored import stored_frames
-from detector.services import models
 from detector.services.errors import Conflict, InvalidInput
-from detector.services.jobs import get_job
+from detector.services.jobs import get_job, job_labels
 
 
 def _succeeded(owner_id: int, job_id: str, what: str) -> Job:
@@ -53,6 +52,17 @@ def track_dict(track: Track) -> dict[str, Any]:
     }
 
 
+def labels_in_objects(job_id: str) -> dict[int, str]:
+    """Class id -> label of the objects a job stored: the label set of a job that kept
+    none whose model no longer tells its own (see ``job_labels``)."""
+    found: dict[int, str] = {}
+    for frame in stored_frames(job_id):
+        detections = frame.detections
+        for class_id, label in zip(detections.class_id.tolist(), detections.label.tolist(), strict=True):
+            found.setdefault(class_id, label)
+    return found
+
+
 class Export:
     """A job's export, ready to stream: its media type, file name and text pieces."""
 
@@ -76,7 +86,7 @@ def export_job(owner_id: int, job_id: str, fmt: str) -> Export:
         height=job.height or 0,
         frame_count=job.frame_count or 0,
         fps=job.fps or 0.0,
-        labels=models.labels(job.model_key),
+        labels=job_labels(job) or labels_in_objects(job.id),
         tracked=bool(job.track),
     )
     try:

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from detector.db import db
-from detector.models import Job, JobStatus, WebhookEvent
+from detector.models import Job, JobStatus, WebhookEvent, WebhookSecret, utcnow
 from detector.net import UnsafeURL, check_url
 from detector.pipeline import download, webhooks
 from detector.services.errors import InvalidInput
@@ -46,7 +47,8 @@ def create_url_job(
 
     ``attach(job)``, when given, runs in the job's transaction before its commit (an
     Idempotency-Key record, as for `detector.services.jobs.create_job`). A user already
-    at or over STORAGE_QUOTA_MB is refused here; the download checks the video's size.
+    at or over STORAGE_QUOTA_MB is refused here; the download reserves the video's
+    bytes when their number is known or as they arrive, and fails past the quota.
 
     Raises:
         QuotaExceeded: the user has no room left for another video.
@@ -73,6 +75,23 @@ def create_url_job(
 def signing_secret(user_id: int, *, rotate: bool = False) -> tuple[str, bool]:
     """The user's webhook signing secret, and whether it was created by this call."""
     return webhooks.signing_secret(user_id, rotate=rotate)
+
+
+def first_signing_secret(user_id: int) -> str | None:
+    """Create the user's webhook signing secret if they have none, committed at once;
+    the secret when this call created it (to be shown now: it is never shown again),
+    None when they had one. Commits the session."""
+    session = db.session
+    if session.get(WebhookSecret, user_id) is not None:
+        return None
+    row = WebhookSecret(user_id=user_id, secret=webhooks.new_secret(), created_at=utcnow())
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent request made it, and shows it
+        session.rollback()
+        return None
+    return row.secret
 
 
 def webhook_deliveries(owner_id: int, job_id: str) -> dict[str, Any]:

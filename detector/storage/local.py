@@ -37,11 +37,16 @@ class VideoStorage(Protocol):
         """Remove the video; no error if it is already gone."""
 
     def sweep_uploads(self, older_than: float) -> int:
-        """Remove uploads left unfinished (their process died) for ``older_than`` seconds."""
+        """Remove the temporary files of uploads, downloads and renders left unfinished
+        (their process died): those not written to for ``older_than`` seconds."""
 
 
 class LocalVideoStorage:
-    """Videos as files named by random keys under ``root``; uploads land in ``root/.incoming``."""
+    """Videos as files named by random keys under ``root``; uploads land in ``root/.incoming``.
+
+    Every file the service writes before it is kept is in ``.incoming``: an upload or
+    a download (``upload-*``), and the annotated video a render writes beside its
+    upload file (``.upload-*.part``, detector.render)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -74,12 +79,13 @@ class LocalVideoStorage:
             (self.root / key).unlink(missing_ok=True)
 
     def sweep_uploads(self, older_than: float) -> int:
-        # An upload in progress is written to continuously, so its mtime is recent.
+        # A file in progress is written to continuously, so its mtime is recent.
         cutoff = time.time() - older_than
         removed = 0
-        for path in self.incoming.glob("upload-*"):
-            with contextlib.suppress(FileNotFoundError):  # finished or swept meanwhile
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
+        with os.scandir(self.incoming) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):  # finished or swept meanwhile
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
         return removed

@@ -7,7 +7,6 @@ Importing it is cheap; supervision (the tracker) loads on the first `Tracker`.
 from detector.tracking.bytetrack import (
     DEFAULT_BUFFER_SECONDS,
     DEFAULT_FRAME_RATE,
-    Frame,
     TrackedFrames,
     Tracker,
     TrackSummary,
@@ -18,7 +17,6 @@ from detector.tracking.bytetrack import (
 __all__ = [
     "DEFAULT_BUFFER_SECONDS",
     "DEFAULT_FRAME_RATE",
-    "Frame",
     "TrackSummary",
     "TrackedFrames",
     "Tracker",

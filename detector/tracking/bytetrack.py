@@ -1,85 +1,17 @@
 """Give every detected object a track id that stays the same across a job's frames.
 
 Tracking runs once over a job's stored detections, frame by frame in frame
-order. Each object ``{"label", "class_id", "score", "box"}`` comes back as a
-new dict with ``"track_id"`` (an int) added; a ``"track_id"`` already there
-from an earlier run is overwritten, so tracking the same frames again gives
-the same ids.
+order. Each frame's `Detections` come back as new `Detections` with a
+``track_id`` for every object; track ids already there from an earlier run are
+ignored and replaced, so tracking the same frames again gives the same ids.
 
-The tracker
------------
-The association is ByteTrack (Zhang et al., 2022) as shipped by Roboflow's
-``supervision`` (MIT licence, pinned in pyproject.toml). ByteTrack predicts
-each track's next box with a Kalman filter and matches boxes by overlap in two
-passes: first the confident detections, then the low-score ones (occluded or
-blurred objects the detector is unsure of) against the tracks still unmatched,
-so a briefly uncertain object keeps its track instead of starting a new one.
-
-supervision 0.31 removed its ByteTrack in favour of Roboflow's separate
-``trackers`` package, which requires ``opencv-python`` and so clashes with
-this project's ``opencv-python-headless``. 0.30.9 (October 2026) is the last
-release with ByteTrack and the first line that runs without OpenCV. Its
-ByteTrack is deprecated and warns (a FutureWarning) when built, which
-`Tracker` silences for that one call.
-
-One ByteTrack per class
------------------------
-Each ``class_id`` has its own ByteTrack, so a track never changes label (a
-track's label is its first object's label). The ids a ByteTrack hands out are
-its own, so they are mapped onto one job-wide sequence 1, 2, 3... in order of
-first appearance (frame order, then the order of the objects within a frame).
-ByteTrack has no randomness, so the same frames always get the same ids.
-
-Every object gets an id
------------------------
-ByteTrack by itself reports only some of the boxes it is given:
-
-- a box scoring 0.1 or less, or with a zero, negative or non-finite size, is
-  dropped before matching;
-- a box scoring below ``ACTIVATION_THRESHOLD`` only continues a track that is
-  already being followed: it never starts one, nor picks up a lost one;
-- a box that matches no track starts one only if it scores at least
-  ``ACTIVATION_THRESHOLD + 0.1``;
-- a new track (except on a tracker's first frame) is "unconfirmed" until a box
-  matches it on the next frame, and is not reported until then: its first box
-  would come back without an id, and if nothing matches it on the next frame
-  it is discarded.
-
-Rather than use ByteTrack's report (``update_with_detections``), `Tracker`
-runs its ``update_with_tensors`` and reads which of its tracks, confirmed or
-not, took a box on this frame, pairing those tracks with this frame's boxes by
-overlap (each such track took exactly one of them, and sits almost exactly
-on it). ByteTrack's own internal track number, which a track keeps from its
-first box on, becomes the job-wide id. So an unconfirmed track's first box has
-the id its later boxes will have, and an unconfirmed track that is never
-confirmed is simply a track of one frame. Any box ByteTrack drops gets a new
-id of its own: a track of one frame. A box scoring 0.35 or more (the
-service's default score threshold is 0.5) always starts or continues a track.
-
-Those attributes (``tracked_tracks``, ``frame_id``, ``internal_track_id``,
-``state``, ``tlbr``) are ByteTrack's internals, not its documented interface:
-the exact pin and tests/tracking keep them honest.
-
-Frame rate and gaps
--------------------
-ByteTrack counts frames, not seconds: a track not seen for more than its
-lost-track buffer of frames is forgotten (one frame later than that, in
-fact: it lets go of an expired track on the next frame). `Tracker` takes the
-buffer in seconds and converts it to analysed frames with the job's frame
-rate, which `frame_rate_of` works out from the analysed frames' real
-timestamps. A job analysing 2 frames a second with a 2 s buffer keeps a lost
-track for 4 analysed frames; ByteTrack's default of 30 frames (1 s of a
-30 fps video) would keep it for 15 s.
-
-The timestamps also tell how many analysed frames lie between two frames
-given to `Tracker.update`: a frame missing from the input (one that failed to
-decode, or a job that stores no empty frames) is stepped over as a frame in
-which nothing was seen, so a lost track is forgotten after the same time
-whether a gap was stored as empty frames or not. The frame rate must
-therefore be that of the analysed frames, not of the video: at 30 fps, a job
-sampled at 2 fps would seem to miss 14 frames between any two, and a new
-track, which ByteTrack drops if the frame after its first does not confirm
-it, would never last.
+The association is ByteTrack as shipped by ``supervision`` (pinned in
+pyproject.toml), one ByteTrack per class, with ids mapped onto one job-wide
+sequence in order of first appearance. `Tracker` reads which of ByteTrack's
+tracks took a box on each frame instead of its report, so that every object
+gets an id (ByteTrack alone reports only some boxes), and converts ByteTrack's
+lost-track buffer from seconds to analysed frames with the frame rate of the
+analysed frames (`frame_rate_of`). docs/tracking.md explains each choice.
 """
 
 from __future__ import annotations
@@ -94,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+from detector.detection.detections import AnalysedFrame, Detections
 
 if TYPE_CHECKING:
     from supervision.tracker.byte_tracker.core import ByteTrack
@@ -110,9 +44,6 @@ ACTIVATION_THRESHOLD = 0.25
 MATCHING_THRESHOLD = 0.8
 """ByteTrack's largest matching cost, one minus overlap times score, in its first pass
 (supervision's default)."""
-
-Frame = tuple[int, float, list[dict[str, Any]]]
-"""One analysed frame: its index in the video, its timestamp in seconds and its objects."""
 
 
 def frame_rate_of(timestamps: Sequence[float]) -> float:
@@ -269,10 +200,10 @@ class Tracker:
                 if not tracker.idle:
                     tracker.step(empty)
 
-    def update(self, frame: int, timestamp: float, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def update(self, frame: int, timestamp: float, detections: Detections) -> Detections:
         """Track the objects of the analysed frame ``frame`` (index in the video)
-        at ``timestamp`` seconds: new dicts, in the same order, each with
-        ``"track_id"`` set. Frames must come in ascending order."""
+        at ``timestamp`` seconds: the same objects, in the same order, each with
+        a track id. Frames must come in ascending order."""
         if self._last is not None and frame <= self._last[0]:
             raise ValueError(f"frames must come in ascending order: {frame} after {self._last[0]}")
         if not math.isfinite(timestamp):
@@ -280,42 +211,40 @@ class Tracker:
         self._skip(timestamp)
         self._last = (frame, timestamp)
 
-        by_class: dict[int, list[int]] = {}
-        for position, obj in enumerate(objects):
-            by_class.setdefault(int(obj["class_id"]), []).append(position)
-        for class_id in by_class:
+        classes = detections.class_id.tolist()
+        for class_id in dict.fromkeys(classes):  # new trackers in order of first appearance
             if class_id not in self._classes:
                 self._classes[class_id] = _ClassTracker(self.buffer_frames)
 
-        numbers: list[int | None] = [None] * len(objects)
+        # Rows x1, y1, x2, y2, score, as ByteTrack takes them.
+        rows = np.concatenate([detections.xyxy, detections.score[:, None]], axis=1).astype(np.float32)
+        numbers: list[int | None] = [None] * len(classes)
         for class_id, tracker in self._classes.items():
-            positions = by_class.get(class_id, [])
-            if not positions and tracker.idle:
+            positions = np.flatnonzero(detections.class_id == class_id)
+            if not len(positions) and tracker.idle:
                 continue
-            tensors = np.asarray(
-                [[*map(float, objects[p]["box"]), float(objects[p]["score"])] for p in positions],
-                dtype=np.float32,
-            ).reshape(-1, 5)
-            for position, number in zip(positions, tracker.step(tensors), strict=True):
+            for position, number in zip(positions.tolist(), tracker.step(rows[positions]), strict=True):
                 numbers[position] = number
 
-        tracked = []
-        for obj, number in zip(objects, numbers, strict=True):
-            class_id = int(obj["class_id"])
+        track_ids = []
+        labels, scores = detections.label.tolist(), detections.score.tolist()
+        for class_id, number, label, score in zip(classes, numbers, labels, scores, strict=True):
             if number is None:
                 track_id = self._new_id()
             else:
                 track_id = self._ids.setdefault((class_id, number), self._new_id())
-            self._record(track_id, frame, timestamp, obj)
-            tracked.append({**obj, "track_id": track_id})
-        return tracked
+            self._record(track_id, frame, timestamp, label, class_id, score)
+            track_ids.append(track_id)
+        return detections.with_track_ids(track_ids)
 
-    def _record(self, track_id: int, frame: int, timestamp: float, obj: dict[str, Any]) -> None:
+    def _record(
+        self, track_id: int, frame: int, timestamp: float, label: str, class_id: int, score: float
+    ) -> None:
         stats = self._stats.get(track_id)
         if stats is None:
             stats = self._stats[track_id] = _TrackStats(
-                label=str(obj["label"]),
-                class_id=int(obj["class_id"]),
+                label=str(label),
+                class_id=class_id,
                 first_frame=frame,
                 first_timestamp=timestamp,
                 last_frame=frame,
@@ -324,7 +253,7 @@ class Tracker:
         stats.last_frame = frame
         stats.last_timestamp = timestamp
         stats.frames += 1
-        stats.score_sum += float(obj["score"])
+        stats.score_sum += score
 
     def summaries(self) -> list[TrackSummary]:
         """Every track so far, by track id."""
@@ -344,20 +273,20 @@ class Tracker:
         ]
 
 
-class TrackedFrames(Iterator[Frame]):
+class TrackedFrames(Iterator[AnalysedFrame]):
     """``frames`` with track ids, tracked lazily, one frame as it is asked for.
 
-    Iterate it to get each frame as ``(frame, timestamp, objects)``; once it is
-    exhausted, `summaries` describes every track (before then, those so far).
+    Iterate it to get each `AnalysedFrame` with its objects' track ids; once it
+    is exhausted, `summaries` describes every track (before then, those so far).
     """
 
-    def __init__(self, frames: Iterable[Frame], tracker: Tracker) -> None:
+    def __init__(self, frames: Iterable[AnalysedFrame], tracker: Tracker) -> None:
         self._frames = iter(frames)
         self.tracker = tracker
 
-    def __next__(self) -> Frame:
-        frame, timestamp, objects = next(self._frames)
-        return frame, timestamp, self.tracker.update(frame, timestamp, objects)
+    def __next__(self) -> AnalysedFrame:
+        frame = next(self._frames)
+        return frame._replace(detections=self.tracker.update(frame.frame, frame.timestamp, frame.detections))
 
     def summaries(self) -> list[TrackSummary]:
         """Every track so far, by track id."""
@@ -365,7 +294,7 @@ class TrackedFrames(Iterator[Frame]):
 
 
 def track_frames(
-    frames: Iterable[Frame], frame_rate: float, *, buffer_seconds: float = DEFAULT_BUFFER_SECONDS
+    frames: Iterable[AnalysedFrame], frame_rate: float, *, buffer_seconds: float = DEFAULT_BUFFER_SECONDS
 ) -> TrackedFrames:
     """Track a job's analysed ``frames`` (in frame order) with a new `Tracker`:
     an iterator over the same frames, objects with track ids, whose

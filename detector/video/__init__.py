@@ -3,7 +3,7 @@
 Nothing here knows about Flask, Celery or the database.
 """
 
-from detector.video.chunks import ChunkPlan, plan_chunks
+from detector.video.chunks import ChunkPlan, iter_chunk_plans, plan_chunks
 from detector.video.decode import DecodeStats, decode_frames
 from detector.video.probe import FrameIndex, NotAVideoError, VideoError, VideoInfo, index_frames, probe
 
@@ -16,6 +16,7 @@ __all__ = [
     "VideoInfo",
     "decode_frames",
     "index_frames",
+    "iter_chunk_plans",
     "plan_chunks",
     "probe",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from detector.video.probe import FrameIndex
@@ -67,27 +67,36 @@ def plan_chunks(
 ) -> list[ChunkPlan]:
     """Cover each of the ``selected`` frames of ``index`` (default: all) exactly once,
     with chunks of about ``chunk_frames`` selected frames."""
+    return list(iter_chunk_plans(index, chunk_frames, selected))
+
+
+def iter_chunk_plans(
+    index: FrameIndex, chunk_frames: int, selected: Sequence[int] | None = None
+) -> Iterator[ChunkPlan]:
+    """The chunks of `plan_chunks`, one at a time: where they start is decided first,
+    each one's frame lists only as it is taken. ValueError (at once) for a
+    ``chunk_frames`` below 1."""
     if chunk_frames < 1:
         raise ValueError("chunk_frames must be at least 1")
-    chosen = list(range(len(index))) if selected is None else list(selected)
+    chosen = range(len(index)) if selected is None else selected
     if not chosen:
-        return []
+        return iter(())
     starts = _boundaries(chosen, index.keyframes, chunk_frames)
-    plans = []
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else len(chosen)
-        frames = chosen[start:end]
-        key = index.keyframes[bisect.bisect_right(index.keyframes, frames[0]) - 1]
-        pts = [index.pts[f] for f in frames]
-        plans.append(
-            ChunkPlan(
-                index=i,
-                start_frame=frames[0],
-                end_frame=frames[-1] + 1,
-                seek_pts=index.pts[key],
-                frame_pts=pts,
-                timestamps=[index.timestamp(p) for p in pts],
-                frames=frames,
-            )
-        )
-    return plans
+    ends = [*starts[1:], len(chosen)]
+    spans = enumerate(zip(starts, ends, strict=True))
+    return (_plan(index, i, list(chosen[start:end])) for i, (start, end) in spans)
+
+
+def _plan(index: FrameIndex, position: int, frames: list[int]) -> ChunkPlan:
+    """The chunk ``position`` of the job, of these ``frames``."""
+    key = index.keyframes[bisect.bisect_right(index.keyframes, frames[0]) - 1]
+    pts = [index.pts[f] for f in frames]
+    return ChunkPlan(
+        index=position,
+        start_frame=frames[0],
+        end_frame=frames[-1] + 1,
+        seek_pts=index.pts[key],
+        frame_pts=pts,
+        timestamps=[index.timestamp(p) for p in pts],
+        frames=frames,
+    )

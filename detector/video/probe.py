@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import islice
 
 import av
+import numpy as np
 
 StrPath = str | os.PathLike[str]
 
@@ -156,14 +159,31 @@ class FrameIndex:
 
     def timestamp(self, pts: int) -> float:
         """Seconds since the first presented frame (which is at 0.0)."""
-        return round(float((pts - self.pts[0]) * self.time_base), 6)
+        # Whole numbers, then one division: Python divides ints correctly rounded, so
+        # this is float() of the Fraction, without a Fraction's cost.
+        return round((pts - self.pts[0]) * self.time_base.numerator / self.time_base.denominator, 6)
+
+    def timestamps(self) -> Iterator[float]:
+        """Every frame's `timestamp`, in presentation order, one at a time."""
+        first, numerator, denominator = self.pts[0], self.time_base.numerator, self.time_base.denominator
+        return (round((pts - first) * numerator / denominator, 6) for pts in self.pts)
 
 
-@dataclass(frozen=True)
-class _Packet:
-    pts: int | None  # the presentation timestamp (the decode timestamp where a container has none)
-    keyframe: bool
-    discard: bool
+class _Packets:
+    """A stream's packets in decode order, a few bytes each (no Python object per
+    packet: a two-hour video has hundreds of thousands): each one's presentation
+    timestamp (its decode timestamp where a container has none; 0 where it has
+    neither), whether it has one, whether it is a keyframe, and whether the
+    container marks it "discard"."""
+
+    def __init__(self) -> None:
+        self.pts = array("q")
+        self.timed = bytearray()
+        self.keyframe = bytearray()
+        self.discard = bytearray()
+
+    def __len__(self) -> int:
+        return len(self.pts)
 
 
 def index_frames(path: StrPath) -> FrameIndex:
@@ -192,34 +212,46 @@ def index_frames(path: StrPath) -> FrameIndex:
         stream = _video_stream(container)
         time_base = Fraction(stream.time_base or Fraction(1, 1))
         packets = _read_packets(container, stream)
-    cutoff = next((p.pts for p in packets if p.keyframe and p.pts is not None), None)
+    pts = np.frombuffer(packets.pts, dtype=np.int64)
+    timed = np.frombuffer(packets.timed, dtype=np.bool_)
+    keyframe = np.frombuffer(packets.keyframe, dtype=np.bool_)
+    discard = np.frombuffer(packets.discard, dtype=np.bool_)
+    timed_keys = np.flatnonzero(keyframe & timed)
+    cutoff = int(pts[timed_keys[0]]) if len(timed_keys) else None
     head, reached_cutoff = _presented_before(path, cutoff)
-    frames = [(pts, False) for pts in head]
+    frame_pts = np.array(head, dtype=np.int64)
+    frame_keys = np.zeros(len(head), dtype=np.bool_)
     if reached_cutoff:
         assert cutoff is not None
-        frames += [
-            (p.pts, p.keyframe) for p in packets if p.pts is not None and p.pts >= cutoff and not p.discard
-        ]
-    if not frames:
-        if packets and all(p.pts is None for p in packets):
+        kept = timed & (pts >= cutoff) & ~discard
+        frame_pts = np.concatenate([frame_pts, pts[kept]])
+        frame_keys = np.concatenate([frame_keys, keyframe[kept]])
+    if not len(frame_pts):
+        if len(packets) and not timed.any():
             raise VideoError("the video's frames carry no timestamps")
         raise VideoError("the video has no decodable frames")
-    frames.sort(key=lambda f: f[0])
-    keyframes = [i for i, (_, key) in enumerate(frames) if key]
+    order = np.argsort(frame_pts, kind="stable")
+    keyframes = np.flatnonzero(frame_keys[order]).tolist()
     if not keyframes or keyframes[0] != 0:
         keyframes.insert(0, 0)
-    return FrameIndex(pts=[pts for pts, _ in frames], keyframes=keyframes, time_base=time_base)
+    return FrameIndex(pts=frame_pts[order].tolist(), keyframes=keyframes, time_base=time_base)
 
 
-def _read_packets(container: av.container.InputContainer, stream: av.VideoStream) -> list[_Packet]:
+def _read_packets(container: av.container.InputContainer, stream: av.VideoStream) -> _Packets:
     """The stream's packets in decode order (a damaged tail ends the list early)."""
-    packets: list[_Packet] = []
+    packets = _Packets()
+    # The arrays' appends, bound once: this loop runs once per packet of the video.
+    add_pts, add_timed = packets.pts.append, packets.timed.append
+    add_keyframe, add_discard = packets.keyframe.append, packets.discard.append
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # the demuxer's end-of-stream marker
             pts = packet.pts if packet.pts is not None else packet.dts
-            packets.append(_Packet(pts, bool(packet.is_keyframe), bool(packet.is_discard)))
+            add_pts(0 if pts is None else pts)
+            add_timed(pts is not None)
+            add_keyframe(packet.is_keyframe)
+            add_discard(packet.is_discard)
     except av.FFmpegError as exc:
         if not packets:
             raise VideoError("the video stream cannot be read") from exc

@@ -8,7 +8,7 @@ planner, ``detector predict``), because both call `FrameSelection.select`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Timestamps are stream units times a rational time base, as floats: 3/30 s may
@@ -50,26 +50,33 @@ class FrameSelection:
         """Whether every frame of any video is selected."""
         return self == FrameSelection() or self == FrameSelection(frame_stride=1)
 
-    def select(self, timestamps: Sequence[float]) -> list[int]:
+    def select(self, timestamps: Iterable[float]) -> list[int]:
         """The indices of the selected frames among frames with these ``timestamps``
-        (seconds, in presentation order), ascending."""
-        lo = self.start if self.start is not None else float("-inf")
-        hi = self.end if self.end is not None else float("inf")
-        span = [i for i, t in enumerate(timestamps) if lo - _EPSILON <= t < hi - _EPSILON]
-        if self.frame_stride is not None:
-            return span[:: self.frame_stride]
-        if self.sample_fps is None or not span:
-            return span
-        interval = 1.0 / self.sample_fps
-        origin = timestamps[span[0]]
+        (seconds, in presentation order), ascending. The timestamps are read once,
+        one at a time: only the selected indices are kept."""
+        lo = self.start - _EPSILON if self.start is not None else float("-inf")
+        hi = self.end - _EPSILON if self.end is not None else float("inf")
+        interval = 1.0 / self.sample_fps if self.sample_fps is not None else None
         chosen: list[int] = []
+        in_span = 0  # frames of the span so far
+        origin = 0.0  # the span's first timestamp
         due = 0  # the next grid point, counted from origin
-        for i in span:
-            t = timestamps[i]
-            if t >= origin + due * interval - _EPSILON:
+        for i, t in enumerate(timestamps):
+            if not lo <= t < hi:
+                continue
+            if self.frame_stride is not None:
+                if in_span % self.frame_stride == 0:
+                    chosen.append(i)
+            elif interval is None:
                 chosen.append(i)
-                # Past every grid point this frame covers.
-                due = int((t - origin + _EPSILON) / interval) + 1
+            else:
+                if not in_span:
+                    origin = t
+                if t >= origin + due * interval - _EPSILON:
+                    chosen.append(i)
+                    # Past every grid point this frame covers.
+                    due = int((t - origin + _EPSILON) / interval) + 1
+            in_span += 1
         return chosen
 
     def hold_frames(self, fps: float | None) -> int:

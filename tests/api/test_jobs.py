@@ -30,7 +30,7 @@ def stored_videos(app) -> list[Path]:
 
 def queued_messages(app) -> list[dict]:
     folder = Path(app.config["DATA_DIR"]) / "broker" / "queue"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*"))]
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.msg"))]
 
 
 def job_count(app) -> int:

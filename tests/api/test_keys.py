@@ -23,7 +23,8 @@ def create_key(client, headers, name="laptop", **extra):
 def test_create_shows_the_secret_once_and_stores_only_its_hash(app, client, auth: Auth):
     headers = auth.headers()
     created = create_key(client, headers, "ci")
-    assert set(created) == {"id", "name", "key", "prefix", "created_at", "expires_at"}
+    assert set(created) == {"id", "name", "key", "prefix", "created_at", "expires_at", "scopes"}
+    assert created["scopes"] == []
     assert KEY_RE.fullmatch(created["key"])
     assert created["key"].startswith(created["prefix"]) and created["prefix"].startswith("dk_live_")
     assert created["name"] == "ci" and created["expires_at"] is None
@@ -49,8 +50,6 @@ def test_key_works_as_x_api_key_and_as_bearer_on_jobs_and_keys(client, auth: Aut
         assert client.get(f"/api/jobs/{job_id}", headers=headers).status_code == 200
         assert client.get("/api/jobs", headers=headers).json["total"] >= 1
         assert client.get("/api/keys", headers=headers).status_code == 200
-        # A key can make another key.
-        assert client.post("/api/keys", headers=headers, json={"name": "x"}).status_code == 201
 
 
 def test_no_credentials_or_a_bad_key_is_401_in_the_error_model(client, auth: Auth):
@@ -144,3 +143,50 @@ def test_jwt_access_tokens_still_work_and_refresh_tokens_do_not(client, auth: Au
     )
     refresh = client.get("/api/keys", headers={"Authorization": f"Bearer {tokens['refresh_token']}"})
     assert refresh.status_code == 401
+
+
+def test_a_key_without_the_keys_scope_cannot_make_keys_or_rotate_the_webhook_secret(client, auth: Auth):
+    secret = create_key(client, auth.headers())["key"]
+    for headers in ({"X-API-Key": secret}, {"Authorization": f"Bearer {secret}"}):
+        refused = client.post("/api/keys", headers=headers, json={"name": "successor"})
+        assert refused.status_code == 403
+        assert refused.json["error"] == "forbidden" and "'keys'" in refused.json["message"]
+        rotate = client.post("/api/auth/webhook-secret", headers=headers)
+        assert rotate.status_code == 403 and "'webhook_secret'" in rotate.json["message"]
+    # It made nothing; it can still list and revoke keys, and work with jobs.
+    listed = client.get("/api/keys", headers={"X-API-Key": secret})
+    assert [k["name"] for k in listed.json["keys"]] == ["laptop"]
+
+
+def test_a_key_made_with_a_scope_can_do_that_and_grant_no_more(client, auth: Auth):
+    session = auth.headers()
+    keys_only = create_key(client, session, "admin", scopes=["keys"])
+    assert keys_only["scopes"] == ["keys"]
+    by_key = {"X-API-Key": keys_only["key"]}
+    made = create_key(client, by_key, "made by a key", scopes=["keys"])
+    assert made["scopes"] == ["keys"]
+    # Not a scope it lacks itself, and not the webhook secret.
+    wider = client.post("/api/keys", headers=by_key, json={"name": "wider", "scopes": ["webhook_secret"]})
+    assert wider.status_code == 403 and "'webhook_secret'" in wider.json["message"]
+    assert client.post("/api/auth/webhook-secret", headers=by_key).status_code == 403
+
+    rotator = create_key(client, session, "rotator", scopes=["webhook_secret"])
+    rotated = client.post("/api/auth/webhook-secret", headers={"X-API-Key": rotator["key"]})
+    assert rotated.status_code == 201 and rotated.json["secret"].startswith("whsec_")
+    listed = {k["name"]: k["scopes"] for k in client.get("/api/keys", headers=session).json["keys"]}
+    assert listed == {"admin": ["keys"], "made by a key": ["keys"], "rotator": ["webhook_secret"]}
+
+
+def test_unknown_or_malformed_scopes_are_400(client, auth: Auth):
+    headers = auth.headers()
+    for scopes in (["admin"], "keys", [1], {"keys": True}):
+        response = client.post("/api/keys", headers=headers, json={"name": "x", "scopes": scopes})
+        assert response.status_code == 400, scopes
+        assert response.json["error"] == "invalid_input"
+    assert client.get("/api/keys", headers=headers).json["keys"] == []
+
+
+def test_access_tokens_can_do_everything_keys_need_scopes_for(client, auth: Auth):
+    headers = auth.headers()
+    assert client.post("/api/keys", headers=headers, json={"name": "x"}).status_code == 201
+    assert client.post("/api/auth/webhook-secret", headers=headers).status_code == 201

@@ -79,6 +79,36 @@ def test_render_is_202_then_200_with_the_same_render(app, client, auth: Auth, sm
     assert client.get(f"/api/jobs/{job_id}/video/annotated", headers=alice).status_code == 409
 
 
+def test_a_broker_failure_is_503_with_retry_after_and_asking_again_starts_the_render(
+    app, client, auth: Auth, small_video, monkeypatch
+):
+    from kombu.exceptions import OperationalError
+
+    from detector.services import media
+
+    headers = auth.headers()
+    job_id = succeeded_job(app, client, headers, small_video)
+    real_send = media.send_render
+
+    def broker_down(job_id: str) -> None:
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(media, "send_render", broker_down)
+    refused = client.post(f"/api/jobs/{job_id}/render", headers=headers)
+    assert refused.status_code == 503
+    assert refused.json["error"] == "unavailable" and "ask again" in refused.json["message"]
+    assert int(refused.headers["Retry-After"]) == media.BROKER_RETRY_AFTER
+    # The job says why there is no render, and nothing was sent.
+    render = client.get(f"/api/jobs/{job_id}", headers=headers).json["render"]
+    assert render["status"] == "failed" and "could not be queued" in render["error"]
+    assert _render_messages(app) == []
+
+    monkeypatch.setattr(media, "send_render", real_send)
+    again = client.post(f"/api/jobs/{job_id}/render", headers=headers)
+    assert again.status_code == 202 and again.json["status"] == "queued"
+    assert len(_render_messages(app)) == 1
+
+
 # -- render_job ---------------------------------------------------------------------------------------
 
 
@@ -285,6 +315,9 @@ def test_a_media_token_plays_the_jobs_videos_without_a_header(app, client, auth:
     assert played.status_code == 200 and played.get_data() == small_video.read_bytes()
     part = client.get(token["video_url"], headers={"Range": "bytes=0-99"})
     assert part.status_code == 206 and part.get_data() == small_video.read_bytes()[:100]
+    # Its URL goes to no other site in a Referer, and the video is not sniffed as another type.
+    assert played.headers["Referrer-Policy"] == "no-referrer"
+    assert played.headers["X-Content-Type-Options"] == "nosniff"
     assert client.get(token["annotated_url"]).status_code == 404  # not rendered
     client.post(f"/api/jobs/{job_id}/render", headers=headers)
     with app.app_context():
@@ -423,7 +456,9 @@ def _stalled_render(app, client, headers, video: Path, deliveries: int, age: tim
 
 def test_a_stalled_render_is_sent_again(app, client, auth: Auth, small_video):
     headers = auth.headers()
-    job_id = _stalled_render(app, client, headers, small_video, 1, timedelta(minutes=10))
+    # Silent for an hour: past the 60 s stall, and past the 610 s a live render may go
+    # without progress (RENDER_BASE_SECONDS 600 + 50 frames at 0.2 s; rendering.alive_for).
+    job_id = _stalled_render(app, client, headers, small_video, 1, timedelta(hours=1))
     moving = _stalled_render(app, client, headers, small_video, 1, timedelta(seconds=5))
     before = len(_render_messages(app))
     with app.app_context():
@@ -455,14 +490,14 @@ def test_the_watchdog_task_resends_stalled_renders(app, client, auth: Auth, smal
 
 def test_a_render_stalled_after_the_last_delivery_fails(app, client, auth: Auth, small_video):
     headers = auth.headers()
-    job_id = _stalled_render(app, client, headers, small_video, MAX_RENDER_DELIVERIES, timedelta(minutes=10))
+    job_id = _stalled_render(app, client, headers, small_video, MAX_RENDER_DELIVERIES, timedelta(hours=1))
     before = len(_render_messages(app))
     with app.app_context():
         assert watch_renders(timedelta(seconds=60)) == (0, 1)
     assert len(_render_messages(app)) == before
     render = client.get(f"/api/jobs/{job_id}", headers=headers).json["render"]
     assert render["status"] == "failed" and render["url"] is None
-    assert "no progress for 60 s" in render["error"] and f"{MAX_RENDER_DELIVERIES} times" in render["error"]
+    assert "no progress for 610 s" in render["error"] and f"{MAX_RENDER_DELIVERIES} times" in render["error"]
     annotated = client.get(f"/api/jobs/{job_id}/video/annotated", headers=headers)
     assert annotated.status_code == 409 and render["error"] in annotated.json["message"]
     with app.app_context():

@@ -146,7 +146,9 @@ def test_refresh_needs_the_cookie_and_the_matching_csrf_header(app: Flask, clien
     assert refreshed.status_code == 200, refreshed.json
     assert set(refreshed.json) == {"access_token", "token_type", "expires_in"}
     assert refreshed.json["access_token"] != first
-    assert "Set-Cookie" not in refreshed.headers  # the session's refresh token stays as it is
+    # The session's refresh cookie is replaced by the next one; the CSRF value stays.
+    assert set(cookies_of(refreshed)) == {REFRESH_COOKIE, CSRF_COOKIE}
+    assert csrf_of(client) == csrf
     assert client.get("/api/jobs", headers=bearer(refreshed.json["access_token"])).status_code == 200
 
     # Without the cookie (another client), even with the right CSRF value: 401.
@@ -230,6 +232,56 @@ def test_logout_with_the_session_access_token_revokes_it(client):
     # The session itself lives on until DELETE /api/auth/session.
     refreshed = client.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf_of(client)})
     assert refreshed.status_code == 200
+
+
+def test_a_used_refresh_cookie_sent_again_ends_the_session(app: Flask, client):
+    reconfigure(app, SESSION_REFRESH_GRACE_SECONDS=0)
+    first_access = sign_in(client).json["access_token"]
+    csrf = csrf_of(client)
+    first_cookie = client.get_cookie(REFRESH_COOKIE, path=SESSION).value
+    refreshed = client.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf})
+    assert refreshed.status_code == 200
+    second_cookie = client.get_cookie(REFRESH_COOKIE, path=SESSION).value
+    assert second_cookie != first_cookie
+
+    # A copy of the first cookie (taken by an attacker) is sent again: refused, and the
+    # session is over for everyone holding any of its tokens.
+    thief = app.test_client()
+    thief.set_cookie(REFRESH_COOKIE, first_cookie, path=SESSION)
+    reused = thief.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf})
+    assert reused.status_code == 401 and "already used" in reused.json["message"]
+    assert "Set-Cookie" not in reused.headers
+    assert client.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf}).status_code == 401
+    for access in (first_access, refreshed.json["access_token"]):
+        assert client.get("/api/auth/me", headers=bearer(access)).status_code == 401
+
+
+def test_tabs_refreshing_at_once_share_one_rotation(app: Flask, client):
+    reconfigure(app, SESSION_REFRESH_GRACE_SECONDS=60)
+    sign_in(client)
+    csrf = csrf_of(client)
+    cookie = client.get_cookie(REFRESH_COOKIE, path=SESSION).value
+    # Two tabs send the same cookie; the first one's answer sets the next cookie.
+    first = client.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf})
+    other_tab = app.test_client()
+    other_tab.set_cookie(REFRESH_COOKIE, cookie, path=SESSION)
+    second = other_tab.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf})
+    assert first.status_code == second.status_code == 200
+    assert REFRESH_COOKIE in cookies_of(first) and "Set-Cookie" not in second.headers
+    assert client.get("/api/auth/me", headers=bearer(second.json["access_token"])).status_code == 200
+    # The session goes on with the cookie the first answer set.
+    assert client.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf}).status_code == 200
+    # Once replaced twice, the first cookie is a reuse even within the grace.
+    assert other_tab.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf}).status_code == 401
+
+
+def test_sign_out_everywhere_ends_the_web_session(client):
+    access = sign_in(client).json["access_token"]
+    out = client.post("/api/auth/logout-everywhere", headers=bearer(access))
+    assert out.status_code == 200
+    refused = client.post(f"{SESSION}/refresh", headers={"X-CSRF-TOKEN": csrf_of(client)})
+    assert refused.status_code == 401 and refused.json["message"] == "Token has been revoked"
+    assert client.get("/api/jobs", headers=bearer(access)).status_code == 401
 
 
 def test_session_and_login_share_the_login_rate_limit(tmp_path: Path):

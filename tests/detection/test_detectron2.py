@@ -25,7 +25,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.data.transforms import ResizeShortestEdge
 
-from detector.detection import DetectedObject, DetectorSettings, WeightsError, build_predictor, model_identity
+from detector.detection import Detections, DetectorSettings, WeightsError, build_predictor, model_identity
 from detector.detection.detectron2_backend import DEFAULT_MODEL, Detectron2Predictor
 from detector.detection.identity import file_checksum
 from detector.detection.weights import HOW_TO_PROVIDE
@@ -82,12 +82,17 @@ def frames() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def batch_of_8(predictor: Detectron2Predictor, frames: list[np.ndarray]) -> list[list[DetectedObject]]:
+def batch_of_8(predictor: Detectron2Predictor, frames: list[np.ndarray]) -> list[list[dict[str, Any]]]:
     assert predictor.batch_size == 8
-    return predictor.predict(frames, 0.0)
+    return as_objects(predictor.predict(frames, 0.0))
 
 
-def assert_same(a: Sequence[Sequence[DetectedObject]], b: Sequence[Sequence[DetectedObject]]) -> None:
+def as_objects(found: Sequence[Detections]) -> list[list[dict[str, Any]]]:
+    """Each frame's detections in their JSON form, as the assertions read them."""
+    return [detections.to_objects() for detections in found]
+
+
+def assert_same(a: Sequence[Sequence[dict[str, Any]]], b: Sequence[Sequence[dict[str, Any]]]) -> None:
     """Same detections: same count, classes and order; scores within 1e-4, boxes within 0.5 px."""
     assert len(a) == len(b)
     for objects_a, objects_b in zip(a, b, strict=True):
@@ -137,7 +142,10 @@ def test_boxes_are_in_original_frame_pixels(predictor: Detectron2Predictor, batc
     small = frame_image(3, 213, 160)
     large = ResizeShortestEdge(MIN_SIZE, MAX_SIZE).get_transform(small).apply_image(small)
     assert large.shape == (320, 426, 3)
-    (objects_small,), (objects_large,) = predictor.predict([small], 0.0), predictor.predict([large], 0.0)
+    (objects_small,), (objects_large,) = (
+        as_objects(predictor.predict([small], 0.0)),
+        as_objects(predictor.predict([large], 0.0)),
+    )
     assert len(objects_small) == len(objects_large) > 0
     assert max(o["box"][2] for o in objects_small) <= 213
     for s, big in zip(objects_small, objects_large, strict=True):
@@ -147,7 +155,7 @@ def test_boxes_are_in_original_frame_pixels(predictor: Detectron2Predictor, batc
 
 def test_frames_of_different_sizes_in_one_batch(predictor: Detectron2Predictor, batch_of_8, frames):
     square = frame_image(1, 300, 300)
-    mixed = predictor.predict([frames[0], square], 0.0)
+    mixed = as_objects(predictor.predict([frames[0], square], 0.0))
     assert_same(mixed[:1], batch_of_8[:1])
     assert mixed[1]
     assert all(
@@ -164,7 +172,7 @@ def test_rgb_config_gets_rgb_frames(predictor: Detectron2Predictor, frames, monk
 
 
 def test_score_threshold_filters(predictor: Detectron2Predictor, batch_of_8, frames):
-    above = predictor.predict(frames[:2], 0.5)
+    above = as_objects(predictor.predict(frames[:2], 0.5))
     for high, everything in zip(above, batch_of_8[:2], strict=True):
         expected = [o for o in everything if o["score"] >= 0.5]
         assert 0 < len(expected) < len(everything)
@@ -173,7 +181,7 @@ def test_score_threshold_filters(predictor: Detectron2Predictor, batch_of_8, fra
 
 def test_batch_of_one_matches_batch_of_eight(predictor, batch_of_8, frames, monkeypatch):
     monkeypatch.setattr(predictor, "batch_size", 1)
-    assert_same(predictor.predict(frames, 0.0), batch_of_8)
+    assert_same(as_objects(predictor.predict(frames, 0.0)), batch_of_8)
 
 
 def test_saved_random_weights_load_from_file(config_file: str, predictor, frames, tmp_path: Path):
@@ -273,4 +281,7 @@ def test_a_mask_rcnn_runs_without_its_mask_head_and_finds_the_same_boxes(mask_rc
             ]
         )
     assert all(out["instances"].has("pred_masks") for out in outputs)
-    assert_same(predictor.predict_batch(frames[:4]), [predictor._objects(out) for out in outputs])
+    assert_same(
+        as_objects(predictor.predict_batch(frames[:4])),
+        as_objects([predictor._objects(out) for out in outputs]),
+    )

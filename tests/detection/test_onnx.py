@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from detector.bench.runtimes import conditioned_checkpoint, match_objects, match_rate
-from detector.detection import DetectorSettings, build_predictor, model_identity, onnx_export
+from detector.detection import Detections, DetectorSettings, build_predictor, model_identity, onnx_export
 from detector.detection.base import BACKENDS
 from detector.detection.labels import TORCHVISION_COCO, label_list
 from detector.detection.onnx_backend import OnnxRuntimePredictor, OpenVinoPredictor, _providers
@@ -158,6 +159,24 @@ def test_the_export_is_written_under_a_temporary_name_and_renamed(tmp_path, monk
     assert list(target.parent.iterdir()) == []  # neither a partial export nor its temporary file
 
 
+def test_temporary_files_of_killed_exports_are_removed_by_the_next_export(tmp_path, monkeypatch):
+    """A process killed mid-export leaves its temporary file; the next export into the
+    directory removes it once it is old, and leaves one that may be in use."""
+    target = export_path(settings(cache_dir=str(tmp_path)))
+    target.parent.mkdir(parents=True)
+    killed, running = (
+        target.parent / f".{target.stem}.killed.tmp",
+        target.parent / f".{target.stem}.running.tmp",
+    )
+    for temp in (killed, running):
+        temp.write_bytes(b"half a gra")
+    long_ago = time.time() - onnx_export.STALE_TEMP_SECONDS - 60
+    os.utime(killed, (long_ago, long_ago))
+    monkeypatch.setattr(onnx_export, "_export", lambda _settings, temp: temp.write_bytes(b"graph"))
+    assert export_onnx(settings(cache_dir=str(tmp_path))) == target
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted([target.name, running.name])
+
+
 @pytest.mark.slow
 def test_the_export_is_reproducible(tmp_path, random_export):
     """The same settings, exported again into another cache, give the same bytes."""
@@ -182,8 +201,9 @@ def test_the_runtimes_find_what_eager_finds(backend, cache, checkpoint, frames):
     rate = match_rate(eager, got)
     assert rate["objects_eager"] > 20, rate
     assert rate["match_rate"] >= 0.99, rate
-    for objects, frame in zip(got, frames, strict=True):
+    for found, frame in zip(got, frames, strict=True):
         height, width = frame.shape[:2]
+        objects = found.to_objects()
         assert [o["score"] for o in objects] == sorted((o["score"] for o in objects), reverse=True)
         for o in objects:
             assert set(o) == {"label", "class_id", "score", "box"}
@@ -192,7 +212,7 @@ def test_the_runtimes_find_what_eager_finds(backend, cache, checkpoint, frames):
             assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
     # One frame at a time (OpenVINO's latency path) finds the same.
     single = [predictor.predict_batch([frame])[0] for frame in frames[:2]]
-    assert match_rate(got[:2], [[o for o in s if o["score"] >= 0.3] for s in single])["match_rate"] == 1.0
+    assert match_rate(got[:2], [s[s.score >= 0.3] for s in single])["match_rate"] == 1.0
 
 
 def test_random_weights_build_run_and_are_deterministic(cache, random_export, frames):
@@ -208,10 +228,18 @@ def test_matching_is_one_to_one():
     moved = {**box, "box": [0.0, 0.0, 10.0, 10.05]}
     other_class = {**box, "class_id": 2}
     other_score = {**box, "score": 0.502}
-    assert match_objects([box], [box, moved]) == 1
-    assert match_objects([box, box], [moved, box]) == 2
-    assert match_objects([box], [other_class]) == match_objects([box], [other_score]) == 0
-    assert match_rate([[box]], [[box, moved]])["match_rate"] == 0.5
+    assert match_objects(detections_of(box), detections_of(box, moved)) == 1
+    assert match_objects(detections_of(box, box), detections_of(moved, box)) == 2
+    assert (
+        match_objects(detections_of(box), detections_of(other_class))
+        == match_objects(detections_of(box), detections_of(other_score))
+        == 0
+    )
+    assert match_rate([detections_of(box)], [detections_of(box, moved)])["match_rate"] == 0.5
+
+
+def detections_of(*objects: dict[str, Any]) -> Detections:
+    return Detections.from_objects(objects)
 
 
 def test_execution_providers_for_each_device():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from detector.detection import DetectedObject, DetectorSettings, Predictor, get_predictor, registry
+from detector.detection import Detections, DetectorSettings, Predictor, get_predictor, registry
 from detector.detection.base import BACKENDS
 
 
@@ -28,12 +28,14 @@ class FakePredictor(Predictor):
         self.fits = fits
         self.calls: list[int] = []
 
-    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         self.calls.append(len(frames))
         if len(frames) > self.fits:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return [
-            [DetectedObject(label="x", class_id=1, score=float(f.mean()) / 255, box=[0, 0, 1, 1])]
+            Detections.from_objects(
+                [{"label": "x", "class_id": 1, "score": float(f.mean()) / 255, "box": [0, 0, 1, 1]}]
+            )
             for f in frames
         ]
 
@@ -42,8 +44,8 @@ def _frames(n: int) -> list[np.ndarray]:
     return [np.full((4, 4, 3), i * 10, dtype=np.uint8) for i in range(n)]
 
 
-def _scores(results: list[list[DetectedObject]]) -> list[float]:
-    return [r[0]["score"] for r in results]
+def _scores(results: list[Detections]) -> list[float]:
+    return [r.to_objects()[0]["score"] for r in results]
 
 
 def test_out_of_memory_batch_is_retried_smaller():
@@ -102,7 +104,7 @@ def test_each_shrink_is_logged_once(caplog: pytest.LogCaptureFixture):
 
 def test_an_out_of_memory_message_without_the_cuda_type_also_backs_off():
     class Plain(FakePredictor):
-        def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+        def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
             if len(frames) > self.fits:
                 raise RuntimeError("CUDA error: out of memory")
             return super().predict_batch(frames)
@@ -114,7 +116,7 @@ def test_an_out_of_memory_message_without_the_cuda_type_also_backs_off():
 
 def test_other_errors_are_raised_and_keep_the_batch_size():
     class Broken(FakePredictor):
-        def predict_batch(self, frames: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+        def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
             raise ValueError("bad frame")
 
     predictor = Broken(batch_size=4, fits=4)

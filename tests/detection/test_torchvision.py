@@ -43,7 +43,7 @@ def test_seeded_random_weights_are_deterministic_and_give_varied_scores(frames):
     first = predictor.predict(frames, 0.0)
     second = build_predictor(settings()).predict(frames, 0.0)
     assert first == second
-    scores = [o["score"] for objects in first for o in objects]
+    scores = [o["score"] for objects in first for o in objects.to_objects()]
     assert len(set(scores)) > 10
     assert max(scores) > 0.3
     other_seed = build_predictor(settings(seed=1)).predict(frames, 0.0)
@@ -81,7 +81,7 @@ def test_default_weights_from_the_cache_are_named_by_their_checkpoint(tmp_path: 
 
 def test_objects_are_well_formed_and_inside_the_frame(frames):
     for objects in build_predictor(settings()).predict(frames, 0.2):
-        for o in objects:
+        for o in objects.to_objects():
             assert set(o) == {"label", "class_id", "score", "box"}
             x1, y1, x2, y2 = o["box"]
             assert 0 <= x1 <= x2 <= 320 and 0 <= y1 <= y2 <= 240
@@ -118,8 +118,8 @@ def test_large_frames_are_shrunk_on_the_host_and_boxes_come_back_in_frame_pixels
     predictor.model.transform.register_forward_pre_hook(  # type: ignore[attr-defined]
         lambda _module, args: seen.extend(tuple(image.shape) for image in args[0])
     )
-    expected = predictor.predict([small], 0.0)[0]
-    got = predictor.predict([big], 0.0)[0]
+    expected = predictor.predict([small], 0.0)[0].to_objects()
+    got = predictor.predict([big], 0.0)[0].to_objects()
     assert seen == [(3, 320, 568), (3, 320, 568)]  # the model never saw the big frame
     assert len(got) == len(expected) > 10
     for g, e in zip(got, expected, strict=True):

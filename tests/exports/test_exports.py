@@ -33,6 +33,7 @@ import pytest
 
 import detector.exports.coco as coco_module
 import detector.exports.common as common_module
+from detector.detection import AnalysedFrame, Detections
 from detector.exports import (
     FORMATS,
     ExportError,
@@ -43,7 +44,7 @@ from detector.exports import (
     filename,
     media_type,
 )
-from detector.pipeline.results import FrameResult
+from detector.pipeline.results import frame_json
 
 HOSTILE = "<img src=x onerror=alert(1)>&\"'"
 LABELS = {0: "person", 1: "car", 2: HOSTILE, 3: 'left, right\n"quoted"'}
@@ -81,10 +82,23 @@ def make_source(*, tracked: bool, name: str = "street.mp4", frame_count: int = F
     )
 
 
+def analysed(frames: Iterable[Any]) -> Iterator[AnalysedFrame]:
+    """``(frame, timestamp, objects)`` tuples, objects in their JSON form, as the
+    `AnalysedFrame` s an export takes (one at a time, as they are read); frames
+    that are `AnalysedFrame` s already pass as they are."""
+    for item in frames:
+        frame, timestamp, objects = item
+        yield (
+            item
+            if isinstance(item, AnalysedFrame)
+            else AnalysedFrame(frame, timestamp, Detections.from_objects(objects))
+        )
+
+
 def save(path: Path, fmt: str, source: ExportSource, frames: Iterable[Any]) -> Path:
     """The export written to ``path``, piece by piece."""
     with path.open("w", encoding="utf-8", newline="") as out:
-        for piece in export(fmt, source, frames):
+        for piece in export(fmt, source, analysed(frames)):
             assert isinstance(piece, str)
             out.write(piece)
     return path
@@ -110,11 +124,12 @@ class Counted:
 
     def __init__(self, total: int, objects: list[dict[str, Any]]) -> None:
         self.total, self.objects, self.read = total, objects, 0
+        self.found = Detections.from_objects(objects)
 
-    def __iter__(self) -> Iterator[tuple[int, float, list[dict[str, Any]]]]:
+    def __iter__(self) -> Iterator[AnalysedFrame]:
         for frame in range(self.total):
             self.read += 1
-            yield frame, frame / 25, self.objects
+            yield AnalysedFrame(frame, frame / 25, self.found)
 
 
 def objects_per_frame(count: int, *, tracked: bool) -> list[dict[str, Any]]:
@@ -511,9 +526,7 @@ def test_jsonl_has_a_line_per_analysed_frame_shaped_as_the_detections_page(tmp_p
     assert [json.loads(line) for line in lines] == [
         {"frame": frame, "timestamp": timestamp, "objects": objects} for frame, timestamp, objects in job
     ]
-    assert lines == [
-        FrameResult.from_objects(frame, timestamp, objects).to_json() for frame, timestamp, objects in job
-    ]
+    assert lines == [frame_json(frame, timestamp, json.dumps(objects)) for frame, timestamp, objects in job]
 
 
 # Every format --------------------------------------------------------------------------------------------

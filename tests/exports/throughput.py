@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any
 
+from detector.detection import AnalysedFrame, Detections
 from detector.exports import FORMATS, ExportSource, export
 
 LABELS = {class_id: f"class {class_id}" for class_id in range(80)}
@@ -42,7 +43,10 @@ def main() -> None:
     objects = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     print(f"{frames} frames of {objects} objects")
     for tracked in (True, False):
-        job = make_frames(frames, objects, tracked=tracked)
+        job = [
+            AnalysedFrame(f, t, Detections.from_objects(o))
+            for f, t, o in make_frames(frames, objects, tracked=tracked)
+        ]
         source = ExportSource("street.mp4", 1920, 1080, frames, 25.0, LABELS, tracked)
         for fmt in FORMATS:
             if fmt == "mot" and not tracked:

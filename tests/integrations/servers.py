@@ -143,3 +143,64 @@ def unsized_route(size: int, content_type: str = "video/mp4") -> Route:
         handler.close_connection = True
 
     return route
+
+
+def trickle_route(data: bytes, pieces: int, pause: float, content_type: str = "video/mp4") -> Route:
+    """Serves ``data`` (with its Content-Length) in ``pieces`` parts, ``pause`` seconds
+    apart: a slow link that never stops for long."""
+
+    def route(handler: BaseHTTPRequestHandler, request: Received, seen: int) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        size = -(-len(data) // pieces)
+        try:
+            for start in range(0, len(data), size):
+                handler.wfile.write(data[start : start + size])
+                handler.wfile.flush()
+                time.sleep(pause)
+        except OSError:
+            pass  # the client gave up
+        handler.close_connection = True
+
+    return route
+
+
+def stalling_route(
+    data: bytes,
+    *,
+    send: int = 0,
+    pause: float = 5.0,
+    before_headers: bool = False,
+    content_type: str = "video/mp4",
+) -> Route:
+    """A server that stops sending: ``send`` bytes of ``data`` (from where a ``Range``
+    asks), then nothing for ``pause`` seconds, then the connection closes; with
+    ``before_headers``, it waits ``pause`` seconds before it answers at all."""
+
+    def route(handler: BaseHTTPRequestHandler, request: Received, seen: int) -> None:
+        if before_headers:
+            time.sleep(pause)
+        start = 0
+        wanted = request.headers.get("Range", "")
+        if wanted.startswith("bytes=") and wanted.endswith("-"):
+            start = int(wanted[6:-1])
+            handler.send_response(206)
+            handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            handler.send_response(200)
+        handler.send_header("Accept-Ranges", "bytes")
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data) - start))
+        handler.end_headers()
+        try:
+            handler.wfile.write(data[start : start + send])
+            handler.wfile.flush()
+            if not before_headers:
+                time.sleep(pause)
+        except OSError:
+            pass
+        handler.close_connection = True
+
+    return route

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -132,7 +133,7 @@ def test_the_first_callback_url_shows_the_secret_once_and_rotation_replaces_it(
     assert client.post("/api/auth/webhook-secret").status_code == 401
 
 
-def test_a_refused_upload_does_not_create_the_secret(app, client, auth):
+def test_a_refused_upload_still_shows_the_secret_it_created(app, client, auth, small_video):
     reconfigure(app, ALLOW_PRIVATE_URLS=True)
     headers = auth.headers()
     bad = client.post(
@@ -141,11 +142,20 @@ def test_a_refused_upload_does_not_create_the_secret(app, client, auth):
         content_type="multipart/form-data",
         data={"video": (io.BytesIO(b"not a video"), "x.mp4"), "callback_url": "http://127.0.0.1:9/h"},
     )
-    assert bad.status_code == 415
+    assert bad.status_code == 415 and bad.json["error"] == "unsupported_media"
+    # The secret was made by this request: its answer shows it, though the upload was refused.
+    secret = bad.headers["Detector-Webhook-Secret"]
+    assert secret.startswith("whsec_")
     with app.app_context():
-        from detector.models import WebhookSecret
-
-        assert db.session.query(WebhookSecret).count() == 0
+        assert webhooks.signing_secret(db.session.query(User).one().id)[0] == secret
+    # It is the secret from now on, and it is not shown again.
+    good = _submit(client, headers, small_video, callback_url="http://127.0.0.1:9/hook")
+    assert good.status_code == 202 and "Detector-Webhook-Secret" not in good.headers
+    # A refusal before any secret was needed (a bad callback_url) makes none.
+    reconfigure(app, ALLOW_PRIVATE_URLS=False)
+    other = auth.headers("other")
+    refused = _submit(client, other, small_video, callback_url="http://127.0.0.1:9/hook")
+    assert refused.status_code == 400 and "Detector-Webhook-Secret" not in refused.headers
 
 
 def test_the_webhook_endpoint_is_the_owners_only(app, client, auth, small_video):
@@ -237,6 +247,49 @@ def test_a_target_that_became_private_is_refused_at_delivery(app, client, auth, 
         assert recorder.requests == []
     with app.app_context():
         assert db.session.get(WebhookEvent, event_id).attempts[0]["error"].startswith("refused: ")
+
+
+def test_attempts_of_two_deliveries_at_once_are_both_recorded(app, client, auth, small_video):
+    """A retry and the watchdog's resend of one event POST at the same time: each
+    records its attempt, and neither overwrites the other's."""
+    from sqlalchemy import event as sa_event
+
+    reconfigure(app, ALLOW_PRIVATE_URLS=True)
+    with serve({"/hook": lambda h, r, n: answer(h, 500)}) as (base, _recorder):
+        event_id, _ = _event(app, client, auth, small_video, base + "/hook")
+        headers = auth.headers()
+        interleaved = []
+
+        def other_delivery_first(conn, cursor, statement, parameters, context, executemany):
+            # Just before this delivery writes its attempt, the other one records its own
+            # (it read the event after this one did): the two interleave.
+            if statement.startswith("UPDATE webhook_events") and not interleaved:
+                interleaved.append(True)
+                other = threading.Thread(target=other_delivery)  # a session of its own
+                other.start()
+                other.join(30)
+
+        def other_delivery():
+            with app.app_context():
+                webhooks.record_attempt(
+                    event_id, {"at": utcnow().isoformat(), "status_code": 204, "error": None}, delivered=True
+                )
+
+        with app.app_context():
+            from detector.db import db as database
+
+            sa_event.listen(database.engine, "before_cursor_execute", other_delivery_first)
+            try:
+                deliver_webhook.run(event_id)  # a 500: no retry, the event was delivered meanwhile
+            finally:
+                sa_event.remove(database.engine, "before_cursor_execute", other_delivery_first)
+    assert interleaved
+    job_id = client.get("/api/jobs", headers=headers).json["jobs"][0]["id"]
+    [event] = client.get(f"/api/jobs/{job_id}/webhook", headers=headers).json["events"]
+    assert event["status"] == "delivered"
+    assert sorted(a["status_code"] for a in event["attempts"]) == [204, 500]
+    with app.app_context():
+        assert db.session.get(WebhookEvent, event_id).attempt_count == 2
 
 
 def test_signatures_reject_forgeries_and_stale_timestamps():

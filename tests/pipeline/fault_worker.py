@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 import detector.worker
 from detector.db import db
+from detector.detection import AnalysedFrame
 from detector.models import Job
 from detector.pipeline import chunks
 
@@ -74,7 +75,7 @@ def _fault(job_id: str, chunk: int) -> None:
 _real_detect_range = chunks.detect_range
 
 
-def _detect_range(*args: Any, on_batch: Any = None, **kwargs: Any) -> list[dict[str, Any]]:
+def _detect_range(*args: Any, on_batch: Any = None, **kwargs: Any) -> list[AnalysedFrame]:
     job_id, chunk = current_task.request.args[:2]  # detect_frames(job_id, chunk_index, start, end)
     first_batch = True
 

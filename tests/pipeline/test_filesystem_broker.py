@@ -66,3 +66,37 @@ def test_consumers_take_the_highest_priority_first_and_equal_ones_in_order(tmp_p
             received.append(message.payload["name"])
             message.ack()
     assert received == ["b", "d", "c", "f", "a", "e"]
+
+
+def _send(settings: dict, queue_name: str, names: list[str]) -> None:
+    with _connect(settings) as connection:
+        queue = connection.SimpleQueue(queue_name)
+        for name in names:
+            queue.put({"name": name})
+
+
+def test_messages_keep_their_order_across_a_reboot(tmp_path, monkeypatch):
+    from detector.pipeline import filesystem_broker
+
+    settings = celery_config(Settings.from_config(load_config(base_config(tmp_path))))
+    queue_name = f"detector.reboot-{uuid.uuid4().hex[:8]}"  # see the test above
+    # Sent before the reboot, by another process, and still queued after it.
+    before = multiprocessing.get_context("fork").Process(
+        target=_send, args=(settings, queue_name, ["a", "b"])
+    )
+    before.start()
+    before.join(30)
+    assert before.exitcode == 0
+    # After the reboot the clocks start lower: the monotonic one from zero, and the
+    # wall clock of a machine whose time was set back.
+    monkeypatch.setattr(filesystem_broker, "monotonic_ns", lambda: 5, raising=False)
+    monkeypatch.setattr(filesystem_broker, "time_ns", lambda: 7)
+    _send(settings, queue_name, ["c", "d"])
+    with _connect(settings) as connection:
+        queue = connection.SimpleQueue(queue_name)
+        received = []
+        for _ in range(4):
+            message = queue.get(timeout=30)
+            received.append(message.payload["name"])
+            message.ack()
+    assert received == ["a", "b", "c", "d"]

@@ -25,10 +25,10 @@ from sqlalchemy import select
 from detector.app import create_app
 from detector.db import db
 from detector.db.migrate import upgrade
+from detector.detection import AnalysedFrame, Detections
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, Track, User, utcnow
 from detector.pipeline import tracking as tracking_module
 from detector.pipeline.predict import Prediction, predict, track_results
-from detector.pipeline.results import FrameResult
 from detector.video import index_frames
 from detector.video.selection import FrameSelection
 from detector.video.synthetic import make_video
@@ -67,8 +67,8 @@ def exact_config(weights: Path) -> dict[str, Any]:
     return {**detector_config(weights), "DETECTOR_BATCH_SIZE": 1, "CHUNK_FRAMES": CHUNK_FRAMES}
 
 
-def _objects(frame: FrameResult) -> list[dict[str, Any]]:
-    return json.loads(frame.objects_json)
+def _objects(frame: AnalysedFrame) -> list[dict[str, Any]]:
+    return frame.detections.to_objects()
 
 
 class Baselines:
@@ -451,6 +451,7 @@ def test_a_redelivered_tracking_step_writes_the_same_ids_and_one_set_of_tracks(a
     worker dies after tracking some frames; once its lease has run out the step is
     merged and tracked again, and tracked once more by a late duplicate: the same ids
     as predict's tracker every time, and one set of tracks."""
+    from detector.pipeline.limits import Deadline
     from detector.pipeline.merging import merge_chunks
     from detector.pipeline.tracking import TRACKING_LEASE, track_objects
 
@@ -466,13 +467,14 @@ def test_a_redelivered_tracking_step_writes_the_same_ids_and_one_set_of_tracks(a
         assert job.status is JobStatus.PROCESSING and job.frames_tracked == 0
         db.session.rollback()
 
-        # The first delivery dies after its first batch of frames is written back.
-        def worker_dies(job_id: str) -> bool:
+        # The first delivery dies after its first batch of frames is written back
+        # (at the time-limit check that follows each batch's commit).
+        def worker_dies(*args: object) -> None:
             raise SystemExit("worker killed")
 
         with monkeypatch.context() as patch:
             patch.setattr(tracking_module, "BATCH_FRAMES", 7)
-            patch.setattr(tracking_module, "_processing", worker_dies)
+            patch.setattr(Deadline, "check", worker_dies)
             with pytest.raises(SystemExit):
                 track_objects(job_id)
         db.session.rollback()
@@ -509,7 +511,7 @@ def test_a_redelivered_tracking_step_writes_the_same_ids_and_one_set_of_tracks(a
 
     # They are the ids `detector predict --track` gives the same frames.
     tracked, summaries, _seconds = track_results(
-        [FrameResult.from_objects(f, f / 25, _moving_objects(f)) for f in frames]
+        [AnalysedFrame(f, f / 25, Detections.from_objects(_moving_objects(f))) for f in frames]
     )
     assert first_ids == [[o["track_id"] for o in _objects(f)] for f in tracked]
     assert first_tracks == [s.as_dict() for s in summaries]

@@ -114,3 +114,17 @@ def test_a_cancelled_job_is_not_planned(app, job_id):
         assert process_video(job_id)["skipped"] == "job is gone or finished"
         assert _chunks(job_id) == 0
     assert _sent(app, "detector.detect_frames") == 0
+
+
+def test_chunks_are_stored_a_batch_at_a_time_and_each_sent_once(app, job_id, monkeypatch):
+    """Planning stores a long video's chunks CHUNK_ROWS at a time as it plans them:
+    every chunk is stored once, in order, with its frames, and sent once."""
+    monkeypatch.setattr(planning, "CHUNK_ROWS", 2)  # three chunks: a batch of two, then one
+    with app.app_context():
+        assert process_video(job_id)["chunks"] == 3
+        chunks = db.session.scalars(select(Chunk).where(Chunk.job_id == job_id).order_by(Chunk.index)).all()
+        assert [c.index for c in chunks] == [0, 1, 2]
+        assert [f for c in chunks for f in c.plan().frames] == list(range(20))
+        job = db.session.get(Job, job_id)
+        assert job is not None and job.chunk_count == 3 and job.frames_total == 20
+    assert _sent(app, "detector.detect_frames") == 3

@@ -13,7 +13,8 @@ import pytest
 from detector.db import db
 from detector.models import Job, JobStatus, RenderStatus, User, utcnow
 from detector.pipeline import retention
-from detector.pipeline.retention import measure_videos, storage_used, sweep_videos
+from detector.pipeline.quota import storage_used, stored_bytes
+from detector.pipeline.retention import measure_videos, sweep_videos
 from detector.pipeline.tasks import watchdog
 from tests.conftest import reconfigure
 
@@ -92,6 +93,10 @@ def test_a_second_sweep_that_found_the_same_jobs_claims_none(app, monkeypatch):
 def test_two_sweeps_at_once_delete_each_job_once(app):
     reconfigure(app, VIDEO_RETENTION_DAYS=1)
     jobs = [_finished_job(app, age=timedelta(days=2), render=True) for _ in range(6)]
+    with app.app_context():
+        assert measure_videos(app.extensions["video_storage"]) == len(jobs)
+        owner = db.session.get(Job, jobs[0]).owner_id
+        assert storage_used(owner) == len(jobs) * 1300
     start = threading.Barrier(2)
     counts: list[int] = []
 
@@ -107,6 +112,8 @@ def test_two_sweeps_at_once_delete_each_job_once(app):
     assert len(counts) == 2 and sum(counts) == len(jobs)
     assert _files(app) == []
     assert all(_deleted_at(app, job_id) for job_id in jobs)
+    with app.app_context():
+        assert storage_used(owner) == stored_bytes(owner) == 0  # each job's bytes freed once
 
 
 def test_a_deletion_that_fails_leaves_the_job_for_the_next_sweep(app, monkeypatch):
@@ -166,5 +173,5 @@ def test_videos_stored_before_sizes_were_recorded_are_measured(app):
             300,
         )
         assert db.session.get(Job, gone).video_bytes == 0  # its file is missing: nothing to count
-        assert storage_used(owner) == 1300
+        assert storage_used(owner) == stored_bytes(owner) == 1300
         assert measure_videos(app.extensions["video_storage"]) == 0  # once only

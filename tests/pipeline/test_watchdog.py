@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from detector.db import db
-from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, User, utcnow
+from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, ModelActivity, User, utcnow
 from detector.pipeline.tasks import watchdog
 from tests.conftest import reconfigure
 
@@ -78,7 +78,8 @@ def test_stalled_job_is_failed_naming_its_chunks(app):
         assert watchdog()["failed"] == 1
         job = db.session.get(Job, job_id)
         assert job.status is JobStatus.FAILED
-        assert "no progress" in job.error and "[1]" in job.error
+        assert "no detector serving model 'default' has made progress" in job.error
+        assert "chunks [1] never finished" in job.error
         assert db.session.query(FrameDetections).filter_by(job_id=job_id).count() == 0
 
 
@@ -138,3 +139,70 @@ def test_a_resent_job_that_starts_at_once_is_not_sent_twice(app, monkeypatch):
         db.session.remove()
         assert watchdog()["resent"] == 1
         assert sent == [job_id]
+
+
+def _model_progress(app, age: timedelta) -> None:
+    """A detector of the default model reported progress ``age`` ago (on another job)."""
+    from detector.pipeline.activity import record_progress
+
+    with db.transaction() as session:
+        record_progress(session, "default")
+        session.execute(ModelActivity.__table__.update().values(progress_at=utcnow() - age))
+
+
+def test_a_job_waiting_behind_other_jobs_on_a_moving_queue_is_left_alone(app):
+    """Its chunks have not moved for longer than the stall time, but its model's
+    detectors are working (on another job's chunks) and its messages wait in the queue."""
+    reconfigure(app, JOB_STALL_SECONDS=60)
+    with app.app_context():
+        job_id = _job(JobStatus.PROCESSING, timedelta(minutes=30), [ChunkStatus.PENDING, ChunkStatus.PENDING])
+        _model_progress(app, timedelta(seconds=5))
+        app.extensions["celery"].send_task(
+            "detector.detect_frames", args=[job_id, 0, 0, 1], queue="detector.default"
+        )
+        counts = watchdog()
+        assert _job_counts(counts) == {"resent": 0, "resumed": 0, "failed": 0}
+        assert counts["waiting"] == 1
+        assert db.session.get(Job, job_id).status is JobStatus.PROCESSING
+
+
+def test_a_waiting_job_whose_messages_are_gone_is_failed(app):
+    """The model's detectors work, but its queue is empty and none of the job's chunks runs."""
+    reconfigure(app, JOB_STALL_SECONDS=60)
+    with app.app_context():
+        job_id = _job(JobStatus.PROCESSING, timedelta(minutes=30), [ChunkStatus.DONE, ChunkStatus.PENDING])
+        _model_progress(app, timedelta(seconds=5))
+        assert watchdog()["failed"] == 1
+        job = db.session.get(Job, job_id)
+        assert job.status is JobStatus.FAILED
+        assert "chunks [1] have no message left in queue detector.default" in job.error
+
+
+def test_a_job_whose_model_made_no_progress_for_the_stall_time_is_failed(app):
+    reconfigure(app, JOB_STALL_SECONDS=60)
+    with app.app_context():
+        job_id = _job(JobStatus.PROCESSING, timedelta(minutes=30), [ChunkStatus.PENDING])
+        _model_progress(app, timedelta(minutes=10))
+        app.extensions["celery"].send_task(
+            "detector.detect_frames", args=[job_id, 0, 0, 1], queue="detector.default"
+        )
+        assert watchdog()["failed"] == 1
+        error = db.session.get(Job, job_id).error
+        assert "no detector serving model 'default' has made progress on any chunk for 600 s" in error
+
+
+def test_a_processing_job_waiting_behind_other_jobs_says_so(app):
+    from detector.pipeline.admission import waiting_message
+
+    with app.app_context():
+        earlier = _job(
+            JobStatus.PROCESSING,
+            timedelta(minutes=10),
+            [ChunkStatus.DONE, ChunkStatus.RUNNING, ChunkStatus.PENDING],
+        )
+        later = _job(JobStatus.PROCESSING, timedelta(minutes=5), [ChunkStatus.PENDING, ChunkStatus.PENDING])
+        assert waiting_message(db.session.get(Job, later), None) == (
+            "waiting for a detector of model 'default': its chunks are queued behind 2 chunks of earlier jobs"
+        )
+        # The earlier job has a chunk running: it waits for nothing.
+        assert waiting_message(db.session.get(Job, earlier), None) is None

@@ -15,15 +15,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from detector.detection import AnalysedFrame, Detections
 from detector.render import PRESET, render_video
 from detector.video.synthetic import make_video
 
 SIZES = ((640, 360), (1920, 1080))
 
 
-def _boxes(
-    frames: int, width: int, height: int, per_frame: int = 5
-) -> Iterator[tuple[int, float, list[dict]]]:
+def _boxes(frames: int, width: int, height: int, per_frame: int = 5) -> Iterator[AnalysedFrame]:
     for i in range(frames):
         objects = []
         for k in range(per_frame):
@@ -38,7 +37,7 @@ def _boxes(
                     "track_id": k + 1,
                 }
             )
-        yield i, i / 25, objects
+        yield AnalysedFrame(i, i / 25, Detections.from_objects(objects))
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from detector.detection import AnalysedFrame, Detections
 from detector.render import (
     LIBX264,
     NVENC,
@@ -43,6 +44,14 @@ BOX = [20, 20, 60, 50]
 
 def _obj(box: Sequence[float], class_id: int = MAGENTA, **extra: object) -> dict[str, Any]:
     return {"label": "person", "class_id": class_id, "score": 0.97, "box": list(box), **extra}
+
+
+def _analysed(frames: list[tuple[int, float, list[dict[str, Any]]]]) -> list[AnalysedFrame]:
+    """``(frame, timestamp, objects)`` tuples, objects in their JSON form, as `AnalysedFrame` s."""
+    return [
+        AnalysedFrame(frame, timestamp, Detections.from_objects(objects))
+        for frame, timestamp, objects in frames
+    ]
 
 
 def _decode(path: Path) -> list[np.ndarray]:
@@ -132,7 +141,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_output_is_an_mp4_every_browser_plays(source, tmp_path):
     dst = tmp_path / "out.mp4"
-    stats = render_video(source, dst, [(10, 0.4, [_obj(BOX)])])
+    stats = render_video(source, dst, _analysed([(10, 0.4, [_obj(BOX)])]))
     with av.open(str(dst)) as container:
         assert container.format.name.split(",")[0] == "mov"
         stream = container.streams.video[0]
@@ -161,7 +170,7 @@ def test_a_variable_frame_rate_survives(tmp_path):
     gaps = [100, 250, 100, 400, 150]  # in 1/2500 s: 40, 100, 40, 160, 60 ms
     pts = [sum(gaps[k % len(gaps)] for k in range(i)) for i in range(40)]
     src = make_video(tmp_path / "vfr.mp4", frames=40, width=W, height=H, fps=FPS, pts=pts)
-    render_video(src, tmp_path / "out.mp4", [(i, 0.0, [_obj(BOX)]) for i in range(0, 40, 4)])
+    render_video(src, tmp_path / "out.mp4", _analysed([(i, 0.0, [_obj(BOX)]) for i in range(0, 40, 4)]))
     expected = [round(p / 2500, 6) for p in pts]
     assert _timestamps(src) == expected
     assert _timestamps(tmp_path / "out.mp4") == expected
@@ -183,7 +192,7 @@ def test_timestamps_are_moved_to_start_at_zero(make, tmp_path):
 
 def test_a_box_is_drawn_on_its_frame_at_its_place(source, tmp_path):
     dst = tmp_path / "out.mp4"
-    render_video(source, dst, [(10, 0.4, [_obj(BOX)])], hold_frames=1)
+    render_video(source, dst, _analysed([(10, 0.4, [_obj(BOX)])]), hold_frames=1)
     frames = _decode(dst)
     color = PALETTE[MAGENTA]
     assert _has_box(frames[10], BOX, color)
@@ -197,7 +206,7 @@ def test_pixels_away_from_the_boxes_keep_their_values(source, tmp_path):
     """Drawn frames are not sent through RGB: what no box covers matches the frames
     passed through untouched, and the source."""
     dst = tmp_path / "out.mp4"
-    render_video(source, dst, [(i, 0.0, [_obj(BOX)]) for i in range(0, 60, 2)])
+    render_video(source, dst, _analysed([(i, 0.0, [_obj(BOX)]) for i in range(0, 60, 2)]))
     out, src = _decode(dst), _decode(source)
     corner = (slice(60, 90), slice(100, 150))
     for i in (10, 11):  # drawn, passed through
@@ -220,7 +229,7 @@ def test_boxes_are_held_until_the_next_analysed_frame(source, tmp_path, analysed
     a = [20, 20, 60, 50]
     b = [90, 40, 140, 80]
     objects = {0: [_obj(a)], 1: [_obj(b, CYAN)], 2: []}
-    frames = [(index, 0.0, objects[k]) for k, index in enumerate(analysed)]
+    frames = _analysed([(index, 0.0, objects[k]) for k, index in enumerate(analysed)])
     dst = tmp_path / "out.mp4"
     render_video(source, dst, frames, hold_frames=hold)
     out = _decode(dst)
@@ -233,10 +242,10 @@ def test_the_analysed_frames_are_read_lazily_once(source, tmp_path):
     taken: list[int] = []
     seen: list[tuple[int, int]] = []
 
-    def analysed() -> Iterator[tuple[int, float, list[dict[str, object]]]]:
+    def analysed() -> Iterator[AnalysedFrame]:
         for i in range(60):
             taken.append(i)
-            yield i, i / FPS, [_obj(BOX)]
+            yield AnalysedFrame(i, i / FPS, Detections.from_objects([_obj(BOX)]))
 
     def progress(written: int, total: int) -> None:
         seen.append((written, max(taken)))
@@ -263,7 +272,7 @@ def test_the_display_rotation_is_applied_to_the_pixels(rotation, tmp_path):
     src = make_video(tmp_path / "rotated.mp4", frames=12, width=W, height=H, fps=FPS, rotation=rotation)
     assert probe(src).rotation == rotation
     dst = tmp_path / "out.mp4"
-    render_video(src, dst, [(5, 0.2, [_obj([4, 4, 40, 30])])])
+    render_video(src, dst, _analysed([(5, 0.2, [_obj([4, 4, 40, 30])])]))
     info = probe(dst)
     assert info.rotation == 0  # no rotation tag left
     assert (info.width, info.height) == ((H, W) if rotation in (90, 270) else (W, H))
@@ -311,7 +320,7 @@ def test_the_rotation_matches_ffmpegs(tmp_path):
 def test_an_odd_sized_source_loses_its_last_column_and_row(tmp_path):
     src = make_video(tmp_path / "odd.mkv", frames=20, width=W + 1, height=H + 1, fps=FPS, codec="mjpeg")
     dst = tmp_path / "out.mp4"
-    stats = render_video(src, dst, [(7, 0.28, [_obj(BOX)])])
+    stats = render_video(src, dst, _analysed([(7, 0.28, [_obj(BOX)])]))
     assert (stats.width, stats.height) == (W, H)
     with av.open(str(dst)) as container:
         assert (container.streams.video[0].width, container.streams.video[0].height) == (W, H)
@@ -327,7 +336,7 @@ def test_frames_are_numbered_as_index_frames_numbers_them(tmp_path):
     output is frame i of the index, and the box lands on it."""
     src = corpus.trimmed_mp4(tmp_path)
     dst = tmp_path / "out.mp4"
-    render_video(src, dst, [(20, 0.8, [_obj(BOX)])])
+    render_video(src, dst, _analysed([(20, 0.8, [_obj(BOX)])]))
     out, stored = _decode(dst), _decode(src)
     assert len(out) == len(stored) == len(index_frames(src)) == 57
     far = (slice(60, 96), slice(100, 160))
@@ -339,7 +348,7 @@ def test_frames_are_numbered_as_index_frames_numbers_them(tmp_path):
 def test_audio_in_an_mp4_codec_is_copied(tmp_path):
     src = _video_with_audio(tmp_path / "aac.mp4", "aac")
     dst = tmp_path / "out.mp4"
-    stats = render_video(src, dst, [(3, 0.12, [_obj(BOX)])])
+    stats = render_video(src, dst, _analysed([(3, 0.12, [_obj(BOX)])]))
     assert stats.audio == "copied"
     streams = _streams(dst)
     assert streams["audio"][0] == _streams(src)["audio"][0] == "aac"
@@ -385,8 +394,8 @@ def test_a_failed_render_leaves_no_file_behind(source, tmp_path):
 
     dst.write_bytes(b"an earlier render")
 
-    def broken() -> Iterator[tuple[int, float, list[dict[str, object]]]]:
-        yield 0, 0.0, [_obj(BOX)]
+    def broken() -> Iterator[AnalysedFrame]:
+        yield AnalysedFrame(0, 0.0, Detections.from_objects([_obj(BOX)]))
         raise ConnectionError("the database went away")
 
     with pytest.raises(ConnectionError):
@@ -410,7 +419,7 @@ def test_bad_arguments_raise_render_errors(source, tmp_path):
     with pytest.raises(RenderError, match="hold_frames"):
         render_video(source, dst, [], hold_frames=0)
     with pytest.raises(RenderError, match="increasing frame order"):
-        render_video(source, dst, [(5, 0.2, []), (3, 0.12, [])])
+        render_video(source, dst, _analysed([(5, 0.2, []), (3, 0.12, [])]))
     with pytest.raises(RenderError, match=r"does not write H\.264"):
         render_video(source, dst, [], encoder="mpeg4")
     with pytest.raises(RenderError, match="not available"):
@@ -432,24 +441,25 @@ def test_nvenc_is_tried_only_with_a_gpu_and_falls_back(monkeypatch):
 
 
 def test_labels_and_colours():
-    assert label_text({"label": "person", "score": 0.971, "class_id": 0}) == "person 0.97"
-    assert label_text({"label": "car", "score": 0.5, "class_id": 2, "track_id": 12}) == "car 0.50 #12"
-    assert label_text({"label": "caf\u00e9", "score": 1}) == "caf? 1.00"
-    assert object_color({"class_id": 3}) == object_color({"class_id": 3, "label": "x"}) == PALETTE[3]
-    tracked = [object_color({"class_id": 0, "track_id": t}) for t in range(1, 6)]
-    assert tracked == [object_color({"class_id": 7, "track_id": t}) for t in range(1, 6)]  # per track
+    assert label_text("person", 0.971) == "person 0.97"
+    assert label_text("car", 0.5, 12) == "car 0.50 #12"
+    assert label_text("caf\u00e9", 1) == "caf? 1.00"
+    assert object_color(3) == object_color(3, None) == PALETTE[3]
+    tracked = [object_color(0, t) for t in range(1, 6)]
+    assert tracked == [object_color(7, t) for t in range(1, 6)]  # per track
     assert len(set(tracked)) == 5
     assert to_yuv((255, 255, 255)) == (235, 128, 128) and to_yuv((0, 0, 0)) == (16, 128, 128)
 
 
 def test_malformed_boxes_are_skipped():
     image = np.zeros((H, W, 3), dtype=np.uint8)
-    objects: list[dict[str, Any]] = [
-        {"box": [1, 2, 3]},
-        {"box": "abcd"},
-        {"box": [float("nan"), 0, 10, 10]},
-        {"box": [500, 500, 600, 600]},
-        _obj([-10, -10, 30, 30]),
-    ]
+    objects = Detections.from_objects(
+        [
+            _obj([float("nan"), 0, 10, 10]),
+            _obj([10, 10, float("inf"), 20]),
+            _obj([500, 500, 600, 600]),
+            _obj([-10, -10, 30, 30]),
+        ]
+    )
     assert draw_objects(image, objects) == 1
     assert image.any()

@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from detector.detection import AnalysedFrame, Detections
 from detector.tracking import (
     DEFAULT_FRAME_RATE,
     TrackedFrames,
@@ -22,13 +23,23 @@ def obj(x, y=100.0, *, w=100.0, h=200.0, score=0.9, class_id=0, label="person", 
     return {"label": label, "class_id": class_id, "score": score, "box": [x, y, x + w, y + h], **extra}
 
 
+def found(objects):
+    """Objects in their JSON form, as `Detections`."""
+    return Detections.from_objects(objects)
+
+
+def analysed(frames):
+    """``(frame, timestamp, objects)`` tuples as `AnalysedFrame` s."""
+    return [AnalysedFrame(frame, timestamp, found(objects)) for frame, timestamp, objects in frames]
+
+
 def ids(frames, position=0):
     """The track id of the object at ``position`` in each frame that has one."""
-    return [objects[position]["track_id"] for _, _, objects in frames if len(objects) > position]
+    return [objects.track_ids()[position] for _, _, objects in frames if len(objects) > position]
 
 
 def run(frames, frame_rate, **kwargs):
-    tracked = track_frames(frames, frame_rate, **kwargs)
+    tracked = track_frames(analysed(frames), frame_rate, **kwargs)
     return list(tracked), tracked.summaries()
 
 
@@ -95,7 +106,7 @@ def test_a_one_frame_object_gets_a_track_of_its_own():
     frames = [(k, k / 30, [obj(100.0)] + ([obj(600.0)] if k == 5 else [])) for k in range(10)]
     out, summaries = run(frames, 30.0)
     assert set(ids(out, 0)) == {1}
-    assert out[5][2][1]["track_id"] == 2
+    assert out[5].detections.track_ids()[1] == 2
     assert summaries[1].frames == 1
 
 
@@ -171,14 +182,13 @@ def test_retracking_gives_the_same_ids_whatever_ids_the_input_had():
     assert run(frames, 30.0) == (first, first_summaries)
 
 
-def test_objects_come_back_as_new_dicts_in_the_same_order():
-    objects = [obj(100.0, extra="kept"), obj(500.0, class_id=3, label="dog"), obj(800.0)]
-    tracked = Tracker(30.0).update(0, 0.0, objects)
+def test_objects_come_back_as_new_detections_in_the_same_order():
+    objects = [obj(100.0), obj(500.0, class_id=3, label="dog"), obj(800.0)]
+    given = found(objects)
+    tracked = Tracker(30.0).update(0, 0.0, given).to_objects()
     assert [o["box"] for o in tracked] == [o["box"] for o in objects]
-    assert all(t is not o for t, o in zip(tracked, objects, strict=True))
     assert [list(t) for t in tracked] == [[*o, "track_id"] for o in objects]
-    assert tracked[0]["extra"] == "kept"
-    assert "track_id" not in objects[0]
+    assert given.track_id is None  # the input is not changed
 
 
 # (e) summaries
@@ -191,7 +201,7 @@ def test_summaries():
         if 3 <= k <= 7:
             objects.append(obj(700.0, y=400.0, score=0.8, class_id=2, label="car"))
         frames.append((10 + 5 * k, 1.0 + k / 6, objects))
-    tracked = track_frames(frames, 6.0)
+    tracked = track_frames(analysed(frames), 6.0)
     assert isinstance(tracked, TrackedFrames)
     list(tracked)
     person, car = tracked.summaries()
@@ -240,13 +250,13 @@ def test_track_frames_is_lazy():
     def source():
         for k in range(1000):
             pulled.append(k)
-            yield k, k / 30, [obj(100.0)]
+            yield AnalysedFrame(k, k / 30, found([obj(100.0)]))
 
     tracked = track_frames(source(), 30.0)
     assert pulled == []
     frame, timestamp, objects = next(tracked)
     assert (frame, timestamp, pulled) == (0, 0.0, [0])
-    assert objects[0]["track_id"] == 1
+    assert objects.track_ids()[0] == 1
     assert tracked.summaries()[0].frames == 1
 
 
@@ -304,7 +314,8 @@ def test_every_object_gets_an_int_track_id(odd):
     tracker = Tracker(30.0)
     seen = []
     for k in range(5):
-        tracked = tracker.update(k, k / 30, [obj(100.0), odd, obj(100.0, class_id=5, label="cup")])
+        given = found([obj(100.0), odd, obj(100.0, class_id=5, label="cup")])
+        tracked = tracker.update(k, k / 30, given).to_objects()
         assert all(type(o["track_id"]) is int for o in tracked)
         assert (tracked[0]["track_id"], tracked[2]["track_id"]) == (1, 3)
         seen.append(tracked[1]["track_id"])
@@ -313,18 +324,18 @@ def test_every_object_gets_an_int_track_id(odd):
 
 
 def test_an_empty_frame_and_an_empty_job():
-    assert Tracker(30.0).update(0, 0.0, []) == []
+    assert Tracker(30.0).update(0, 0.0, Detections.empty()).to_objects() == []
     out, summaries = run([], 30.0)
     assert out == [] and summaries == []
 
 
 def test_bad_input_is_refused():
     tracker = Tracker(30.0)
-    tracker.update(5, 0.2, [obj(1.0)])
+    tracker.update(5, 0.2, found([obj(1.0)]))
     with pytest.raises(ValueError, match="ascending"):
-        tracker.update(5, 0.3, [])
+        tracker.update(5, 0.3, Detections.empty())
     with pytest.raises(ValueError, match="finite"):
-        tracker.update(6, math.inf, [])
+        tracker.update(6, math.inf, Detections.empty())
     for rate in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="frame_rate"):
             Tracker(rate)

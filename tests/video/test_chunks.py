@@ -14,6 +14,7 @@ from detector.video import (
     VideoError,
     decode_frames,
     index_frames,
+    iter_chunk_plans,
     plan_chunks,
     probe,
 )
@@ -349,3 +350,20 @@ def test_decoding_a_chunk_starts_at_its_own_keyframe(tmp_path, vfr):
             pass
         ideal = plan.frames[-1] - index.pts.index(plan.seek_pts) + 1
         assert ideal <= stats.decoded <= ideal + DECODE_SLACK, (plan.frames, stats)
+
+
+def test_chunks_planned_one_at_a_time_are_the_plan_and_timestamps_are_exact():
+    """`iter_chunk_plans` (what planning stores a batch at a time) gives `plan_chunks`'s
+    chunks, and a frame's timestamp is exactly float() of its Fraction of a second."""
+    from fractions import Fraction
+
+    index = FrameIndex(
+        pts=[i * 1001 for i in range(300)], keyframes=[0, 90, 180, 270], time_base=Fraction(1, 30000)
+    )
+    selected = list(range(3, 300, 4))
+    assert list(iter_chunk_plans(index, 20, selected)) == plan_chunks(index, 20, selected)
+    assert list(iter_chunk_plans(index, 20, [])) == []
+    with pytest.raises(ValueError, match="chunk_frames"):
+        iter_chunk_plans(index, 0, selected)  # at once, before any chunk is taken
+    exact = [round(float((p - index.pts[0]) * index.time_base), 6) for p in index.pts]
+    assert list(index.timestamps()) == [index.timestamp(p) for p in index.pts] == exact

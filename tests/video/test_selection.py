@@ -207,3 +207,19 @@ def test_valid_edge_selections_are_accepted():
 )
 def test_hold_frames_is_the_video_frames_each_analysed_frame_stands_for(selection, fps, hold):
     assert selection.hold_frames(fps) == hold
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        FrameSelection(),
+        FrameSelection(frame_stride=3, start=0.5),
+        FrameSelection(sample_fps=2.5, start=0.3, end=3.1),
+        FrameSelection(sample_fps=7),
+    ],
+)
+def test_timestamps_are_read_once_one_at_a_time(selection):
+    """A planner hands over a long video's timestamps as a generator, never as a list:
+    the selection is the same."""
+    timestamps = [float(t) for t in _vfr(3, 200, (20, 40, 40, 100))]
+    assert selection.select(t for t in timestamps) == selection.select(timestamps)
