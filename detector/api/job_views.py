@@ -8,7 +8,6 @@ from flask import url_for
 from sqlalchemy import Row
 
 from detector.models import Job, JobStatus, RenderStatus
-from detector.pipeline import admission
 from detector.services import jobs as job_service
 from detector.services import models
 
@@ -71,8 +70,8 @@ def job_dict(job: Job | Row[Any], done: int | None = None) -> dict[str, Any]:
         "filename": job.original_filename,
         "score_threshold": job.score_threshold,
         "model": job.model_name,
-        "queue_position": (position := admission.queue_position(job)),
-        "waiting": admission.waiting_message(job, position),
+        "queue_position": (waiting := job_service.waiting(job))[0],
+        "waiting": waiting[1],
         "progress": {
             "frames_done": done,
             "frames_total": total,

@@ -36,7 +36,6 @@ from detector.api.job_schema import (
 from detector.api.job_views import job_dict, options_dict, render_dict, stage
 from detector.api.webhooks import create_url_job, submitted_urls
 from detector.config import current_settings
-from detector.pipeline.results import detections_page_json
 from detector.services import jobs as job_service
 from detector.services import models, options
 from detector.services.errors import InvalidInput
@@ -228,13 +227,5 @@ class JobDetections(Resource):
         """
         args = parse_args(detections_parser)
         start, limit = args["start"], args["limit"]
-        job, frames, following = job_service.get_detections(current_user.id, job_id, start, limit)
-        text = detections_page_json(
-            job_id=job.id,
-            frames_total=job.frames_total or 0,
-            start=start,
-            limit=limit,
-            frames=frames,
-            next_start=following,
-        )
+        text = job_service.detections_page(current_user.id, job_id, start, limit)
         return current_app.response_class(text, mimetype="application/json")

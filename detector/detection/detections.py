@@ -197,10 +197,10 @@ class Detections:
             score=np.concatenate([p.score for p in parts]),
             class_id=np.concatenate([p.class_id for p in parts]),
             label=np.concatenate([p.label for p in parts]),
-            track_id=np.concatenate([p._track_ids_or_none() for p in parts]) if tracked else None,
+            track_id=np.concatenate([p._track_ids_or_no_track() for p in parts]) if tracked else None,
         )
 
-    def _track_ids_or_none(self) -> npt.NDArray[np.int64]:
+    def _track_ids_or_no_track(self) -> npt.NDArray[np.int64]:
         if self.track_id is not None:
             return self.track_id
         return np.full(len(self), NO_TRACK, dtype=np.int64)

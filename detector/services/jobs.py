@@ -12,8 +12,8 @@ from sqlalchemy import Integer, Row, Select, Text, bindparam, cast, func, select
 from detector.db import db
 from detector.detection.labels import from_stored, identity_label_set
 from detector.models import Chunk, FrameDetections, Job, JobStatus
-from detector.pipeline import dispatch, quota
-from detector.pipeline.results import PageFrame
+from detector.pipeline import admission, dispatch, quota
+from detector.pipeline.results import PageFrame, detections_page_json
 from detector.services import models
 from detector.services.errors import (
     Conflict,
@@ -270,6 +270,26 @@ def frames_done(jobs: Sequence[Job | Row[Any]]) -> dict[str, int]:
         )
         sums = {job_id: total for job_id, total in rows}
     return {job.id: _frames_done(job, sums.get(job.id)) for job in jobs}
+
+
+def waiting(job: Job | Row[Any]) -> tuple[int | None, str | None]:
+    """Why the job waits, if it does: its place in its owner's line (a queued job
+    waiting for a slot) and what it waits for, in words."""
+    position = admission.queue_position(job)
+    return position, admission.waiting_message(job, position)
+
+
+def detections_page(owner_id: int, job_id: str, start: int, limit: int) -> str:
+    """A page of a succeeded job's detections as the API's JSON text (`get_detections`)."""
+    job, frames, following = get_detections(owner_id, job_id, start, limit)
+    return detections_page_json(
+        job_id=job.id,
+        frames_total=job.frames_total or 0,
+        start=start,
+        limit=limit,
+        frames=frames,
+        next_start=following,
+    )
 
 
 def get_detections(

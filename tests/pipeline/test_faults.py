@@ -466,5 +466,5 @@ def test_watchdog_fails_a_job_whose_chunks_never_run(faults: Faults):
     job_id = faults.upload("clip.mp4")
     job = faults.wait(job_id, timeout=STALL + 60)
     faults.assert_failed_clean(job_id)
-    assert job["error"].startswith("no progress for ")
+    assert job["error"].startswith("no detector serving model 'default' has made progress on any chunk for ")
     assert "chunks [0, 1, 2] never finished (workers down or messages lost)" in job["error"]
