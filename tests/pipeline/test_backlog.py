@@ -138,9 +138,9 @@ def test_a_job_behind_a_long_one_waits_several_stall_periods_and_succeeds(
         short_job = deployment.upload(short_video)
         waited_since = time.monotonic()
         # It is planned (processing) at once, and its one chunk waits behind fourteen.
-        while (
-            deployment.job(short_job)["progress"]["frames_done"] == 0
-            and deployment.job(short_job)["status"] == "processing"
+        while (job := deployment.job(short_job))["progress"]["frames_done"] == 0 and job["status"] in (
+            "queued",
+            "processing",
         ):
             time.sleep(0.2)
         waited = time.monotonic() - waited_since
@@ -170,8 +170,9 @@ def test_a_long_jobs_late_chunks_wait_behind_a_stream_of_short_jobs_and_it_succe
         during = deployment.job(long_job)["progress"]["frames_done"]
         long = deployment.wait(long_job)
     assert (long["status"], long["error"]) == ("succeeded", None), deployment.workers.logs()
-    # The long job moved by at most the chunk it was running while the stream ran ahead.
-    assert during - before <= CHUNK_FRAMES
+    # The long job moved by at most the chunk it was running, and one more started
+    # while the short jobs were being planned, while the stream ran ahead.
+    assert during - before <= 2 * CHUNK_FRAMES
     assert stream > 2 * STALL, f"the stream of short jobs took only {stream:.0f} s"
 
 
