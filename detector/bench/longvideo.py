@@ -175,11 +175,8 @@ def read_pages(client: Client, job_id: str, limit: int = PAGE_FRAMES) -> dict[st
     started = time.perf_counter()
     while start is not None:
         asked = time.perf_counter()
-        response = client.session.get(
-            f"{client.base}/jobs/{job_id}/detections",
-            params={"start": start, "limit": limit},
-            headers=client.headers,
-            timeout=60,
+        response = client.get(
+            f"/jobs/{job_id}/detections", params={"start": start, "limit": limit}, timeout=60
         )
         if not response.ok:
             raise RuntimeError(f"a detections page failed ({response.status_code}): {response.text[:500]}")
@@ -208,12 +205,23 @@ def read_exports(client: Client, job_id: str) -> dict[str, dict[str, float]]:
 
 def role_memory(phases: dict[str, PeakRss], roles: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
     """Each role's peak RSS in MB over its processes: in each phase and overall, and the
-    RSS after the warm-up of the process that peaked (``idle_rss_mb``)."""
+    RSS after the warm-up of the process that peaked (``idle_rss_mb``); and in each
+    phase the most any of its processes grew over its RSS when the phase began (a
+    phase's own cost: a peak can be memory an earlier phase left in use)."""
     found: dict[str, dict[str, Any]] = {}
     first = phases[PHASES[0]]
     for role, pids in roles.items():
         by_phase = {
             phase: round(max((memory.peak[p] for p in pids if p in memory.peak), default=float("nan")), 1)
+            for phase, memory in phases.items()
+        }
+        growth = {
+            phase: round(
+                max(
+                    (memory.peak[p] - memory.idle[p] for p in pids if p in memory.idle), default=float("nan")
+                ),
+                1,
+            )
             for phase, memory in phases.items()
         }
         peaks = {p: max(m.peak.get(p, 0.0) for m in phases.values()) for p in pids}
@@ -222,6 +230,7 @@ def role_memory(phases: dict[str, PeakRss], roles: dict[str, list[int]]) -> dict
             "peak_rss_mb": round(peaks[busiest], 1),
             "idle_rss_mb": round(first.idle.get(busiest, float("nan")), 1),
             "by_phase": by_phase,
+            "growth_by_phase": growth,
             "processes": len(pids),
         }
     return found

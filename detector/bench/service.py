@@ -202,10 +202,24 @@ class Client:
         self.base = base
         self.check = check
         self.session = requests.Session()
-        user = {"username": self.USERNAME, "password": "bench-password"}
-        self.session.post(f"{base}/auth/register", json=user, timeout=10)
-        token = self.session.post(f"{base}/auth/login", json=user, timeout=10).json()["access_token"]
-        self.headers = {"Authorization": f"Bearer {token}"}
+        self._user = {"username": self.USERNAME, "password": "bench-password"}
+        self.session.post(f"{base}/auth/register", json=self._user, timeout=10)
+        self.headers: dict[str, str] = {}
+        self.login()
+
+    def login(self) -> None:
+        """Log in: a fresh access token in ``headers``."""
+        response = self.session.post(f"{self.base}/auth/login", json=self._user, timeout=10)
+        self.headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        """GET ``path`` (below the API's base) as this user. An access token lasts an
+        hour and a long job longer: on a 401 it logs in again and asks once more."""
+        response = self.session.get(f"{self.base}{path}", headers=self.headers, **kwargs)
+        if response.status_code == 401:
+            self.login()
+            response = self.session.get(f"{self.base}{path}", headers=self.headers, **kwargs)
+        return response
 
     def upload(self, path: Path, threshold: float, **form: str) -> str:
         """Upload ``path`` with the job options in ``form`` (``sample_fps="5"``); the new job's id."""
@@ -222,7 +236,11 @@ class Client:
         return str(response.json()["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:
-        response = self.session.get(f"{self.base}/jobs/{job_id}", headers=self.headers, timeout=10)
+        response = self.get(f"/jobs/{job_id}", timeout=10)
+        if not response.ok:
+            raise RuntimeError(
+                f"job {job_id} could not be read ({response.status_code}): {response.text[:500]}"
+            )
         return dict(response.json())
 
     def wait(self, job_id: str, timeout: float = 3600) -> dict[str, Any]:
@@ -240,13 +258,7 @@ class Client:
 
     def download_export(self, job_id: str, fmt: str) -> int:
         """Stream the job's export in format ``fmt`` to its end; its size in bytes."""
-        response = self.session.get(
-            f"{self.base}/jobs/{job_id}/export",
-            params={"format": fmt},
-            headers=self.headers,
-            stream=True,
-            timeout=600,
-        )
+        response = self.get(f"/jobs/{job_id}/export", params={"format": fmt}, stream=True, timeout=600)
         if not response.ok:
             raise RuntimeError(f"the {fmt} export failed ({response.status_code}): {response.text[:500]}")
         return sum(len(piece) for piece in response.iter_content(64 * 1024))
