@@ -327,10 +327,11 @@ def _download(app, client, headers, url: str) -> tuple[dict[str, Any], dict[str,
 
 
 def test_a_slow_but_steady_download_succeeds_however_long_it_takes(app, client, auth: Auth, small_video):
-    """Six times the stall period in all, but never a stall: no total limit ends it."""
+    """Over six times the stall period in all (eleven pauses of 0.3 s between twelve
+    pieces), but never a stall: no total limit ends it."""
     reconfigure(app, ALLOW_PRIVATE_URLS=True, DOWNLOAD_TIMEOUT_SECONDS=0.5, DOWNLOAD_ATTEMPTS=1)
     video = small_video.read_bytes()
-    with serve({"/slow.mp4": trickle_route(video, pieces=10, pause=0.3)}) as (base, _hits):
+    with serve({"/slow.mp4": trickle_route(video, pieces=12, pause=0.3)}) as (base, _hits):
         started = time.monotonic()
         result, job = _download(app, client, auth.headers(), base + "/slow.mp4")
         took = time.monotonic() - started
