@@ -6,12 +6,25 @@ BIN := $(VENV)/bin
 
 .PHONY: install run test lint bench clean
 
-install: $(VENV)/.installed
+# Detectron2 is not on PyPI. Where DETECTRON2_WHEELS holds a wheel of it (CI's
+# ../shared/wheels does), `make install` adds it and its pinned dependencies (the
+# detectron2 extra) to .venv, and its tests run (tests/conftest.py,
+# require_detectron2); without one they skip. The GPU images build it from its
+# repository (docker/).
+DETECTRON2_WHEELS ?= ../shared/wheels
+export DETECTRON2_WHEELS
+DETECTRON2_WHEEL := $(lastword $(sort $(wildcard $(DETECTRON2_WHEELS)/detectron2-*.whl)))
+
+install: $(VENV)/.installed $(if $(DETECTRON2_WHEEL),$(VENV)/.detectron2)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(VENV)/.detectron2: $(VENV)/.installed $(DETECTRON2_WHEEL)
+	$(BIN)/python -m pip install --quiet '$(DETECTRON2_WHEEL)' -e '.[detectron2]'
 	touch $@
 
 run: install

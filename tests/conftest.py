@@ -23,6 +23,7 @@ from detector.config import Settings
 from detector.db.migrate import upgrade
 from detector.net import urls
 from detector.video.synthetic import make_video
+from tests.shared_data import testdata  # noqa: F401  (the fixture of the shared real model and video)
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -51,6 +52,26 @@ def missing_tool(message: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(message + " (CI=true requires it)")
     pytest.skip(message)
+
+
+#: Where `make install` looks for a Detectron2 wheel (the Makefile's DETECTRON2_WHEELS,
+#: relative to the project's root): Detectron2 is not on PyPI.
+DETECTRON2_WHEELS = Path(__file__).resolve().parent.parent / os.environ.get(
+    "DETECTRON2_WHEELS", "../shared/wheels"
+)
+
+
+def require_detectron2() -> None:
+    """Skip the calling test (or module) when Detectron2 does not import; under
+    CI=true with a wheel of it in DETECTRON2_WHEELS, which `make install` installs
+    (.ci/run's case), fail instead."""
+    try:
+        import detectron2.modeling  # noqa: F401  (loads its compiled operators: a wheel for another torch fails here)
+    except ImportError as exc:
+        message = f"detectron2 is not importable ({exc})"
+        if os.environ.get("CI") == "true" and any(DETECTRON2_WHEELS.glob("detectron2-*.whl")):
+            pytest.fail(f"{message}, though {DETECTRON2_WHEELS} has its wheel (CI=true requires it)")
+        pytest.skip(message, allow_module_level=True)
 
 
 def require_server(url: str) -> None:

@@ -59,7 +59,8 @@ from detector.exports import FORMATS
 from detector.video import index_frames
 from detector.video.selection import FrameSelection
 from detector.video.synthetic import make_video
-from tests.conftest import missing_tool
+from tests.conftest import missing_tool, require_detectron2
+from tests.shared_data import TESTDATA_DIR, require_testdata
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:8000/api/jobs/1
   2 threads and 4 connections
@@ -580,7 +581,7 @@ def test_the_table_shows_the_prototype_against_predict():
 def test_the_prototypes_random_weights_file_holds_the_weights_random_gives(tmp_path: Path):
     """The prototype figure has both loops load the seeded random weights from a file;
     the file must give the prototype's predictor exactly what ``--weights random`` does."""
-    pytest.importorskip("detectron2", reason="detectron2 is not importable", exc_type=ImportError)
+    require_detectron2()
     import numpy as np
     import torch
 
@@ -835,6 +836,7 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
     argv += ["--sampling-repeats", "1", "--export-frames", "200"]
     argv += ["--long-video-seconds", ""]  # it has a test of its own
     argv += ["--render-width", "320", "--render-height", "180", "--render-frames", "8"]
+    argv += ["--testdata", str(TESTDATA_DIR), "--real-video-stride", "200"]  # 4 frames of vtest.avi
     detectron2 = importlib.util.find_spec("detectron2") is not None
     if detectron2:
         argv += ["--prototype-model", _small_mask_rcnn(tmp_path), "--prototype-frames", "3"]
@@ -949,6 +951,13 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
         "short job behind a 10-chunk job",
     ):
         assert row in run.stdout, row
+    # Last: without the shared data the figure is a note (and the test skips, or fails under CI=true).
+    real = figures["real_video"]
+    if "skipped" in real:
+        require_testdata()
+    assert real["frames"] == 4 and set(real["runtimes"]) == {"onnxruntime", "openvino", "tflite"}
+    assert real["job"]["frames"] == 4 and real["job"]["objects"] > 0
+    assert "SSD MobileNet V2 on every 200th frame of vtest.avi" in run.stdout
 
 
 def _small_mask_rcnn(folder: Path) -> str:
@@ -962,3 +971,81 @@ def _small_mask_rcnn(folder: Path) -> str:
         "MODEL:\n  RPN:\n    POST_NMS_TOPK_TEST: 50\n"
     )
     return str(path)
+
+
+# --- The real-video figure (detector/bench/realvideo.py) -----------------------------------------
+
+
+def _objects(*rows: tuple[int, float, float, float, float]) -> Detections:
+    """Objects of (class id, x1, y1, x2, y2), scores 0.9."""
+    return Detections.from_model(
+        [r[1:] for r in rows], [0.9] * len(rows), [r[0] for r in rows], ["person", "bicycle", "car"]
+    )
+
+
+def test_runtimes_agree_object_for_object_by_class_and_overlap():
+    from detector.bench.realvideo import agreement, matched_pairs
+
+    reference = _objects((0, 0, 0, 10, 20), (0, 5, 0, 15, 20), (2, 50, 50, 90, 80))
+    # The first two swapped and moved a little, the car called a bicycle, one more person.
+    other = _objects((0, 6, 0, 16, 20), (0, 0, 1, 10, 21), (1, 50, 50, 90, 80), (0, 200, 200, 210, 220))
+    pairs = matched_pairs(reference, other)
+    assert sorted((i, j) for i, j, _ in pairs) == [(0, 1), (1, 0)]
+    assert all(0.8 < iou < 1 for _, _, iou in pairs)
+    assert matched_pairs(reference, Detections.empty()) == []
+    found = agreement([reference, other], [other, other])
+    assert (found["matched"], found["objects_reference"], found["objects"]) == (2 + 4, 7, 8)
+    assert found["match_rate"] == round(6 / 8, 4)
+    assert found["min_iou"] < 1 and found["mean_iou"] < 1
+
+
+def test_the_real_video_figure_is_skipped_without_the_data_and_shown_in_the_table(tmp_path: Path):
+    from detector.bench.realvideo import real_video
+
+    skipped = real_video(_bench(tmp_path, testdata=str(tmp_path / "nowhere")), lambda data: {})
+    assert "the shared test data is missing" in skipped["real_video"]["skipped"]
+    figure = {
+        "video": "vtest.avi",
+        "frame_stride": 5,
+        "frames": 159,
+        "width": 768,
+        "height": 576,
+        "runtimes": {
+            "onnxruntime": {"fps": 20.0, "batch_size": 8, "people_per_frame": 6.7},
+            "tflite": {"fps": 50.0, "batch_size": 8, "people_per_frame": 6.9, "match_rate": 0.93},
+            "openvino": {"error": "RuntimeError: no"},
+        },
+        "job": {
+            "backend": "onnxruntime",
+            "predict_fps": 18.0,
+            "end_to_end_fps": 15.0,
+            "pipeline_efficiency": 0.833,
+        },
+    }
+    lines = format_table(BenchReport(machine={}, options={}, figures={"real_video": figure})).splitlines()
+
+    def row(label: str) -> str:
+        return next(line for line in lines if line.strip().startswith(label))
+
+    assert "159 frames of 768x576" in row("SSD MobileNet V2")
+    assert "50.0 (batch 8, 6.9 people/frame, 93.00% matched)" in row("tflite")
+    assert "cannot run here" in row("openvino")
+    assert row("pipeline efficiency (job / predict)").split()[-1] == "0.833"
+
+
+def test_the_real_video_figure_measures_every_runtime_on_the_shared_model(tmp_path: Path):
+    """Four frames of the real video on each runtime, at the batch `auto` picks."""
+    from detector.bench.realvideo import SSD_RUNTIMES, RealVideoData, compare_ssd_runtimes, sampled_frames
+
+    data = RealVideoData(require_testdata().root)
+    frames = sampled_frames(data.video, stride=200)
+    assert [i for i, _ in frames] == [0, 200, 400, 600]
+    found = compare_ssd_runtimes(data, [f for _, f in frames], 0.4, log=lambda line: None)
+    assert list(found) == list(SSD_RUNTIMES)
+    for backend, entry in found.items():
+        assert "error" not in entry, entry
+        assert entry["batch_size"] >= 1 and entry["fps"] > 0
+        assert entry["people_per_frame"] >= 2 and entry["frames_without_people"] == 0
+        if backend != SSD_RUNTIMES[0]:
+            assert entry["against"] == SSD_RUNTIMES[0]
+            assert entry["match_rate"] >= 0.8 and entry["mean_iou"] >= 0.9

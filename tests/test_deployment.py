@@ -529,7 +529,15 @@ def test_workers_serve_metrics_in_multiprocess_mode() -> None:
     assert environment(api)["PROMETHEUS_MULTIPROC_DIR"] in api["tmpfs"]
 
 
+# The models folder (docs/models.md): model files and the DETECTOR_MODELS catalog, the
+# one host folder the app services mount. Data the service reads, never code.
+MODELS_MOUNT = "./models:/models:ro"
+
+
 def test_app_images_are_built_from_the_repository_not_bind_mounted() -> None:
+    """The code comes from the image: an app service bind-mounts nothing but the
+    models folder, read-only, at a path that is not the code's (/app), from a host
+    folder that is never part of an image or a commit."""
     for path in (MAIN, CPU, WORKER):
         for name, service in services(path).items():
             if "build" not in service:
@@ -537,7 +545,22 @@ def test_app_images_are_built_from_the_repository_not_bind_mounted() -> None:
             assert service["build"]["context"] == ".", name
             for volume in service.get("volumes") or []:
                 source = str(volume).split(":")[0]
-                assert not source.startswith((".", "/")), f"{path.name} {name} bind-mounts {volume}"
+                if source.startswith((".", "/")):
+                    assert str(volume) == MODELS_MOUNT, f"{path.name} {name} bind-mounts {volume}"
+    folder, target, _ = MODELS_MOUNT.removeprefix("./").split(":")
+    assert not target.startswith("/app")
+    assert folder in (ROOT / ".dockerignore").read_text().split()  # never copied into an image
+    assert f"/{folder}/" in (ROOT / ".gitignore").read_text().split()  # never committed
+
+
+@pytest.mark.parametrize("path", [MAIN, WORKER], ids=lambda p: p.name)
+def test_every_process_that_reads_the_catalog_mounts_the_models_folder(path: Path) -> None:
+    """The API and every worker read DETECTOR_MODELS and check its files at start:
+    all of them see the same folder at the same path (migrate reads no catalog)."""
+    for name, service in services(path).items():
+        if "build" in service and name != "migrate":
+            assert MODELS_MOUNT in [str(v) for v in service["volumes"]], f"{name} does not mount the models"
+    assert env_example(include_commented=True)["DETECTOR_MODELS"].startswith("/models/")
 
 
 # --- .env.example -----------------------------------------------------------------------

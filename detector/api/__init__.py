@@ -37,7 +37,19 @@ DESCRIPTION = (
 
 def init_app(app: Flask) -> Api:
     """Register the API blueprint (a fresh Api per app, so tests can build many apps)."""
-    from detector.api import auth, errors, health, jobs, keys, media, models, results, webhooks
+    from detector.api import (
+        analytics,
+        auth,
+        errors,
+        health,
+        jobs,
+        keys,
+        media,
+        models,
+        results,
+        search,
+        webhooks,
+    )
 
     blueprint = Blueprint("api", __name__, url_prefix="/api")
     api = Api(
@@ -60,6 +72,11 @@ def init_app(app: Flask) -> Api:
     api.add_namespace(models.ns, path="/models")
     # /jobs/<id>/render, /jobs/<id>/media-token, /jobs/<id>/video[/annotated].
     api.add_namespace(media.ns, path="/jobs")
+    # /jobs/<id>/analytics[/<aid>[/heatmap|/export]].
+    api.add_namespace(analytics.ns, path="/jobs")
+    # /search (moments across the caller's jobs) and /jobs/<id>/tracks/<track_id>/thumbnail.
+    api.add_namespace(search.ns, path="/search")
+    api.add_namespace(search.thumbnails_ns, path="/jobs")
     errors.register(api)
     # A user's first webhook secret is in the answer of the request that made it, even a refusal.
     blueprint.after_request(webhooks.show_new_secret)

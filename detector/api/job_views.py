@@ -42,17 +42,35 @@ def options_dict(job: Job | Row[Any]) -> dict[str, Any]:
     }
 
 
+def _render(job: Job | Row[Any]) -> tuple[RenderStatus | None, int, str | None]:
+    """The status, frames done and error of the job's render: of its `JobRender` (an
+    object), or of the columns a job row carries for it (detector.services.jobs)."""
+    if isinstance(job, Job):
+        render = job.render
+        return (render.status, render.frames_done, render.error) if render else (None, 0, None)
+    return job.render_status, job.render_frames_done or 0, job.render_error
+
+
+def _download(job: Job | Row[Any]) -> tuple[int | None, int | None]:
+    """The bytes downloaded so far and announced of a job from a source_url (None for an upload)."""
+    if isinstance(job, Job):
+        download = job.download
+        return (download.bytes_received, download.bytes_total) if download else (None, None)
+    return job.bytes_downloaded, job.bytes_total
+
+
 def render_dict(job: Job | Row[Any]) -> dict[str, Any] | None:
     """The job's annotated video as the API shows it; None when none was asked for."""
-    if job.render_status is None:
+    status, done, error = _render(job)
+    if status is None:
         return None
-    done, total = job.render_frames_done or 0, job.frame_count
-    succeeded = job.render_status is RenderStatus.SUCCEEDED
+    total = job.frame_count
+    succeeded = status is RenderStatus.SUCCEEDED
     return {
-        "status": job.render_status.value,
+        "status": status.value,
         "frames_done": done,
         "percent": 100.0 if succeeded else (round(min(100.0, 100.0 * done / total), 1) if total else 0.0),
-        "error": job.render_error,
+        "error": error,
         "url": url_for("api.jobs_video_annotated", job_id=job.id)
         if succeeded and job.video_deleted_at is None
         else None,
@@ -64,6 +82,7 @@ def job_dict(job: Job | Row[Any], done: int | None = None) -> dict[str, Any]:
     if done is None:
         done = job_service.frames_done([job])[job.id]
     total = job.frames_total
+    bytes_downloaded, bytes_total = _download(job)
     return {
         "id": job.id,
         "status": job.status.value,
@@ -98,8 +117,8 @@ def job_dict(job: Job | Row[Any], done: int | None = None) -> dict[str, Any]:
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "source_url": job.source_url,
-        "bytes_downloaded": job.bytes_downloaded,
-        "bytes_total": job.bytes_total,
+        "bytes_downloaded": bytes_downloaded,
+        "bytes_total": bytes_total,
         "callback_url": job.callback_url,
         "detections_url": url_for("api.jobs_detections", job_id=job.id),
         "tracks_url": url_for("api.jobs_tracks", job_id=job.id),

@@ -8,7 +8,7 @@ from flask_restx import Namespace, Resource, fields
 
 from detector.api.authn import SECURITY, authenticated
 from detector.api.errors import error_model
-from detector.api.fields import NullableBoolean, NullableInteger, NullableString
+from detector.api.fields import NullableBoolean, NullableInteger, NullableList, NullableString
 from detector.api.jobs import UNAUTHORIZED
 from detector.services import models
 
@@ -23,12 +23,13 @@ model_model = ns.model(
         ),
         "backend": fields.String(
             required=True,
-            description="torchvision, detectron2, onnxruntime or openvino",
+            description="torchvision, detectron2, onnxruntime, openvino or tflite",
             example="torchvision",
         ),
         "model": NullableString(
             required=True,
-            description="The backend's model (a torchvision builder or a Detectron2 config)",
+            description="The backend's model (a torchvision builder or a Detectron2 config), "
+            "or family:file for a model file",
             example="fasterrcnn_mobilenet_v3_large_320_fpn",
         ),
         "weights": fields.String(
@@ -54,6 +55,12 @@ model_model = ns.model(
             description="Frames per forward pass; null when the worker chooses it for its device",
             example=8,
         ),
+        "precision": fields.String(
+            required=True,
+            description="fp32, or int8: a model file quantized on OpenVINO, calibrated on the "
+            "deployment's frames (its identity then ends in +int8(calibration=sha256:<prefix>))",
+            example="fp32",
+        ),
         "queue": fields.String(
             required=True, description="The queue its chunks go to", example="detector.fast"
         ),
@@ -70,6 +77,30 @@ model_model = ns.model(
             required=True,
             description="The Celery nodes serving it now",
             example=["detector@gpu-node-1"],
+        ),
+        "family": NullableString(
+            required=True,
+            description="For a model file: how its outputs are laid out (ssd, yolo or detr); else null",
+            example="yolo",
+        ),
+        "runtime": fields.String(
+            required=True,
+            description="What runs it: torchvision, detectron2, onnxruntime, openvino or tflite",
+            example="onnxruntime",
+        ),
+        "input_size": NullableList(
+            fields.Integer,
+            required=True,
+            description="For a model file: the [width, height] its frames are resized to; else null",
+            example=[640, 640],
+        ),
+        "file": NullableString(
+            required=True, description="For a model file: the file's name; else null", example="yolo11n.onnx"
+        ),
+        "file_sha256": NullableString(
+            required=True,
+            description="For a model file: the SHA-256 of its content, in hex; else null",
+            example="01c2e148122f111f1e86aedfb84fe084ae6704c582011f425e6d38ca97d0609a",
         ),
         "error": NullableString(
             required=True,

@@ -15,7 +15,7 @@ from flask_restx import Namespace, Resource, fields, inputs, reqparse
 
 from detector.api.authn import SECURITY, authenticated, current_user
 from detector.api.errors import error_model
-from detector.api.fields import NullableInteger
+from detector.api.fields import NullableFloat, NullableInteger, NullableList
 from detector.api.jobs import JOB_ID, JOB_ID_PARAM, MAX_FRAME_INDEX, UNAUTHORIZED, ModelName, parse_args
 from detector.exports import FORMATS
 from detector.services import jobs as job_service
@@ -47,6 +47,23 @@ track_model = ns.model(
         ),
         "mean_score": fields.Float(
             required=True, min=0, max=1, description="Its objects' mean score", example=0.91
+        ),
+        "best_frame": NullableInteger(
+            required=True,
+            description="Frame index of its best-scoring object, the one its thumbnail shows "
+            "(null for tracks stored by older versions)",
+            example=140,
+        ),
+        "best_score": NullableFloat(
+            required=True, min=0, max=1, description="The score of its best-scoring object", example=0.97
+        ),
+        "best_box": NullableList(
+            fields.Float,
+            required=True,
+            min_items=4,
+            max_items=4,
+            description="The box of its best-scoring object, [x1, y1, x2, y2] in pixels",
+            example=[412.0, 96.5, 530.0, 388.0],
         ),
     },
 )

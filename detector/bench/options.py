@@ -18,7 +18,7 @@ T = TypeVar("T")
 DEFAULT_OUT = Path("bench-out")
 
 # What --figure picks from: every figure, or one that runs on its own.
-FIGURES = ("all", "long-video")
+FIGURES = ("all", "long-video", "real-video", "analytics", "search", "peak", "int8")
 
 
 def option(
@@ -49,7 +49,10 @@ class BenchOptions:
     # option() is a dataclasses.field, and a Path is immutable.
     out_dir: Path = option(DEFAULT_OUT, "scratch directory and reports", flag="--out")  # noqa: RUF009
     figure: str = option(
-        "all", "the figures to measure: all of them, or the long-video figure alone", choices=FIGURES
+        "all",
+        "the figures to measure: all of them, or the long-video, real-video, analytics, search, peak "
+        "or int8 figure alone",
+        choices=FIGURES,
     )
     frames: int = option(300, "frames of the benchmark's video", minimum=1)
     width: int = option(640, "frame width in pixels", minimum=16)
@@ -128,4 +131,32 @@ class BenchOptions:
     long_video_height: int = option(120, "frame height of the long-video figure's videos", minimum=16)
     long_video_sample_fps: float = option(
         1.0, "frames a second the long-video figure's jobs analyse (their sample_fps)"
+    )
+    testdata: str = option(
+        "../shared/testdata",
+        "the shared test data folder (a pretrained SSD and vtest.avi) of the real-video figure; "
+        "missing: the figure is skipped",
+    )
+    real_video_stride: int = option(
+        5, "the real-video figure analyses every this-many-th frame of vtest.avi", minimum=1
+    )
+    real_video_job: bool = option(
+        True, "in the real-video figure, also time a job through the service against detector predict"
+    )
+    search_jobs: int = option(
+        1000, "jobs of the searching user in the search figure (and as many of another user)", minimum=1
+    )
+    search_objects: int = option(
+        1_000_000, "stored objects (detections) in the search figure's database", minimum=0
+    )
+    search_database_url: str = option(
+        "", "the search figure's database (its tables are made there); empty: SQLite in the scratch folder"
+    )
+    peak_frames: int = option(
+        16,
+        "frames each runtime is timed on in the peak figure (work per frame against the machine's peak)",
+        minimum=1,
+    )
+    int8_stride: int = option(
+        10, "the int8 figure measures every this-many-th frame of vtest.avi (INT8 against FP32)", minimum=2
     )

@@ -14,12 +14,17 @@ from typing import Any
 from sqlalchemy import create_engine
 
 from detector.bench import figures
+from detector.bench.analytics import analytics_figure
 from detector.bench.load import choose_tool
 from detector.bench.longvideo import long_video
 from detector.bench.options import BenchOptions
+from detector.bench.peak import peak_figure
+from detector.bench.precision import int8_figure
+from detector.bench.realvideo import real_video
 from detector.bench.report import BenchReport, check_targets, plot
 from detector.bench.runtimes import runtimes_figure
 from detector.bench.scheduling import short_job_wait
+from detector.bench.search import search_figure
 from detector.bench.service import Client, Service
 from detector.runtime.allocator import loaded_allocator
 from detector.runtime.processes import detector_cli_argv
@@ -61,7 +66,26 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
     found = report.figures
     if every:
         every_other_figure(bench, found)
-    if options.long_video_seconds:
+    if options.figure == "analytics":  # on its own only: it needs no service
+        log("analytics over 10,000 frames and 1,000 tracks")
+        found.update(analytics_figure())
+    if every or options.figure == "search":
+        found.update(
+            search_figure(
+                out,
+                log,
+                jobs=options.search_jobs,
+                objects=options.search_objects,
+                database_url=options.search_database_url or None,
+            )
+        )
+    if every or options.figure == "real-video":
+        found.update(real_video(bench, lambda data: service_env(bench, data)))
+    if every or options.figure == "peak":
+        found.update(peak_figure(bench))
+    if every or options.figure == "int8":
+        found.update(int8_figure(bench))
+    if options.long_video_seconds and options.figure in ("all", "long-video"):
         found.update(long_video(bench, lambda data: service_env(bench, data)))
 
     report.targets_met = check_targets(found)

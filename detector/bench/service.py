@@ -13,6 +13,7 @@ from typing import Any
 import requests
 
 from detector.runtime.processes import ProcessGroup, detector_cli_argv, worker_argv
+from detector.runtime.queues import IMPLICIT_MODEL
 
 
 def free_port() -> int:
@@ -127,13 +128,21 @@ class Service:
     Each process logs to ``<log_dir>/<name>.log``. With ``background_detector``
     the detector runs at the lowest CPU priority, as `detector up` runs it; with
     ``watchdog`` the processor also runs the watchdog's schedule, as it does there.
+    The detector serves ``models`` (names of DETECTOR_MODELS; by default the one
+    model of a deployment that declares none).
     """
 
     def __init__(
-        self, env: dict[str, str], log_dir: Path, background_detector: bool = True, watchdog: bool = False
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        background_detector: bool = True,
+        watchdog: bool = False,
+        models: tuple[str, ...] = (IMPLICIT_MODEL,),
     ) -> None:
         self.background_detector = background_detector
         self.watchdog = watchdog
+        self.models = models
         self.log_dir = log_dir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api"
@@ -148,7 +157,7 @@ class Service:
             background = name == "detector" and self.background_detector
             watchdog = name == "processor" and self.watchdog
             schedule = self.log_dir / "beat-schedule" if watchdog else None
-            argv = worker_argv(name, concurrency=1, beat_schedule=schedule)
+            argv = worker_argv(name, concurrency=1, beat_schedule=schedule, models=self.models)
             self.group.start(name, argv, background=background, env=env)
         else:
             raise ValueError(f"no such process: {name!r}")

@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 
@@ -52,6 +52,20 @@ OUTPUT_FORMATS = ("json", *FORMATS)
     default=None,
     help="also write the annotated video (H.264 MP4) here",
 )
+@click.option(
+    "--analytics",
+    "analytics_spec",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="also run the analytics of this spec (JSON, as POST /api/jobs/<id>/analytics takes it; "
+    "tracks the objects); docs/analytics.md",
+)
+@click.option(
+    "--analytics-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write the analytics' results here (default: standard output, after the detections)",
+)
 def predict(
     video: Path,
     out: Path | None,
@@ -65,6 +79,8 @@ def predict(
     track: bool,
     model: str | None,
     render: Path | None,
+    analytics_spec: Path | None,
+    analytics_out: Path | None,
 ) -> None:
     """Detect objects in VIDEO in this process (no queue): the pipeline's baseline.
 
@@ -97,7 +113,7 @@ def predict(
         "start": start,
         "end": end,
         "classes": classes,
-        "track": "true" if track else None,
+        "track": "true" if track or analytics_spec is not None else None,
     }
     try:
         options = parse_job_options({k: v for k, v in form.items() if v is not None}, labels)
@@ -119,6 +135,7 @@ def predict(
         except ExportError as exc:
             raise click.UsageError(str(exc)) from None
 
+    spec = _analytics_spec(analytics_spec, info.width, info.height, info.duration)
     found = run_predict(
         video,
         config(),
@@ -146,14 +163,46 @@ def predict(
         ),
         err=True,
     )
+    if spec is not None:
+        from detector.analytics import analyse_frames
+
+        analysis = analyse_frames(spec, found.frames)
+        text = json.dumps({"id": spec.spec_id, "spec": spec.as_json(), "results": analysis.results})
+        if analytics_out is not None:
+            analytics_out.write_text(text + "\n", encoding="utf-8")
+        else:
+            click.echo(text)
     if render is not None:
         from detector.render import render_video
 
-        stats = render_video(video, render, found.frames, hold_frames=options.selection.hold_frames(info.fps))
+        overlay = None
+        if spec is not None:
+            from detector.analytics.overlay import overlay_for
+
+            overlay = overlay_for(spec, analysis.results)
+        stats = render_video(
+            video,
+            render,
+            found.frames,
+            hold_frames=options.selection.hold_frames(info.fps),
+            overlay=overlay,
+        )
         click.echo(
             f"annotated video: {render} ({stats.frames} frames in {stats.seconds:.1f} s, {stats.encoder})",
             err=True,
         )
+
+
+def _analytics_spec(path: Path | None, width: int, height: int, duration: float | None) -> Any:
+    """The checked spec in the file at ``path`` (None without one)."""
+    if path is None:
+        return None
+    from detector.analytics import SpecError, parse_spec
+
+    try:
+        return parse_spec(json.loads(path.read_text(encoding="utf-8")), width, height, duration)
+    except (ValueError, SpecError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--analytics") from None
 
 
 class _output:

@@ -20,11 +20,106 @@ from detector.detection.detections import Detections
 log = logging.getLogger(__name__)
 
 #: The backends ``DETECTOR_BACKEND`` may name (``registry`` knows how to build each).
-BACKENDS = ("torchvision", "detectron2", "onnxruntime", "openvino")
+BACKENDS = ("torchvision", "detectron2", "onnxruntime", "openvino", "tflite")
+
+#: The runtimes that run a model from a file (``file`` and ``family`` set).
+FILE_BACKENDS = ("onnxruntime", "openvino", "tflite")
+
+#: The output layouts of exported detectors a file model may declare
+#: (``detector.detection.families``).
+FAMILIES = ("ssd", "yolo", "detr")
+
+LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("uint8", "float32", "float16")
+CHANNELS = ("RGB", "BGR")
+RESIZES = ("stretch", "letterbox")
+
+#: The precisions a model may run at: ``fp32`` always; ``int8`` for a model file on
+#: OpenVINO only, an opt-in quantized copy of it (``detector.detection.quantize``).
+PRECISIONS = ("fp32", "int8")
 
 
 class WeightsError(RuntimeError):
     """Model weights cannot be had; the message says how to provide them."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a file model wants its input frame: the ``[models.<name>.input]`` table.
+
+    Every field is optional; one left out (None) takes the family's default or
+    what the file itself says (its input shape, Ultralytics' ``imgsz``).
+
+    Attributes:
+        size: ``(width, height)`` the frame is resized to.
+        layout: ``NCHW`` or ``NHWC``.
+        dtype: ``uint8``, ``float32`` or ``float16``.
+        channels: ``RGB`` or ``BGR``.
+        scale: multiplies the pixel values after the cast (``1/255`` for 0-1).
+        mean: subtracted per channel after ``scale``.
+        std: divides per channel after ``mean``.
+        resize: ``stretch`` (to ``size``, aspect ratio lost) or ``letterbox``
+            (kept, padded with grey 114).
+    """
+
+    size: tuple[int, int] | None = None
+    layout: str | None = None
+    dtype: str | None = None
+    channels: str | None = None
+    scale: float | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    resize: str | None = None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> InputSpec:
+        """From an ``input`` table; a bad key or value raises ValueError naming it."""
+        if not isinstance(table, Mapping):
+            raise ValueError(f"input must be a table, not {table!r}")
+        names = [f.name for f in fields(cls)]
+        if unknown := sorted(set(table) - set(names)):
+            raise ValueError(f"input has unknown key {unknown[0]!r}; keys: {', '.join(names)}")
+        values: dict[str, Any] = {}
+        if (size := table.get("size")) is not None:
+            if isinstance(size, int) and not isinstance(size, bool):
+                size = [size, size]
+            if (
+                not isinstance(size, Sequence)
+                or isinstance(size, str)
+                or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+            ):
+                raise ValueError(f"input.size must be [width, height] in whole pixels, not {size!r}")
+            values["size"] = (int(size[0]), int(size[1]))
+        for key, allowed in (
+            ("layout", LAYOUTS),
+            ("dtype", DTYPES),
+            ("channels", CHANNELS),
+            ("resize", RESIZES),
+        ):
+            if (value := table.get(key)) is not None:
+                if value not in allowed:
+                    raise ValueError(f"input.{key} must be one of {', '.join(allowed)}, not {value!r}")
+                values[key] = value
+        if (scale := table.get("scale")) is not None:
+            if isinstance(scale, bool) or not isinstance(scale, int | float) or scale <= 0:
+                raise ValueError(f"input.scale must be a positive number, not {scale!r}")
+            values["scale"] = float(scale)
+        for key in ("mean", "std"):
+            if (value := table.get(key)) is not None:
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    value = [value] * 3
+                if (
+                    not isinstance(value, Sequence)
+                    or isinstance(value, str)
+                    or len(value) != 3
+                    or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+                ):
+                    raise ValueError(f"input.{key} must be three numbers (one per channel), not {value!r}")
+                if key == "std" and not all(v > 0 for v in value):
+                    raise ValueError(f"input.std must be positive, not {value!r}")
+                values[key] = tuple(float(v) for v in value)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -48,6 +143,23 @@ class DetectorSettings:
         min_score: the model's own score floor; no job gets objects below it.
         seed: the seed for ``random`` weights.
         cache_dir: where downloaded weights are kept.
+        file: a model file to run instead of a built-in model (``.onnx``,
+            OpenVINO IR ``.xml``, ``.tflite``) on one of ``FILE_BACKENDS``;
+            needs ``family``.
+        family: how the file's outputs are laid out, one of ``FAMILIES``
+            (``detector.detection.families``).
+        labels: the model's class names: a file (one name per line, or ``id
+            name`` lines) or a list indexed by class id; None: the model's own
+            (the file's metadata, the built-in model's label set). A list is
+            kept as a tuple.
+        input: how the file model wants its frames (`InputSpec`; a table is
+            turned into one); None: the family's defaults.
+        precision: ``fp32`` (the default), or ``int8``: the model quantized
+            after training by NNCF on OpenVINO, calibrated on ``calibration``
+            (``detector.detection.quantize``); for a model file on
+            ``backend = "openvino"`` only.
+        calibration: for ``int8``, the frames to calibrate on: a video or a
+            folder of images from the deployment's own cameras.
     """
 
     backend: str = "torchvision"
@@ -58,6 +170,62 @@ class DetectorSettings:
     min_score: float = 0.05
     seed: int = 0
     cache_dir: str | None = None
+    file: str | None = None
+    family: str | None = None
+    labels: str | tuple[str, ...] | None = None
+    input: InputSpec | None = None
+    precision: str = "fp32"
+    calibration: str | None = None
+
+    def __post_init__(self) -> None:
+        # Lists and tables become tuples and an InputSpec: settings are hashable
+        # (registry caches predictors by them).
+        if self.labels is not None and not isinstance(self.labels, str):
+            labels = self.labels
+            if not isinstance(labels, Sequence) or not all(isinstance(name, str) for name in labels):
+                raise ValueError(f"labels must be a file name or a list of names, not {labels!r}")
+            if not labels:
+                raise ValueError("labels must not be an empty list")
+            object.__setattr__(self, "labels", tuple(labels))
+        elif isinstance(self.labels, str) and not self.labels.strip():
+            raise ValueError("labels must not be empty")
+        if self.input is not None and not isinstance(self.input, InputSpec):
+            object.__setattr__(self, "input", InputSpec.from_table(self.input))
+        if self.family is not None and self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {self.family!r}")
+        if self.file is not None:
+            if not isinstance(self.file, str) or not self.file.strip():
+                raise ValueError("file must be a path to a model file")
+            if self.family is None:
+                raise ValueError(f"file needs a family: one of {', '.join(FAMILIES)}")
+            if self.backend not in FILE_BACKENDS:
+                raise ValueError(
+                    f"a model file runs on backend {', '.join(FILE_BACKENDS)}, not {self.backend!r}"
+                )
+        else:
+            if self.family is not None or self.input is not None:
+                raise ValueError("family and input are for a model file: set file too")
+            if self.backend == "tflite":
+                raise ValueError("the tflite backend runs a model file: set file and family")
+            if self.labels is not None and self.backend != "detectron2":
+                raise ValueError("labels are for a model file or a Detectron2 model")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.precision == "int8":
+            if self.backend != "openvino" or self.file is None:
+                raise ValueError(
+                    'precision "int8" is for a model file on backend "openvino", '
+                    f"not {self.backend!r}{'' if self.file else ' without a file'}"
+                )
+            if not isinstance(self.calibration, str) or not self.calibration.strip():
+                raise ValueError('precision "int8" needs calibration: a video or a folder of frames')
+        elif self.calibration is not None:
+            raise ValueError('calibration is for precision = "int8"')
+
+    @property
+    def is_file_model(self) -> bool:
+        """Whether these settings run a model file (``file`` and ``family``)."""
+        return self.file is not None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DetectorSettings:

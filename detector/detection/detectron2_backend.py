@@ -20,6 +20,7 @@ from torch import nn
 from detector.detection.base import DetectorSettings, Predictor, WeightsError
 from detector.detection.batching import frames_to_device
 from detector.detection.detections import Detections
+from detector.detection.families.labels import LabelsError, read_labels
 from detector.detection.identity import DETECTRON2_DEFAULT_MODEL as DEFAULT_MODEL
 from detector.detection.identity import model_identity
 from detector.detection.random_weights import detectron2_input_size, detectron2_random_init
@@ -53,11 +54,15 @@ class Detectron2Predictor(Predictor):
             settings: ``model`` is a zoo config name such as
                 ``COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml`` (the default) or a
                 local ``.yaml`` config file; ``weights`` is ``default`` (the zoo
-                checkpoint; a local config has none), a file, a URL or ``random``.
+                checkpoint; a local config has none), a file (``.pth`` or the
+                zoo's ``.pkl``), a URL or ``random``; ``labels`` names the
+                classes (a file or a list), else the config's test dataset does.
             device: a torch device, ``cpu`` or ``cuda:N``.
 
         Raises:
             ValueError: unknown config, or a config that does not detect objects.
+            LabelsError: the labels cannot be read, or their number is not the
+                config's number of classes.
             WeightsError: the weights cannot be had or do not fit the model.
         """
         config_name = settings.model or DEFAULT_MODEL
@@ -68,7 +73,7 @@ class Detectron2Predictor(Predictor):
         self.batch_size = settings.batch_size_on(device, input_size)
         self.input_format: str = self.cfg.INPUT.FORMAT
         self.resize = ResizeShortestEdge(self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MAX_SIZE_TEST)
-        self.labels = _labels(self.cfg)
+        self.labels = _model_labels(settings, self.cfg, config_name)
 
         checkpoint = resolve_weights(settings.weights, default_url, settings.cache_dir)
         self.name = model_identity(settings)
@@ -163,8 +168,46 @@ def _build_config(config_file: str, device: str, min_score: float) -> CfgNode:
     return cfg
 
 
-def _labels(cfg: CfgNode) -> list[str]:
-    """Class names from the test dataset's metadata; empty when it has none (ids become labels)."""
+def _num_classes(cfg: CfgNode) -> tuple[str, int] | None:
+    """The config key that sets how many classes the model tells apart, and its value;
+    None for an architecture whose number of classes is not known here."""
+    if cfg.MODEL.META_ARCHITECTURE == "RetinaNet":
+        return "MODEL.RETINANET.NUM_CLASSES", int(cfg.MODEL.RETINANET.NUM_CLASSES)
+    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
+        return "MODEL.ROI_HEADS.NUM_CLASSES", int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    return None
+
+
+def _model_labels(settings: DetectorSettings, cfg: CfgNode, config_name: str) -> list[str]:
+    """The class names of the model, by class id: the ``labels`` the settings declare,
+    else the config's test dataset's (empty when it has none: ids become labels).
+
+    Raises:
+        LabelsError: the labels cannot be read, or name another number of classes
+            than the config's ``NUM_CLASSES``.
+    """
+    classes = _num_classes(cfg)
+    if settings.labels is not None:
+        labels = read_labels(settings.labels)
+        if classes is not None and len(labels) != classes[1]:
+            source = (
+                f"labels file {settings.labels}" if isinstance(settings.labels, str) else "the labels list"
+            )
+            raise LabelsError(
+                f"{source} names {len(labels)} classes, but {config_name} has {classes[0]} {classes[1]}"
+            )
+        return labels
+    labels = _dataset_labels(cfg)
+    if labels and classes is not None and len(labels) != classes[1]:
+        raise LabelsError(
+            f"{config_name} has {classes[0]} {classes[1]}, but its test dataset {cfg.DATASETS.TEST[0]} "
+            f"names {len(labels)} classes: declare the model's labels (a file with one name per line)"
+        )
+    return labels
+
+
+def _dataset_labels(cfg: CfgNode) -> list[str]:
+    """Class names from the test dataset's metadata; empty when it has none."""
     if not cfg.DATASETS.TEST:
         return []
     return list(getattr(MetadataCatalog.get(cfg.DATASETS.TEST[0]), "thing_classes", None) or [])
@@ -207,6 +250,14 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
 
 
 def config_labels(settings: DetectorSettings) -> list[str]:
-    """The labels of the model ``settings`` name, from its config's test dataset."""
-    config_file, _ = _config_source(settings.model or DEFAULT_MODEL)
-    return _labels(_build_config(config_file, "cpu", settings.min_score))
+    """The labels of the model ``settings`` name, as its predictor reports them (see
+    ``Detectron2Predictor``), without building it.
+
+    Raises:
+        ValueError: unknown config, or a config that does not detect objects.
+        LabelsError: the labels cannot be read, or their number is not the config's
+            number of classes.
+    """
+    config_name = settings.model or DEFAULT_MODEL
+    config_file, _ = _config_source(config_name)
+    return _model_labels(settings, _build_config(config_file, "cpu", settings.min_score), config_name)

@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from detector.detection.base import DetectorSettings
+from detector.detection.families.labels import LabelsError, read_labels
+
+__all__ = ["LabelsError", "label_list", "label_set", "read_labels"]
 
 #: torchvision's ``weights.meta["categories"]`` for its COCO detection weights, by class id.
 TORCHVISION_COCO: tuple[str, ...] = (
@@ -126,7 +129,19 @@ def _known_labels(backend: str, model: str) -> list[str] | None:
 
 
 def label_list(settings: DetectorSettings) -> list[str]:
-    """The model's labels, indexed by class id (placeholders included)."""
+    """The model's labels, indexed by class id (placeholders included): the
+    ``labels`` the settings give, else the model's own.
+
+    Raises:
+        LabelsError: the ``labels`` cannot be read.
+        ModelFileError: a model file that names no labels of its own, or cannot be read.
+    """
+    if settings.labels is not None:
+        return read_labels(settings.labels)
+    if settings.file is not None:
+        from detector.detection.families import file_labels
+
+        return file_labels(settings)
     known = _known_labels(settings.backend, settings.model or "")
     if known is not None:
         return known
@@ -146,7 +161,9 @@ def identity_label_set(identity: str | None) -> Mapping[int, str] | None:
     detector.detection.identity) names, when the identity alone tells them; None
     when it does not (another Detectron2 dataset's config, no identity at all)."""
     backend, _, rest = (identity or "").partition("/")
-    known = _known_labels(backend, rest.partition("@")[0]) if rest else None
+    model = rest.partition("@")[0]
+    # A file model's identity (``backend/family:file@sha256:...``) does not tell its labels.
+    known = _known_labels(backend, model) if rest and ":" not in model else None
     if known is None:
         return None
     return {i: name for i, name in enumerate(known) if name not in PLACEHOLDERS}

@@ -47,6 +47,24 @@ def _openvino() -> PredictorClass:
     return OpenVinoPredictor
 
 
+def _tflite() -> PredictorClass:
+    from detector.detection.file_backend import LiteRtFilePredictor
+
+    return LiteRtFilePredictor
+
+
+def _onnxruntime_file() -> PredictorClass:
+    from detector.detection.file_backend import OnnxRuntimeFilePredictor
+
+    return OnnxRuntimeFilePredictor
+
+
+def _openvino_file() -> PredictorClass:
+    from detector.detection.file_backend import OpenVinoFilePredictor
+
+    return OpenVinoFilePredictor
+
+
 #: Backend name (every one of ``base.BACKENDS``) -> a function that imports the
 #: backend's module and returns its predictor class.
 PREDICTOR_CLASSES: dict[str, Callable[[], PredictorClass]] = {
@@ -54,6 +72,15 @@ PREDICTOR_CLASSES: dict[str, Callable[[], PredictorClass]] = {
     "detectron2": _detectron2,
     "onnxruntime": _onnxruntime,
     "openvino": _openvino,
+    "tflite": _tflite,
+}
+
+#: Backend name (every one of ``base.FILE_BACKENDS``) -> the same for a model file
+#: (settings with ``file`` and ``family``: ``file_backend``).
+FILE_PREDICTOR_CLASSES: dict[str, Callable[[], PredictorClass]] = {
+    "onnxruntime": _onnxruntime_file,
+    "openvino": _openvino_file,
+    "tflite": _tflite,
 }
 
 
@@ -64,12 +91,18 @@ def detectron2_config_labels(settings: DetectorSettings) -> list[str]:
     return config_labels(settings)
 
 
-def predictor_class(backend: str) -> PredictorClass:
-    """The predictor class of ``backend``, importing its module.
+def predictor_class(backend: str, file: bool = False) -> PredictorClass:
+    """The predictor class of ``backend`` (for a model file when ``file``), importing its module.
 
     Raises:
         ValueError: an unknown backend.
     """
+    if file:
+        if backend not in FILE_PREDICTOR_CLASSES:
+            raise ValueError(
+                f"backend {backend!r} runs no model file; one of {', '.join(FILE_PREDICTOR_CLASSES)}"
+            )
+        return FILE_PREDICTOR_CLASSES[backend]()
     if backend not in PREDICTOR_CLASSES:
         raise ValueError(f"unknown backend {backend!r}; one of {', '.join(PREDICTOR_CLASSES)}")
     return PREDICTOR_CLASSES[backend]()
@@ -77,7 +110,7 @@ def predictor_class(backend: str) -> PredictorClass:
 
 def build_predictor(settings: DetectorSettings, process_index: int = 0) -> Predictor:
     """Build the predictor ``settings`` describe, on the device for ``process_index``."""
-    cls = predictor_class(settings.backend)
+    cls = predictor_class(settings.backend, file=settings.is_file_model)
     device = resolve_device(settings.device, process_index, cuda_device_count())
     # Each backend turns DETECTOR_BATCH_SIZE=auto into a number for its device and
     # its model's input size (DetectorSettings.batch_size_on).

@@ -115,34 +115,14 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Where a job's events are POSTed when it ends (detector.pipeline.webhooks).
     callback_url: Mapped[str | None] = mapped_column(Text)
-    # A job whose video comes from a URL (detector.pipeline.download): bytes so far,
-    # the size the server announced, downloads started, last progress.
+    # A job whose video comes from a URL (detector.pipeline.download); its transfer
+    # is the job's JobDownload.
     source_url: Mapped[str | None] = mapped_column(Text)
-    bytes_downloaded: Mapped[int | None] = mapped_column(BigInteger)
-    bytes_total: Mapped[int | None] = mapped_column(BigInteger)
-    download_deliveries: Mapped[int] = mapped_column(Integer, default=0)
-    download_progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-    # The annotated video (detector.pipeline.rendering): one per job.
-    render_status: Mapped[RenderStatus | None] = mapped_column(
-        Enum(
-            RenderStatus,
-            name="render_status",
-            values_callable=lambda e: [m.value for m in e],
-            validate_strings=True,
-        )
-    )
-    render_key: Mapped[str | None] = mapped_column(String(255))
-    render_frames_done: Mapped[int | None] = mapped_column(Integer)
-    render_error: Mapped[str | None] = mapped_column(Text)
-    render_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    render_progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    render_deliveries: Mapped[int] = mapped_column(Integer, default=0)
-    # Stored video (detector.pipeline.retention): the upload's and the render's sizes in
-    # bytes (a user's STORAGE_QUOTA_MB counts them); when VIDEO_RETENTION_DAYS deletes
-    # both files (finished_at + retention, null: kept), and when it did.
+    # Stored video (detector.pipeline.retention): the upload's size in bytes (a user's
+    # STORAGE_QUOTA_MB counts it, and its render's, JobRender.bytes); when
+    # VIDEO_RETENTION_DAYS deletes both files (finished_at + retention, null: kept),
+    # and when it did.
     video_bytes: Mapped[int | None] = mapped_column(BigInteger)
-    render_bytes: Mapped[int | None] = mapped_column(BigInteger)
     video_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     video_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -151,6 +131,13 @@ class Job(Base):
         cascade="all, delete-orphan",
         passive_deletes=True,
         order_by="Chunk.index",
+    )
+    # The annotated video and the URL download, when the job has them (one row each).
+    render: Mapped[JobRender | None] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True
+    )
+    download: Mapped[JobDownload | None] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True
     )
 
     @property
@@ -162,6 +149,53 @@ class Job(Base):
             start=self.start_time,
             end=self.end_time,
         )
+
+
+class JobRender(Base):
+    """A job's annotated video (detector.pipeline.rendering): asked for by its owner,
+    drawn by one render worker at a time (its lease is ``progress_at``)."""
+
+    __tablename__ = "job_renders"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[RenderStatus] = mapped_column(
+        Enum(
+            RenderStatus,
+            name="render_status",
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+        ),
+        index=True,
+    )
+    # The file in video storage (the last one drawn: kept while another is drawn) and
+    # its size in bytes, which its owner's STORAGE_QUOTA_MB counts.
+    key: Mapped[str | None] = mapped_column(String(255))
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    progress_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Renders started since it was last asked for.
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+
+    job: Mapped[Job] = relationship(back_populates="render")
+
+
+class JobDownload(Base):
+    """The transfer of a job's ``source_url`` into video storage (detector.pipeline.download),
+    by one worker at a time (its lease is ``progress_at``)."""
+
+    __tablename__ = "job_downloads"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    # Bytes so far, and the size the server announced (null until it does).
+    bytes_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_total: Mapped[int | None] = mapped_column(BigInteger)
+    # Downloads started, and the last progress (the job's creation at first).
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    progress_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="download")
 
 
 class ChunkStatus(enum.StrEnum):
@@ -264,3 +298,8 @@ class Track(Base):
     last_timestamp: Mapped[float] = mapped_column(Float)
     frames: Mapped[int] = mapped_column(Integer)
     mean_score: Mapped[float] = mapped_column(Float)
+    # Its best-scoring object: frame, score and box [x1, y1, x2, y2] (what its thumbnail
+    # shows); null for tracks stored before they were kept.
+    best_frame: Mapped[int | None] = mapped_column(Integer)
+    best_score: Mapped[float | None] = mapped_column(Float)
+    best_box: Mapped[list[float] | None] = mapped_column(JSONType)

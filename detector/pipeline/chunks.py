@@ -15,13 +15,14 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from flask import current_app
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 
 from detector.config import current_settings
 from detector.db import db
 from detector.detection import AnalysedFrame, Predictor, get_predictor
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
 from detector.observability import metrics
+from detector.pipeline import lease
 from detector.pipeline.activity import Heartbeat, heartbeat_interval, record_progress
 from detector.pipeline.admission import model_of
 from detector.pipeline.dispatch import stop_job
@@ -66,11 +67,17 @@ class ChunkRun:
         self._frames_reported = 0
         self.model = IMPLICIT_MODEL  # the catalog name of the job's model, read at start
 
-    def _chunk_row(self) -> Any:
-        return update(Chunk).where(Chunk.job_id == self.job_id, Chunk.index == self.chunk_index)
+    @property
+    def _row(self) -> tuple[Any, ...]:
+        """The chunk's row, as the where clause of its lease (detector.pipeline.lease)."""
+        return (Chunk.job_id == self.job_id, Chunk.index == self.chunk_index)
+
+    def _release(self, session: Any, status: ChunkStatus, **values: Any) -> None:
+        """End this delivery's hold on the chunk: its new status and ``values``."""
+        lease.release(session, Chunk, *self._row, stamp=Chunk.updated_at, status=status, **values)
 
     def start(self) -> tuple[ChunkPlan, Job, int] | dict[str, Any]:
-        """Mark the chunk running and count this delivery.
+        """Take the chunk's lease (it is running now) and count this delivery.
 
         Returns the chunk's plan, the job (detached: its score threshold,
         classes and video's storage key are what the chunk needs) and the
@@ -86,15 +93,29 @@ class ChunkRun:
                 raise Skip("job is not processing")
             if chunk is None or (chunk.start_frame, chunk.end_frame) != self.frames:
                 raise RuntimeError(f"{self.where} does not match the job's plan")
-            if chunk.status is ChunkStatus.DONE:
-                return self.summary(chunk.frames_done, chunk.objects, chunk.frames_decoded)
+            now = utcnow()
+            took = lease.take(
+                session,
+                Chunk,
+                *self._row,
+                Chunk.status != ChunkStatus.DONE,
+                stamp=Chunk.updated_at,
+                count=Chunk.deliveries,
+                now=now,
+                status=ChunkStatus.RUNNING,
+                frames_done=0,
+                started_at=now,
+            )
+            deliveries, frames_done, objects, decoded = session.execute(
+                select(Chunk.deliveries, Chunk.frames_done, Chunk.objects, Chunk.frames_decoded).where(
+                    *self._row
+                )
+            ).one()
+            if not took:  # done by an earlier delivery
+                return self.summary(frames_done, objects, decoded)
             self.model = model_of(job)
             record_progress(session, self.model)
-            chunk.deliveries += 1
-            chunk.status = ChunkStatus.RUNNING
-            chunk.frames_done = 0
-            chunk.started_at = utcnow()
-            plan, deliveries = chunk.plan(), chunk.deliveries
+            plan = chunk.plan()
         return plan, job, deliveries
 
     def check_deliveries(self, deliveries: int) -> None:
@@ -139,7 +160,7 @@ class ChunkRun:
         """
         self._frames_reported = frames_done
         with db.transaction() as session:
-            session.execute(self._chunk_row().values(frames_done=frames_done, updated_at=utcnow()))
+            lease.renew(session, Chunk, *self._row, stamp=Chunk.updated_at, frames_done=frames_done)
             record_progress(session, self.model)
             status = session.scalar(select(Job.status).where(Job.id == self.job_id))
         if status is not JobStatus.PROCESSING:
@@ -167,7 +188,7 @@ class ChunkRun:
                 "job=%s chunk=%d stopped: the job is no longer processing", self.job_id, self.chunk_index
             )
             with db.transaction() as session:
-                session.execute(self._chunk_row().values(status=ChunkStatus.PENDING, updated_at=utcnow()))
+                self._release(session, ChunkStatus.PENDING)
             raise Skip("job stopped") from None
         finally:
             metrics.observe_batch_size_limit(predictor.batch_size, predictor.device)
@@ -175,7 +196,7 @@ class ChunkRun:
     def fail(self, message: str) -> None:
         """Mark the chunk failed (the chord's error callback names it) and fail the job."""
         with db.transaction() as session:
-            session.execute(self._chunk_row().values(status=ChunkStatus.FAILED, updated_at=utcnow()))
+            self._release(session, ChunkStatus.FAILED)
         stop_job(self.job_id, JobStatus.FAILED, message)
 
     def store(self, frames: list[AnalysedFrame], model: str) -> int:
@@ -219,15 +240,13 @@ class ChunkRun:
             if rows:
                 session.execute(insert(FrameDetections), rows)
             record_progress(session, self.model)
-            session.execute(
-                self._chunk_row().values(
-                    status=ChunkStatus.DONE,
-                    frames_done=len(frames),
-                    frames_decoded=self.stats.decoded,
-                    objects=objects,
-                    finished_at=utcnow(),
-                    updated_at=utcnow(),
-                )
+            self._release(
+                session,
+                ChunkStatus.DONE,
+                frames_done=len(frames),
+                frames_decoded=self.stats.decoded,
+                objects=objects,
+                finished_at=utcnow(),
             )
         return objects
 

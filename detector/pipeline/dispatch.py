@@ -23,6 +23,7 @@ from celery import Celery
 from flask import current_app
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from detector.config import current_settings
 from detector.db import db
@@ -54,13 +55,20 @@ def send_process_video(job_id: str) -> None:
 
 
 def change_status(
-    session: Session, job_id: str, to: JobStatus, *, among: Iterable[JobStatus], **values: Any
+    session: Session,
+    job_id: str,
+    to: JobStatus,
+    *,
+    among: Iterable[JobStatus],
+    where: Iterable[ColumnElement[bool]] = (),
+    **values: Any,
 ) -> bool:
-    """Move the job to ``to`` if its status is one of ``among``, setting ``values`` in the
-    same statement; whether it moved. The caller commits (or rolls back)."""
+    """Move the job to ``to`` if its status is one of ``among`` (and the conditions
+    ``where`` hold), setting ``values`` in the same statement; whether it moved. The
+    caller commits (or rolls back)."""
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.in_(list(among)))
+        .where(Job.id == job_id, Job.status.in_(list(among)), *where)
         .values(status=to, **values)
         .execution_options(synchronize_session=False)
     )
@@ -73,10 +81,12 @@ def end_job(
     message: str | None = None,
     *,
     among: Iterable[JobStatus] = UNFINISHED,
+    where: Iterable[ColumnElement[bool]] = (),
     values: dict[str, Any] | None = None,
     within: Callable[[Session], None] | None = None,
 ) -> bool:
-    """End the job as ``status`` if it is still one of ``among``; whether this call ended it.
+    """End the job as ``status`` if it is still one of ``among`` (and the conditions
+    ``where`` hold); whether this call ended it.
 
     ``values`` are more columns set by the same update; ``within`` runs in the same
     transaction once the update took (storing a tracked job's tracks, say). A failed
@@ -94,6 +104,7 @@ def end_job(
             job_id,
             status,
             among=among,
+            where=where,
             error=message if status is JobStatus.FAILED else None,
             finished_at=now,
             # A stored video is kept for VIDEO_RETENTION_DAYS from now; none stored: nothing to delete.

@@ -4,8 +4,10 @@ into video storage, probes it like an upload, and moves the job to queued.
 The download goes through the URL guard (detector.net), at most MAX_UPLOAD_MB:
 refused when Content-Length says more, stopped when the stream passes it. A
 broken transfer is tried again DOWNLOAD_ATTEMPTS times, resumed with ``Range``
-where the server answers 206. The job's ``bytes_downloaded`` shows progress;
-the watchdog resends a download that stopped moving, then fails it. The
+where the server answers 206. The job's `JobDownload` row shows progress; the
+worker downloading holds its lease (detector.pipeline.lease) and renews it with
+each progress write, and the watchdog resends a download whose lease ran out,
+then fails it. The
 video's bytes are reserved in its owner's STORAGE_QUOTA_MB when the server
 announces their number, else as they arrive (detector.pipeline.quota); a video
 that would pass the quota fails the job, with the message a refused upload gets,
@@ -24,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import IO
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -32,13 +34,13 @@ import urllib3
 from celery import shared_task
 from celery.utils.log import get_task_logger
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from detector.config import Settings, current_settings
 from detector.db import db
-from detector.models import Job, JobStatus, utcnow
+from detector.models import Job, JobDownload, JobStatus, utcnow
 from detector.net import UnsafeURL, guarded_request
-from detector.pipeline import quota
+from detector.pipeline import lease, quota
 from detector.pipeline.chunks import job_storage
 from detector.pipeline.dispatch import change_status, send_process_video, stop_job
 from detector.pipeline.names import DOWNLOAD_VIDEO, download_task_id
@@ -56,6 +58,12 @@ NOT_VIDEO_TYPES = ("text/", "application/json", "application/xml", "application/
 # A download of unknown size reserves its quota this far ahead of what arrived (one
 # reservation write per this many bytes rather than per chunk).
 RESERVE_AHEAD = 16 * CHUNK_BYTES
+
+
+# The job of a download row is downloading (a condition of the row's lease).
+_DOWNLOADING = (
+    select(Job.id).where(Job.id == JobDownload.job_id, Job.status == JobStatus.DOWNLOADING).exists()
+)
 
 
 class DownloadFailed(Exception):
@@ -91,17 +99,19 @@ def send_download(job_id: str) -> None:
 
 
 def _progress(job_id: str, received: int, total: int | None) -> None:
-    """Write the bytes so far; raise JobStopped if the job is no longer downloading."""
-    session = db.session
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(bytes_downloaded=received, bytes_total=total, download_progress_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    status = session.scalar(select(Job.status).where(Job.id == job_id))
-    session.commit()
-    if status is not JobStatus.DOWNLOADING:
+    """Write the bytes so far (renewing the download's lease); raise JobStopped if the
+    job is no longer downloading."""
+    with db.transaction() as session:
+        moved = lease.renew(
+            session,
+            JobDownload,
+            JobDownload.job_id == job_id,
+            _DOWNLOADING,
+            stamp=JobDownload.progress_at,
+            bytes_received=received,
+            bytes_total=total,
+        )
+    if not moved:
         raise JobStopped()
 
 
@@ -238,12 +248,18 @@ def download_video(job_id: str) -> dict[str, object]:
     """Download a job's source_url into storage, probe it, queue the job, send process_video."""
     settings = current_settings()
     with db.transaction() as session:
-        job = session.get(Job, job_id, with_for_update=True)
-        if job is None or job.status is not JobStatus.DOWNLOADING or not job.source_url:
+        took = lease.take(
+            session,
+            JobDownload,
+            JobDownload.job_id == job_id,
+            _DOWNLOADING,
+            stamp=JobDownload.progress_at,
+            count=JobDownload.deliveries,
+            bytes_received=0,
+        )
+        job = session.get(Job, job_id)
+        if not took or job is None or not job.source_url:
             return {"job_id": job_id, "skipped": "job is not downloading"}
-        job.download_deliveries = (job.download_deliveries or 0) + 1
-        job.download_progress_at = utcnow()
-        job.bytes_downloaded = 0
         url = job.source_url
         owner_id = job.owner_id
     # Empty at first; it takes over what a run of this download that died still held.
@@ -282,16 +298,9 @@ def download_video(job_id: str) -> dict[str, object]:
         quota.release(reservation)
         raise
     key = storage.commit_upload(upload)
+    stored: dict[str, Any] = {"storage_key": key, "video_bytes": size, **info.as_dict()}
     with db.transaction() as session:
-        queued = change_status(
-            session,
-            job_id,
-            JobStatus.QUEUED,
-            among=[JobStatus.DOWNLOADING],
-            storage_key=key,
-            video_bytes=size,
-            **info.as_dict(),
-        )
+        queued = change_status(session, job_id, JobStatus.QUEUED, among=[JobStatus.DOWNLOADING], **stored)
         # Refused only if another run of this download took the reservation over.
         refusal = quota.try_settle(session, reservation, size) if queued else None
     if refusal is not None:
@@ -327,25 +336,33 @@ def watch_downloads(stall: timedelta) -> tuple[int, int]:
     A download writes its progress at least every `silent_for` while it runs, however
     slow the link (and ends itself, with a message, when the server stalls). One that
     wrote none for that long is not running: its worker died or its message was lost.
-    It is sent again, or failed after MAX_DOWNLOAD_DELIVERIES.
+    The watchdog takes its lease over and sends it again, or fails it after
+    MAX_DOWNLOAD_DELIVERIES.
     """
     session = db.session
     now = utcnow()
     silent = silent_for(current_settings(), stall)
-    resent = failed = 0
-    jobs = session.scalars(select(Job).where(Job.status == JobStatus.DOWNLOADING)).all()
-    stalled = [
-        (job.id, job.download_deliveries or 0)
-        for job in jobs
-        if now - (job.download_progress_at or job.created_at) > silent
-    ]
+    stalled = session.execute(
+        select(JobDownload.job_id, JobDownload.deliveries).where(
+            _DOWNLOADING, lease.expired(JobDownload.progress_at, silent, now)
+        )
+    ).all()
     session.rollback()
+    resent = failed = 0
     for job_id, deliveries in stalled:
         if deliveries < MAX_DOWNLOAD_DELIVERIES:
             with db.transaction() as s:  # its next look is `silent` from now
-                s.execute(update(Job).where(Job.id == job_id).values(download_progress_at=utcnow()))
-            send_download(job_id)
-            resent += 1
+                took = lease.take(
+                    s,
+                    JobDownload,
+                    JobDownload.job_id == job_id,
+                    _DOWNLOADING,
+                    stamp=JobDownload.progress_at,
+                    ttl=silent,
+                )
+            if took:  # not renewed nor taken by another watchdog meanwhile
+                send_download(job_id)
+                resent += 1
         else:
             stop_job(
                 job_id,

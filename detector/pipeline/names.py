@@ -14,6 +14,7 @@ MERGE_CHUNKS = "detector.merge_chunks"
 CHUNK_FAILED = "detector.chunk_failed"
 TRACK_OBJECTS = "detector.track_objects"
 RENDER_VIDEO = "detector.render_video"
+ANALYSE_TRACKS = "detector.analyse_tracks"
 WATCHDOG = "detector.watchdog"
 DOWNLOAD_VIDEO = "detector.download_video"
 DELIVER_WEBHOOK = "detector.deliver_webhook"
@@ -26,6 +27,7 @@ QUEUE_OF = {
     CHUNK_FAILED: PROCESSOR_QUEUE,
     TRACK_OBJECTS: PROCESSOR_QUEUE,
     RENDER_VIDEO: RENDER_QUEUE,
+    ANALYSE_TRACKS: PROCESSOR_QUEUE,
     WATCHDOG: PROCESSOR_QUEUE,
     DOWNLOAD_VIDEO: PROCESSOR_QUEUE,
     DELIVER_WEBHOOK: PROCESSOR_QUEUE,
@@ -49,6 +51,11 @@ def download_task_id(job_id: str) -> str:
 def track_task_id(job_id: str) -> str:
     """A job's `track_objects` message: revoked with the job's other tasks."""
     return f"{job_id}-track"
+
+
+def analytics_task_id(job_id: str, analytics_id: str) -> str:
+    """A run of one analytics spec of a job (detector.pipeline.analytics)."""
+    return f"{job_id}-analytics-{analytics_id}"
 
 
 def render_task_id(job_id: str) -> str:

@@ -6,18 +6,19 @@ from __future__ import annotations
 from datetime import timedelta
 from itertools import islice
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 from celery import Task, chord, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
-from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import aliased
 
 from detector.config import current_settings
 from detector.db import db
 from detector.detection.catalog import UnknownModel
 from detector.models import WAIT_SLOT, WAIT_WORKER, Chunk, Job, JobStatus, User, utcnow
+from detector.pipeline import lease
 from detector.pipeline.admission import in_line_before, model_of, wait_reason
 from detector.pipeline.chunks import detect_frames, job_storage
 from detector.pipeline.dispatch import stop_job
@@ -52,11 +53,12 @@ CHUNK_ROWS = 100
 
 
 def _claim(job: SimpleNamespace, limit: int) -> bool:
-    """Claim the job for planning in one statement, so that two deliveries never both plan it.
+    """Claim the job for planning by taking its lease (``started_at``) in one statement,
+    so that two deliveries never both plan it.
 
     A job can be claimed when it is queued (and, with a per-user ``limit``, its
     owner's processing jobs and older queued ones leave it room), or processing
-    but not dispatched with an expired claim (its planner died).
+    but not dispatched with an expired lease (its planner died).
     """
     now = utcnow()
     session = db.session
@@ -74,24 +76,22 @@ def _claim(job: SimpleNamespace, limit: int) -> bool:
             .scalar_subquery()
         )
         queued = and_(queued, running + in_line_before(job) < limit)
-    claim = session.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.dispatched.is_(False),
-            or_(
-                queued,
-                and_(
-                    Job.status == JobStatus.PROCESSING,
-                    or_(Job.started_at.is_(None), Job.started_at < now - PLANNING_LEASE),
-                ),
-            ),
-        )
-        .values(status=JobStatus.PROCESSING, started_at=now, waiting_for=None)
-        .execution_options(synchronize_session=False)
+    took = lease.take(
+        session,
+        Job,
+        Job.id == job_id,
+        Job.dispatched.is_(False),
+        or_(
+            queued,
+            and_(Job.status == JobStatus.PROCESSING, lease.expired(Job.started_at, PLANNING_LEASE, now)),
+        ),
+        stamp=Job.started_at,
+        now=now,
+        status=JobStatus.PROCESSING,
+        waiting_for=None,
     )
     session.commit()
-    return cast("CursorResult[Any]", claim).rowcount == 1
+    return took
 
 
 def _hold(job: Job, reason: str) -> dict[str, Any]:
@@ -142,8 +142,7 @@ def process_video(self: Task, job_id: str) -> dict[str, Any]:
         return _hold(job, WAIT_SLOT)  # another of its owner's jobs took the last slot meanwhile
     if not claimed:
         # Another delivery claimed it less than PLANNING_LEASE ago and is planning it.
-        now = utcnow()
-        wait = ((job.started_at or now) + PLANNING_LEASE - now).total_seconds()
+        wait = lease.remaining(job.started_at, PLANNING_LEASE).total_seconds()
         log.info("job=%s is being planned by another worker; looking again in %d s", job_id, wait)
         raise self.retry(countdown=max(1.0, wait))
 

@@ -2,8 +2,8 @@
 pass it.
 
 A user's row holds two counters: ``storage_used_bytes``, the bytes of their stored
-videos and annotated videos (the ``video_bytes`` and ``render_bytes`` of their jobs
-whose videos are not deleted), and ``storage_reserved_bytes``, the bytes set aside
+videos and annotated videos (the ``video_bytes`` of their jobs whose videos are not
+deleted, and those jobs' renders' ``bytes``), and ``storage_reserved_bytes``, the bytes set aside
 for videos being stored now, one `StorageReservation` row each. Both change only in
 the transactions that add or remove those bytes, never by summing over jobs.
 
@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from detector.config import Settings, current_settings
 from detector.db import db
-from detector.models import Job, JobStatus, RenderStatus, StorageReservation, User, utcnow
+from detector.models import Job, JobRender, JobStatus, RenderStatus, StorageReservation, User, utcnow
 
 log = get_task_logger(__name__)
 
@@ -52,9 +52,12 @@ RESERVATION_LIFETIME = timedelta(hours=1)
 # Reservations the sweep looks at per run.
 SWEEP_BATCH = 500
 
-_STORED = select(
-    func.coalesce(func.sum(func.coalesce(Job.video_bytes, 0) + func.coalesce(Job.render_bytes, 0)), 0)
-).where(Job.owner_id == bindparam("owner_id"), Job.video_deleted_at.is_(None))
+_STORED = (
+    select(func.coalesce(func.sum(func.coalesce(Job.video_bytes, 0) + func.coalesce(JobRender.bytes, 0)), 0))
+    .select_from(Job)
+    .outerjoin(JobRender, JobRender.job_id == Job.id)
+    .where(Job.owner_id == bindparam("owner_id"), Job.video_deleted_at.is_(None))
+)
 
 
 class NoRoom(Exception):
@@ -121,8 +124,8 @@ def storage_taken(owner_id: int) -> int:
 
 
 def stored_bytes(owner_id: int) -> int:
-    """The sum of the user's jobs' ``video_bytes`` and ``render_bytes`` whose videos are
-    not deleted: what ``storage_used_bytes`` counts, computed afresh."""
+    """The sum of the user's jobs' ``video_bytes`` and their renders' ``bytes``, of jobs
+    whose videos are not deleted: what ``storage_used_bytes`` counts, computed afresh."""
     return int(db.session.scalar(_STORED, {"owner_id": owner_id}) or 0)
 
 
@@ -274,7 +277,9 @@ def forget_job(session: AnySession, job_id: str) -> None:
     )
     if _rowcount(marked) == 1:
         owner_id, video, render = session.execute(
-            select(Job.owner_id, Job.video_bytes, Job.render_bytes).where(Job.id == job_id)
+            select(Job.owner_id, Job.video_bytes, JobRender.bytes)
+            .outerjoin(JobRender, JobRender.job_id == Job.id)
+            .where(Job.id == job_id)
         ).one()
         free(session, owner_id, (video or 0) + (render or 0))
     release_job(session, job_id)
@@ -396,17 +401,20 @@ def sweep_reservations(now: datetime | None = None) -> int:
     """
     now = now or utcnow()
     session = db.session
-    holding = (
+    downloading = (
         select(Job.id)
+        .where(Job.id == StorageReservation.job_id, Job.status == JobStatus.DOWNLOADING)
+        .exists()
+    )
+    rendering = (
+        select(JobRender.job_id)
         .where(
-            Job.id == StorageReservation.job_id,
-            or_(
-                Job.status == JobStatus.DOWNLOADING,
-                Job.render_status.in_([RenderStatus.QUEUED, RenderStatus.RENDERING]),
-            ),
+            JobRender.job_id == StorageReservation.job_id,
+            JobRender.status.in_([RenderStatus.QUEUED, RenderStatus.RENDERING]),
         )
         .exists()
     )
+    holding = or_(downloading, rendering)
     stale = session.execute(
         select(
             StorageReservation.id,

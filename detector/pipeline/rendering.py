@@ -1,9 +1,10 @@
 """The annotated video: `render_video` draws a succeeded job's detections into a copy
 of its video (detector.render), on the ``render`` queue, when its owner asks.
 
-A job has at most one render. Its state is on the job (``render_status``,
-frames done, error); the file is kept in video storage under ``render_key`` and
-deleted with the job. A render whose worker died is sent again by the watchdog,
+A job has at most one render, its `JobRender` row (status, frames done, error);
+the file is kept in video storage under its ``key`` and deleted with the job. The
+worker drawing it holds the row's lease (detector.pipeline.lease) and renews it
+with each progress report. A render whose worker died is sent again by the watchdog,
 up to MAX_RENDER_DELIVERIES times, then failed with a message; a render never
 stays queued or rendering without progress.
 
@@ -25,17 +26,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select
 
 from detector.config import Settings, current_settings
 from detector.db import db
-from detector.models import Job, JobStatus, RenderStatus, utcnow
-from detector.pipeline import quota
+from detector.models import Job, JobRender, JobStatus, RenderStatus, utcnow
+from detector.pipeline import lease, quota
+from detector.pipeline.analytics import drawn_overlay
 from detector.pipeline.chunks import job_storage
 from detector.pipeline.limits import Deadline, LimitExceeded, TimeLimit, frame_weight, render_limit
 from detector.pipeline.names import RENDER_VIDEO, render_task_id
@@ -48,6 +50,9 @@ log = get_task_logger(__name__)
 
 # Renders started for one job before the watchdog fails it instead of resending.
 MAX_RENDER_DELIVERIES = 3
+
+#: The states of a render that is not over: waiting for a worker, or being drawn.
+ACTIVE = (RenderStatus.QUEUED, RenderStatus.RENDERING)
 
 
 class RenderStopped(Exception):
@@ -72,32 +77,49 @@ def send_render(job_id: str) -> None:
 
 def _fail(job_id: str, message: str) -> None:
     with db.transaction() as session:
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.render_status.in_([RenderStatus.QUEUED, RenderStatus.RENDERING]))
-            .values(render_status=RenderStatus.FAILED, render_error=message, render_progress_at=utcnow())
+        lease.release(
+            session,
+            JobRender,
+            JobRender.job_id == job_id,
+            JobRender.status.in_(ACTIVE),
+            stamp=JobRender.progress_at,
+            status=RenderStatus.FAILED,
+            error=message,
         )
         quota.release_job(session, job_id)  # the room reserved for the render
     log.warning("job=%s render failed: %s", job_id, message)
 
 
 def _start(job_id: str) -> tuple[str, int] | None:
-    """Mark the render started and count this delivery; the video's storage key and
-    the frames each analysed frame's boxes are held for. None: nothing to do."""
+    """Take the render's lease and count this delivery; the video's storage key and
+    the frames each analysed frame's boxes are held for. None: nothing to do.
+
+    Taken only while the render is queued or being drawn (a delivery after a
+    worker died takes it over), it has been started fewer than
+    MAX_RENDER_DELIVERIES times, and the job has succeeded; otherwise the render
+    fails saying which.
+    """
+    succeeded = select(Job.id).where(Job.id == JobRender.job_id, Job.status == JobStatus.SUCCEEDED).exists()
     with db.transaction() as session:
-        job = session.get(Job, job_id, with_for_update=True)
-        if job is None or job.render_status not in (RenderStatus.QUEUED, RenderStatus.RENDERING):
+        took = lease.take(
+            session,
+            JobRender,
+            JobRender.job_id == job_id,
+            JobRender.status.in_(ACTIVE),
+            JobRender.deliveries < MAX_RENDER_DELIVERIES,
+            succeeded,
+            stamp=JobRender.progress_at,
+            count=JobRender.deliveries,
+            status=RenderStatus.RENDERING,
+            frames_done=0,
+        )
+        job = session.get(Job, job_id)
+        render = session.get(JobRender, job_id, populate_existing=True)
+        if job is None or render is None or render.status not in ACTIVE:
             return None
-        job.render_deliveries = (job.render_deliveries or 0) + 1
-        if job.render_deliveries > MAX_RENDER_DELIVERIES:
-            deliveries = job.render_deliveries - 1
-        elif job.status is not JobStatus.SUCCEEDED:
-            deliveries = -1
-        else:
-            job.render_status = RenderStatus.RENDERING
-            job.render_frames_done = 0
-            job.render_progress_at = utcnow()
+        if took:
             return job.storage_key, job.selection.hold_frames(job.fps)
+        deliveries = render.deliveries if render.deliveries >= MAX_RENDER_DELIVERIES else -1
     if deliveries < 0:
         _fail(job_id, "the job has not succeeded, so there are no detections to draw")
     else:
@@ -129,12 +151,15 @@ def render_job(job_id: str) -> dict[str, Any]:
         if done < total:  # a render whose frames are all written is let finish
             deadline.check()
         with db.transaction() as session:
-            moved = session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.render_status == RenderStatus.RENDERING)
-                .values(render_frames_done=done, render_progress_at=utcnow())
+            moved = lease.renew(
+                session,
+                JobRender,
+                JobRender.job_id == job_id,
+                JobRender.status == RenderStatus.RENDERING,
+                stamp=JobRender.progress_at,
+                frames_done=done,
             )
-        if cast("CursorResult[Any]", moved).rowcount == 0:
+        if not moved:
             raise RenderStopped()
 
     output = storage.new_upload()
@@ -146,6 +171,7 @@ def render_job(job_id: str) -> dict[str, Any]:
             stored_frames(job_id),
             hold_frames=hold,
             on_progress=progress,
+            overlay=drawn_overlay(job_id),  # the analytics the render was asked to draw
         )
     except RenderStopped:
         storage.discard_upload(output)
@@ -166,20 +192,29 @@ def render_job(job_id: str) -> dict[str, Any]:
     render_bytes = Path(output.name).stat().st_size
     render_key = storage.commit_upload(output)
     with db.transaction() as session:
+        # The job's row first, as deleting the job and the retention sweep lock it.
         job = session.get(Job, job_id, with_for_update=True)
-        if job is None or job.render_status is not RenderStatus.RENDERING:
+        render = session.get(JobRender, job_id, with_for_update=True, populate_existing=True)
+        if job is None or render is None or render.status is not RenderStatus.RENDERING:
             storage.delete(render_key)
             return {"job_id": job_id, "skipped": "render stopped"}
-        refusal = quota.try_settle(session, reservation, render_bytes, freed=job.render_bytes or 0)
+        refusal = quota.try_settle(session, reservation, render_bytes, freed=render.bytes or 0)
         if refusal is not None:  # rolled back: the render is not kept
             storage.delete(render_key)
             _fail(job_id, refusal)
             return {"job_id": job_id, "failed": refusal}
-        old, job.render_key = job.render_key, render_key
-        job.render_bytes = render_bytes
-        job.render_status = RenderStatus.SUCCEEDED
-        job.render_frames_done = stats.frames
-        job.render_progress_at = utcnow()
+        old = render.key
+        lease.release(
+            session,
+            JobRender,
+            JobRender.job_id == job_id,
+            JobRender.status == RenderStatus.RENDERING,
+            stamp=JobRender.progress_at,
+            status=RenderStatus.SUCCEEDED,
+            key=render_key,
+            bytes=render_bytes,
+            frames_done=stats.frames,
+        )
     if old:
         storage.delete(old)
     log.info(
@@ -201,14 +236,23 @@ def alive_for(settings: Settings, stall: timedelta, width: int | None, height: i
     return max(stall, timedelta(seconds=settings.render_base_seconds + PROGRESS_EVERY * per_frame))
 
 
-def _restart_clock(job_id: str, *, waiting: bool = False) -> None:
-    """The watchdog looked after the render now: its next look is a stall from now.
-    ``waiting``: it waits behind renders being drawn, so its wait for a worker
-    (``render_requested_at``, from which "never started" is counted) starts again too."""
+def _take_over(job_id: str, ttl: timedelta, *, waiting: bool = False) -> bool:
+    """The watchdog takes a render whose lease ran out (quiet for ``ttl``): its next look
+    is a stall from now. ``waiting``: it waits behind renders being drawn, so its wait
+    for a worker (``requested_at``, from which "never started" is counted) starts again
+    too. Whether this watchdog took it (of two at once, one does)."""
     now = utcnow()
-    values = {"render_progress_at": now, **({"render_requested_at": now} if waiting else {})}
     with db.transaction() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(**values))
+        return lease.take(
+            session,
+            JobRender,
+            JobRender.job_id == job_id,
+            JobRender.status.in_(ACTIVE),
+            stamp=JobRender.progress_at,
+            ttl=ttl,
+            now=now,
+            **({"requested_at": now} if waiting else {}),
+        )
 
 
 def watch_renders(stall: timedelta) -> tuple[int, int]:
@@ -230,55 +274,55 @@ def watch_renders(stall: timedelta) -> tuple[int, int]:
     now = utcnow()
     renders = session.execute(
         select(
-            Job.id,
-            Job.render_deliveries,
-            Job.render_status,
-            Job.render_requested_at,
-            Job.render_progress_at,
+            JobRender.job_id,
+            JobRender.deliveries,
+            JobRender.status,
+            JobRender.requested_at,
+            JobRender.progress_at,
             Job.width,
             Job.height,
-        ).where(Job.render_status.in_([RenderStatus.QUEUED, RenderStatus.RENDERING]))
+        )
+        .join(Job, Job.id == JobRender.job_id)
+        .where(JobRender.status.in_(ACTIVE))
     ).all()
     session.rollback()
     resent = failed = 0
-    quiet = {r.id: now - (r.render_progress_at or r.render_requested_at or now) for r in renders}
+    alive = {r.job_id: alive_for(settings, stall, r.width, r.height) for r in renders}
     drawing = [
-        r.id
+        r.job_id
         for r in renders
-        if r.render_status is RenderStatus.RENDERING
-        and quiet[r.id] <= alive_for(settings, stall, r.width, r.height)
+        if r.status is RenderStatus.RENDERING and not lease.lapsed(r.progress_at, alive[r.job_id], now)
     ]
     never_started = now - stall * MAX_RENDER_DELIVERIES
     for r in renders:
-        deliveries = r.render_deliveries or 0
-        if r.render_status is RenderStatus.RENDERING:
-            if r.id in drawing:
+        deliveries = r.deliveries
+        ttl = stall
+        if r.status is RenderStatus.RENDERING:
+            if r.job_id in drawing:
                 continue
+            ttl = alive[r.job_id]
             if deliveries >= MAX_RENDER_DELIVERIES:
-                alive = alive_for(settings, stall, r.width, r.height)
                 _fail(
-                    r.id,
-                    f"the render made no progress for {int(alive.total_seconds())} s, {deliveries} times "
+                    r.job_id,
+                    f"the render made no progress for {int(ttl.total_seconds())} s, {deliveries} times "
                     f"(its worker died, or was stopped, each time)",
                 )
                 failed += 1
                 continue
-        elif quiet[r.id] <= stall:
+        elif not lease.lapsed(r.progress_at, stall, now):
             continue
         elif drawing:
-            _restart_clock(r.id, waiting=True)
+            _take_over(r.job_id, stall, waiting=True)
             continue
-        elif deliveries >= MAX_RENDER_DELIVERIES or (
-            r.render_requested_at is not None and r.render_requested_at < never_started
-        ):
+        elif deliveries >= MAX_RENDER_DELIVERIES or r.requested_at < never_started:
             _fail(
-                r.id,
+                r.job_id,
                 f"no render worker started the render in {int((stall * MAX_RENDER_DELIVERIES).total_seconds())} s "
                 f"(is a worker serving the render queue running?)",
             )
             failed += 1
             continue
-        _restart_clock(r.id)
-        send_render(r.id)
-        resent += 1
+        if _take_over(r.job_id, ttl):
+            send_render(r.job_id)
+            resent += 1
     return resent, failed

@@ -2,14 +2,14 @@
 storage use against a quota.
 
 - ``VIDEO_RETENTION_DAYS``: a finished job's upload (``storage_key``) and annotated
-  render (``render_key``) are deleted that long after the job ended; its detections,
+  render (its `JobRender`'s ``key``) are deleted that long after the job ended; its detections,
   tracks and exports stay. The job's ``video_expires_at`` is written when it
   finishes (`set_expiry`), or by the sweep for jobs that finished before retention
   was set. `sweep_videos`, run by the watchdog, deletes the files of expired jobs
   and writes ``video_deleted_at``. Retention off (0) keeps everything: expiries
   not reached yet are dropped.
-- ``STORAGE_QUOTA_MB`` counts the ``video_bytes`` and ``render_bytes`` of a user's
-  jobs whose videos are not deleted (detector.pipeline.quota): the sweep takes the
+- ``STORAGE_QUOTA_MB`` counts the ``video_bytes`` of a user's jobs whose videos are
+  not deleted and their renders' ``bytes`` (detector.pipeline.quota): the sweep takes the
   bytes it deletes off the owner's count, and `measure_videos` records, and counts,
   the sizes of videos stored before jobs recorded them.
 """
@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
 
 from detector.config import Settings, current_settings
 from detector.db import db
-from detector.models import FINISHED_STATUSES, Job, RenderStatus, utcnow
+from detector.models import FINISHED_STATUSES, Job, JobRender, RenderStatus, utcnow
 from detector.pipeline import quota
 from detector.storage import StorageError, VideoStorage
 
@@ -37,6 +37,10 @@ SWEEP_BATCH = 500
 
 _FINISHED = sorted(FINISHED_STATUSES)
 _RENDERING = [RenderStatus.QUEUED, RenderStatus.RENDERING]
+# The job has a render queued or being drawn.
+_RENDER_UNDER_WAY = (
+    select(JobRender.job_id).where(JobRender.job_id == Job.id, JobRender.status.in_(_RENDERING)).exists()
+)
 
 
 def retention(settings: Settings) -> timedelta | None:
@@ -68,7 +72,7 @@ def _expired(now: datetime) -> ColumnElement[bool]:
         Job.video_deleted_at.is_(None),
         Job.video_expires_at <= now,
         Job.status.in_(_FINISHED),
-        or_(Job.render_status.is_(None), Job.render_status.not_in(_RENDERING)),
+        ~_RENDER_UNDER_WAY,
     )
 
 
@@ -80,7 +84,9 @@ def sweep_videos(storage: VideoStorage, now: datetime | None = None) -> int:
     finished, no render under way) in the transaction that then deletes its files,
     takes their bytes off the owner's storage count and commits. Only one run's
     claim matches; a run that dies before its commit leaves the job to the next
-    run, and a file already gone is no error.
+    run, and a file already gone is no error. A render asked for while the claim
+    waited for the job's row (a render request locks it) is seen after the claim,
+    and the claim is undone.
     """
     settings = current_settings()
     now = now or utcnow()
@@ -143,18 +149,20 @@ def _delete_videos(job_id: str, storage: VideoStorage, now: datetime) -> int:
             .values(video_deleted_at=now)
             .execution_options(synchronize_session=False)
         )
-        if cast("CursorResult[Any]", claimed).rowcount != 1:
+        if cast("CursorResult[Any]", claimed).rowcount != 1 or _render_asked(session, job_id):
             session.rollback()  # another sweep, a delete or a render request came first
             return 0
         job = session.execute(
             select(
                 Job.owner_id,
                 Job.storage_key,
-                Job.render_key,
+                JobRender.key.label("render_key"),
                 Job.video_bytes,
-                Job.render_bytes,
+                JobRender.bytes.label("render_bytes"),
                 Job.video_expires_at,
-            ).where(Job.id == job_id)
+            )
+            .outerjoin(JobRender, JobRender.job_id == Job.id)
+            .where(Job.id == job_id)
         ).one()
         freed = (job.video_bytes or 0) + (job.render_bytes or 0)
         quota.free(session, job.owner_id, freed)
@@ -177,6 +185,13 @@ def _delete_videos(job_id: str, storage: VideoStorage, now: datetime) -> int:
     return 1
 
 
+def _render_asked(session: quota.AnySession, job_id: str) -> bool:
+    """Whether the job has a render queued or being drawn, as committed now: a statement
+    of its own, since PostgreSQL re-checks a claim that waited for a lock against the
+    job's row only, not against job_renders."""
+    return session.scalar(select(_RENDER_UNDER_WAY).where(Job.id == job_id)) is True
+
+
 def measure_videos(storage: VideoStorage) -> int:
     """Record the sizes of stored videos and renders that have none (kept before jobs
     recorded them), and add them to their owners' storage count; the jobs measured.
@@ -188,28 +203,46 @@ def measure_videos(storage: VideoStorage) -> int:
     """
     session = db.session
     unmeasured = session.execute(
-        select(Job.id, Job.owner_id, Job.storage_key, Job.render_key, Job.video_bytes, Job.render_bytes)
+        select(
+            Job.id,
+            Job.owner_id,
+            Job.storage_key,
+            JobRender.key.label("render_key"),
+            Job.video_bytes,
+            JobRender.bytes.label("render_bytes"),
+        )
+        .outerjoin(JobRender, JobRender.job_id == Job.id)
         .where(
             Job.video_deleted_at.is_(None),
             or_(
                 and_(Job.video_bytes.is_(None), Job.storage_key != ""),
-                and_(Job.render_bytes.is_(None), Job.render_key.is_not(None)),
+                and_(JobRender.bytes.is_(None), JobRender.key.is_not(None)),
             ),
         )
         .limit(SWEEP_BATCH)
     ).all()
     session.rollback()
     for job in unmeasured:
-        sizes: list[tuple[Any, int]] = []
+        # Each size: its table, its row, its column, and the file's size.
+        sizes: list[tuple[Any, Any, Any, int]] = []
         if job.video_bytes is None and job.storage_key:
-            sizes.append((Job.video_bytes, _size(storage, job.storage_key)))
+            sizes.append((Job, Job.id == job.id, Job.video_bytes, _size(storage, job.storage_key)))
         if job.render_bytes is None and job.render_key:
-            sizes.append((Job.render_bytes, _size(storage, job.render_key)))
+            sizes.append(
+                (JobRender, JobRender.job_id == job.id, JobRender.bytes, _size(storage, job.render_key))
+            )
         with db.transaction() as own:
-            for column, size in sizes:
+            # The job's row first: a deletion or a retention sweep that marks its videos
+            # deleted waits for this transaction, or this one sees them deleted.
+            kept = own.scalar(
+                select(Job.id).where(Job.id == job.id, Job.video_deleted_at.is_(None)).with_for_update()
+            )
+            if kept is None:
+                continue
+            for model, row, column, size in sizes:
                 recorded = own.execute(
-                    update(Job)
-                    .where(Job.id == job.id, column.is_(None), Job.video_deleted_at.is_(None))
+                    update(model)
+                    .where(row, column.is_(None))
                     .values({column: size})
                     .execution_options(synchronize_session=False)
                 )

@@ -258,3 +258,87 @@ def to_yuv(color: Color, colorspace: int = 2) -> tuple[int, int, int]:
     u = 128 + 224 * (b - luma) / (2 * (1 - kb))
     v = 128 + 224 * (r - luma) / (2 * (1 - kr))
     return tuple(min(255, max(0, round(c))) for c in (y, u, v))  # type: ignore[return-value]
+
+
+Point = tuple[float, float]
+
+# The colours (BGR) of an overlay's zones and lines.
+ZONE_COLOR: Color = (0, 215, 255)
+LINE_COLOR: Color = (255, 0, 255)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """What a render draws over a frame besides its detections (analytics): outlined
+    zones, lines with an arrow towards their ``in`` side, each named, and lines of
+    text in the top-left corner. Points are in pixels of the stored frame."""
+
+    zones: tuple[tuple[str, tuple[Point, ...]], ...] = ()
+    lines: tuple[tuple[str, Point, Point, Point], ...] = ()  # name, ends, the arrow's tip
+    text: tuple[str, ...] = ()
+
+
+def _overlay_marks(overlay: Overlay, width: int, height: int, style: Style) -> list[_Mark]:
+    """The overlay's names and text as label bands (the shapes are drawn apart)."""
+    marks: list[_Mark] = []
+    for name, points in overlay.zones:
+        x, y = min(points, key=lambda p: (p[1], p[0]))
+        marks += _label(label_text(name), round(x), round(y), ZONE_COLOR, width, height, style)
+    for name, a, _, _ in overlay.lines:
+        marks += _label(label_text(name), round(a[0]), round(a[1]), LINE_COLOR, width, height, style)
+    top = 0
+    for line in overlay.text:
+        text = label_text(line)
+        (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, style.font_scale, style.font_thickness)
+        pad = max(1, style.thickness // 2 + 1)
+        bottom = min(height - 1, top + text_h + baseline + 2 * pad)
+        marks.append(_Mark("band", _BLACK, (0, top), (min(width - 1, text_w + 2 * pad), bottom)))
+        marks.append(_Mark("text", _WHITE, (pad, top + pad + text_h), text=text))
+        top = bottom + 1
+    return marks
+
+
+def _paint_shapes(
+    image: np.ndarray, overlay: Overlay, style: Style, value: Callable[[Color], Any], scale: int = 1
+) -> None:
+    thickness = max(1, round(style.thickness / scale))
+
+    def pts(points: Sequence[Point]) -> np.ndarray:
+        return np.rint(np.asarray(points, dtype=np.float64) / scale).astype(np.int32).reshape(-1, 1, 2)
+
+    for _, polygon in overlay.zones:
+        cv2.polylines(image, [pts(polygon)], True, value(ZONE_COLOR), thickness, cv2.LINE_AA)
+    for _, a, b, tip in overlay.lines:
+        cv2.polylines(image, [pts([a, b])], False, value(LINE_COLOR), thickness, cv2.LINE_AA)
+        middle = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+        start, end = pts([middle, tip]).reshape(2, 2).tolist()
+        cv2.arrowedLine(image, tuple(start), tuple(end), value(LINE_COLOR), thickness, cv2.LINE_AA, 0, 0.3)
+
+
+def draw_overlay(image: np.ndarray, overlay: Overlay, style: Style | None = None) -> None:
+    """Draw ``overlay`` on ``image`` (a BGR ``uint8`` array, in place)."""
+    height, width = image.shape[:2]
+    style = style or Style.for_size(width, height)
+    _paint_shapes(image, overlay, style, lambda color: color)
+    _paint(image, _overlay_marks(overlay, width, height, style), style, lambda color: color)
+
+
+def draw_overlay_yuv420p(
+    y: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    overlay: Overlay,
+    style: Style | None = None,
+    colorspace: int = 2,
+) -> None:
+    """Draw like `draw_overlay`, on the planes of a limited-range yuv420p frame (in place)."""
+    height, width = y.shape[:2]
+    style = style or Style.for_size(width, height)
+    marks = _overlay_marks(overlay, width, height, style)
+    for plane, channel, scale in ((y, 0, 1), (u, 1, 2), (v, 2, 2)):
+
+        def value(color: Color, channel: int = channel) -> int:
+            return to_yuv(color, colorspace)[channel]
+
+        _paint_shapes(plane, overlay, style, value, scale)
+        _paint(plane, marks, style, value, scale)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from detector.detection.detections import AnalysedFrame, Detections
-from detector.render.draw import Style, draw_objects_yuv420p
+from detector.render.draw import Overlay, Style, draw_objects_yuv420p, draw_overlay_yuv420p
 from detector.video import VideoError, index_frames, probe
 
 LIBX264 = "libx264"
@@ -86,6 +86,7 @@ def render_video(
     hold_frames: int = 1,
     encoder: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    overlay: Callable[[int], Overlay | None] | None = None,
 ) -> RenderStats:
     """Write ``dst``: the video ``src`` with each analysed frame's detections drawn on it.
 
@@ -108,7 +109,8 @@ def render_video(
     ``encoder`` None takes ``h264_nvenc`` when there is a CUDA GPU and NVENC
     opens on it, else ``libx264``; a name given is used or the render fails.
     ``on_progress(frames_written, frames_total)`` is called every
-    `PROGRESS_EVERY` frames and at the end.
+    `PROGRESS_EVERY` frames and at the end. ``overlay(frame_index)``, when given,
+    is what else to draw on that frame (an analytics' zones, lines and counts).
 
     The file is written beside ``dst`` under a temporary name and renamed to
     ``dst`` when complete: a failed render leaves ``dst`` as it was.
@@ -126,7 +128,9 @@ def render_video(
     index = index_frames(src)
     tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(6)}.part")
     try:
-        result = _render(src, tmp, index.pts, info.rotation, frames, hold_frames, encoder, on_progress)
+        result = _render(
+            src, tmp, index.pts, info.rotation, frames, hold_frames, encoder, on_progress, overlay
+        )
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
         size = tmp.stat().st_size
@@ -164,6 +168,7 @@ def _render(
     hold_frames: int,
     encoder: str | None,
     on_progress: Callable[[int, int], None] | None,
+    overlay: Callable[[int], Overlay | None] | None = None,
 ) -> _Result:
     """Decode ``src``, draw, encode into ``tmp``; the frames written and what was used."""
     rotation = (round(rotation / 90) * 90) % 360  # only quarter turns are applied
@@ -206,7 +211,7 @@ def _render(
                 i = numbering.index_of(frame.pts) if frame.pts is not None else None
                 if i is None:
                     return  # not a frame of the index (index_frames tells which are presented)
-                image = composer.compose(frame, held.at(i))
+                image = composer.compose(frame, held.at(i), overlay(i) if overlay is not None else None)
                 pts = frame.pts - index_pts[0] if frame.pts is not None else 0
                 if last_pts is not None and pts <= last_pts:
                     pts = last_pts + 1  # the encoder needs strictly increasing timestamps
@@ -347,13 +352,15 @@ class _Composer:
         self.reshape = self.rotation != 0 or (self.width, self.height) != (stored_w, stored_h)
         self.style = Style.for_size(stored_w, stored_h)
 
-    def compose(self, frame: av.VideoFrame, found: Detections) -> av.VideoFrame:
+    def compose(self, frame: av.VideoFrame, found: Detections, extra: Overlay | None = None) -> av.VideoFrame:
         frame = _to_yuv420p(frame)
-        if not len(found) and not self.reshape:
+        if not len(found) and not self.reshape and extra is None:
             return frame
         w, h = self.width, self.height
         y, u, v = (_plane(frame, i) for i in range(3))
         y, u, v = y[:h, :w], u[: h // 2, : w // 2], v[: h // 2, : w // 2]
+        if extra is not None:  # in stored-frame coordinates, so before turning
+            draw_overlay_yuv420p(y, u, v, extra, self.style, frame.colorspace)
         if self.rotation:
             y, u, v = (cv2.rotate(plane, _ROTATE[self.rotation]) for plane in (y, u, v))
         if len(found):

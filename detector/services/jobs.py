@@ -8,10 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 from sqlalchemy import Integer, Row, Select, Text, bindparam, cast, func, select
+from sqlalchemy.orm import selectinload
 
 from detector.db import db
 from detector.detection.labels import from_stored, identity_label_set
-from detector.models import Chunk, FrameDetections, Job, JobStatus
+from detector.models import Chunk, FrameDetections, Job, JobDownload, JobRender, JobStatus
 from detector.pipeline import admission, dispatch, quota
 from detector.pipeline.results import PageFrame, detections_page_json
 from detector.services import models
@@ -197,7 +198,18 @@ _FRAMES_DONE = (
 )
 _JOB = select(Job).where(Job.id == bindparam("job_id"))
 _JOB_ROW = select(*Job.__table__.c).where(Job.id == bindparam("job_id"))
-_JOB_ROW_WITH_PROGRESS = _JOB_ROW.add_columns(_FRAMES_DONE.label("chunks_frames_done"))
+_JOB_ROW_WITH_PROGRESS = (
+    _JOB_ROW.add_columns(
+        _FRAMES_DONE.label("chunks_frames_done"),
+        JobRender.status.label("render_status"),
+        JobRender.frames_done.label("render_frames_done"),
+        JobRender.error.label("render_error"),
+        JobDownload.bytes_received.label("bytes_downloaded"),
+        JobDownload.bytes_total.label("bytes_total"),
+    )
+    .outerjoin(JobRender, JobRender.job_id == Job.id)
+    .outerjoin(JobDownload, JobDownload.job_id == Job.id)
+)
 _FRAME_PAGE = (
     select(FrameDetections.index, FrameDetections.timestamp, cast(FrameDetections.objects, Text))
     .where(FrameDetections.job_id == bindparam("job_id"), FrameDetections.index >= bindparam("start"))
@@ -235,7 +247,9 @@ def _job_row(statement: Select[Any], owner_id: int, job_id: str) -> Row[Any]:
 
 
 def get_job_with_progress(owner_id: int, job_id: str) -> tuple[Row[Any], int]:
-    """The caller's job (a read-only row) and its frames done so far, in one query."""
+    """The caller's job (a read-only row, with its render's ``render_status``,
+    ``render_frames_done`` and ``render_error`` and its download's ``bytes_downloaded``
+    and ``bytes_total``) and its frames done so far, in one query."""
     job = _job_row(_JOB_ROW_WITH_PROGRESS, owner_id, job_id)
     return job, _frames_done(job, job.chunks_frames_done)
 
@@ -250,6 +264,7 @@ def list_jobs(owner_id: int, page: int, per_page: int) -> tuple[list[Job], int]:
     total = session.scalar(select(func.count()).select_from(Job).where(Job.owner_id == owner_id))
     jobs = session.scalars(
         select(Job)
+        .options(selectinload(Job.render), selectinload(Job.download))
         .where(Job.owner_id == owner_id)
         .order_by(Job.created_at.desc(), Job.id)
         .offset((page - 1) * per_page)
@@ -336,7 +351,7 @@ def delete_job(owner_id: int, job_id: str, storage: VideoStorage) -> None:
     job = get_job(owner_id, job_id)
     if not job.status.finished:
         dispatch.stop_job(job.id, JobStatus.CANCELLED, "deleted by its owner")
-    keys = [job.storage_key, job.render_key]
+    keys = [job.storage_key, job.render.key if job.render is not None else None]
     session = db.session
     quota.forget_job(session, job.id)
     session.delete(session.get(Job, job.id))

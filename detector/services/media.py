@@ -19,7 +19,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import update
 
 from detector.db import db
-from detector.models import Job, JobStatus, RenderStatus, utcnow
+from detector.models import Job, JobRender, JobStatus, RenderStatus, utcnow
 from detector.pipeline.rendering import send_render
 from detector.services.errors import Conflict, Gone, NotFound, ServiceError, TryAgainLater
 from detector.services.jobs import get_job
@@ -115,24 +115,28 @@ def annotated_video(owner_id: int, job_id: str, storage: VideoStorage) -> MediaF
         Conflict: the render is not finished, or it failed.
     """
     job = get_job(owner_id, job_id)
+    render = job.render
     if job.video_deleted_at is not None:
-        raise _deleted(job, "annotated video" if job.render_key else "video, which an annotated video needs,")
-    if job.render_status is None:
+        raise _deleted(
+            job, "annotated video" if render and render.key else "video, which an annotated video needs,"
+        )
+    if render is None:
         raise NotFound(f"job {job_id} has no annotated video; POST /api/jobs/{job_id}/render makes one")
-    if job.render_status is not RenderStatus.SUCCEEDED or not job.render_key:
-        detail = f": {job.render_error}" if job.render_error else ""
-        raise Conflict(f"job {job_id}'s annotated video is {job.render_status.value}{detail}")
+    if render.status is not RenderStatus.SUCCEEDED or not render.key:
+        detail = f": {render.error}" if render.error else ""
+        raise Conflict(f"job {job_id}'s annotated video is {render.status.value}{detail}")
     try:
-        path = storage.path(job.render_key)
+        path = storage.path(render.key)
     except StorageError:
         raise NotFound(f"job {job_id}'s annotated video is no longer stored") from None
     stem = Path(job.original_filename).stem or "video"
     return MediaFile(path, "video/mp4", f"{stem}.annotated.mp4")
 
 
-def request_render(owner_id: int, job_id: str) -> tuple[Job, bool]:
+def request_render(owner_id: int, job_id: str, *, again: bool = False) -> tuple[Job, bool]:
     """Start the job's annotated video, or find the one asked for before; whether it
-    was started now. A failed render is started again.
+    was started now. A failed render is started again, and, with ``again`` (what it
+    draws has changed: detector.services.analytics), a succeeded one.
 
     Raises:
         Conflict: the job has not succeeded.
@@ -146,20 +150,26 @@ def request_render(owner_id: int, job_id: str) -> tuple[Job, bool]:
     if job.status is not JobStatus.SUCCEEDED:
         raise Conflict(f"job {job_id} is {job.status.value}; only a succeeded job can be rendered")
     session = db.session
+    # The job's row is locked first: the retention sweep, deleting the job's videos,
+    # waits for this request's render, or this request sees them deleted.
     current = session.get(Job, job.id, with_for_update=True, populate_existing=True)
     assert current is not None
     if current.video_deleted_at is not None:
         session.rollback()
         raise _deleted(current, "video, which an annotated video is drawn from,")
-    if current.render_status not in (None, RenderStatus.FAILED):
+    render = session.get(JobRender, job.id, with_for_update=True, populate_existing=True)
+    redraw = again and render is not None and render.status is RenderStatus.SUCCEEDED
+    if render is not None and render.status is not RenderStatus.FAILED and not redraw:
         session.rollback()
         return current, False
     now = utcnow()
-    current.render_status = RenderStatus.QUEUED
-    current.render_error = None
-    current.render_frames_done = 0
-    current.render_deliveries = 0
-    current.render_requested_at = current.render_progress_at = now
+    if render is None:
+        render = current.render = JobRender(job_id=job.id)
+    render.status = RenderStatus.QUEUED
+    render.error = None
+    render.frames_done = 0
+    render.deliveries = 0
+    render.requested_at = render.progress_at = now
     session.commit()
     try:
         send_render(current.id)
@@ -167,15 +177,15 @@ def request_render(owner_id: int, job_id: str) -> tuple[Job, bool]:
         log.exception("job=%s: the render could not be queued", current.id)
         # Only this request's render: one conditional UPDATE, on the time it asked.
         session.execute(
-            update(Job)
+            update(JobRender)
             .where(
-                Job.id == current.id,
-                Job.render_status == RenderStatus.QUEUED,
-                Job.render_requested_at == now,
+                JobRender.job_id == current.id,
+                JobRender.status == RenderStatus.QUEUED,
+                JobRender.requested_at == now,
             )
             .values(
-                render_status=RenderStatus.FAILED,
-                render_error="it could not be queued (the message broker was unavailable); ask again",
+                status=RenderStatus.FAILED,
+                error="it could not be queued (the message broker was unavailable); ask again",
             )
         )
         session.commit()

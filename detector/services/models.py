@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from detector.detection import WeightsError, model_identity
-from detector.detection.catalog import ModelCatalog
-from detector.detection.identity import file_checksum
+from detector.detection.base import DetectorSettings
+from detector.detection.catalog import ModelCatalog, input_size
+from detector.detection.identity import file_checksum, file_sha256
 from detector.detection.labels import label_set
 from detector.pipeline.models import current_catalog
 from detector.pipeline.workers import consumers
@@ -92,7 +93,9 @@ def _model_dict(models: ModelCatalog, name: str, online: dict[str, list[str]] | 
     except Misconfigured as exc:
         full, error = None, str(exc)
     checksum = None
-    if settings.weights not in ("default", "random") and "://" not in settings.weights:
+    if settings.file is not None:  # the file's checksum, without the precision that follows it
+        checksum = full.split("@", 1)[1].split("+", 1)[0] if full else None
+    elif settings.weights not in ("default", "random") and "://" not in settings.weights:
         try:
             checksum = f"sha256:{file_checksum(Path(settings.weights).expanduser())}"
         except OSError:
@@ -107,9 +110,38 @@ def _model_dict(models: ModelCatalog, name: str, online: dict[str, list[str]] | 
         "identity": full,
         "device": settings.device,
         "batch_size": settings.batch_size if isinstance(settings.batch_size, int) else None,
+        "precision": settings.precision,
         "queue": queue,
         "labels": [labels(name)[i] for i in sorted(labels(name))],
         "online": None if online is None else bool(online.get(queue)),
         "workers": sorted(online.get(queue, [])) if online is not None else [],
         "error": error,
+        **_file_dict(settings),
+    }
+
+
+def _file_dict(settings: DetectorSettings) -> dict[str, Any]:
+    """What the API shows of a model file: its family, runtime, input size and file."""
+    if settings.file is None:
+        return {
+            "family": None,
+            "runtime": settings.backend,
+            "input_size": None,
+            "file": None,
+            "file_sha256": None,
+        }
+    try:
+        size = input_size(settings)
+    except ValueError:  # the catalog checked it when loaded; the file changed since
+        size = None
+    try:
+        sha256: str | None = file_sha256(Path(settings.file))
+    except OSError:
+        sha256 = None
+    return {
+        "family": settings.family,
+        "runtime": settings.backend,
+        "input_size": list(size) if size else None,
+        "file": Path(settings.file).name,
+        "file_sha256": sha256,
     }

@@ -49,6 +49,9 @@ def track_dict(track: Track) -> dict[str, Any]:
         "last_timestamp": track.last_timestamp,
         "frames": track.frames,
         "mean_score": track.mean_score,
+        "best_frame": track.best_frame,
+        "best_score": track.best_score,
+        "best_box": track.best_box,
     }
 
 

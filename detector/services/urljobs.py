@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from detector.db import db
-from detector.models import Job, JobStatus, WebhookEvent, WebhookSecret, utcnow
+from detector.models import Job, JobDownload, JobStatus, WebhookEvent, WebhookSecret, utcnow
 from detector.net import UnsafeURL, check_url
 from detector.pipeline import download, webhooks
 from detector.services.errors import InvalidInput
@@ -63,8 +63,7 @@ def create_url_job(
         model_name=model_name,
         source_url=source_url,
         callback_url=callback_url,
-        bytes_downloaded=0,
-        download_deliveries=0,
+        download=JobDownload(bytes_received=0, deliveries=0, progress_at=utcnow()),
         **(options or JobOptions()).as_columns(),
     )
     save_new_job(job, attach)

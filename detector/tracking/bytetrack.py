@@ -46,7 +46,7 @@ MATCHING_THRESHOLD = 0.8
 (supervision's default)."""
 
 
-def frame_rate_of(timestamps: Sequence[float]) -> float:
+def frame_rate_of(timestamps: Sequence[float] | npt.NDArray[np.float64]) -> float:
     """The rate, in frames per second, at which ``timestamps`` (in seconds,
     ascending) were analysed: one over the median step between consecutive ones.
 
@@ -64,7 +64,9 @@ def frame_rate_of(timestamps: Sequence[float]) -> float:
 class TrackSummary:
     """One track over a job: its object's label and class, the first and last
     frame it was seen in (index and timestamp), in how many analysed frames it
-    was seen and its objects' mean score."""
+    was seen, its objects' mean score, and its best-scoring object (the frame it
+    is in, its score and its box ``[x1, y1, x2, y2]``: the track's thumbnail).
+    Between equal scores the earlier object is the best."""
 
     track_id: int
     label: str
@@ -75,6 +77,9 @@ class TrackSummary:
     last_timestamp: float
     frames: int
     mean_score: float
+    best_frame: int
+    best_score: float
+    best_box: list[float]
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as plain JSON-ready values."""
@@ -91,6 +96,9 @@ class _TrackStats:
     first_timestamp: float
     last_frame: int
     last_timestamp: float
+    best_frame: int
+    best_score: float
+    best_box: list[float]
     frames: int = 0
     score_sum: float = 0.0
 
@@ -179,12 +187,18 @@ class Tracker:
         self.buffer_seconds = float(buffer_seconds)
         self.buffer_frames = max(1, round(buffer_seconds * frame_rate))
         self._classes: dict[int, _ClassTracker] = {}
+        # Track id of each (class, ByteTrack track number) that ByteTrack still follows.
         self._ids: dict[tuple[int, int], int] = {}
+        # Tracks not yet handed over by `pop_finished`, by track id.
         self._stats: dict[int, _TrackStats] = {}
+        # Ids given to objects no ByteTrack track took: those tracks end on their frame.
+        self._single: list[int] = []
+        self._issued = 0
         self._last: tuple[int, float] | None = None
 
     def _new_id(self) -> int:
-        return len(self._stats) + 1
+        self._issued += 1
+        return self._issued
 
     def _skip(self, timestamp: float) -> None:
         """Step the trackers over the analysed frames missing before ``timestamp``,
@@ -227,18 +241,27 @@ class Tracker:
                 numbers[position] = number
 
         track_ids = []
-        labels, scores = detections.label.tolist(), detections.score.tolist()
-        for class_id, number, label, score in zip(classes, numbers, labels, scores, strict=True):
+        labels, scores, boxes = detections.label.tolist(), detections.score.tolist(), detections.xyxy.tolist()
+        for class_id, number, label, score, box in zip(classes, numbers, labels, scores, boxes, strict=True):
+            known = None if number is None else self._ids.get((class_id, number))
+            track_id = known if known is not None else self._new_id()
             if number is None:
-                track_id = self._new_id()
-            else:
-                track_id = self._ids.setdefault((class_id, number), self._new_id())
-            self._record(track_id, frame, timestamp, label, class_id, score)
+                self._single.append(track_id)
+            elif known is None:
+                self._ids[(class_id, number)] = track_id
+            self._record(track_id, frame, timestamp, label, class_id, score, box)
             track_ids.append(track_id)
         return detections.with_track_ids(track_ids)
 
     def _record(
-        self, track_id: int, frame: int, timestamp: float, label: str, class_id: int, score: float
+        self,
+        track_id: int,
+        frame: int,
+        timestamp: float,
+        label: str,
+        class_id: int,
+        score: float,
+        box: list[float],
     ) -> None:
         stats = self._stats.get(track_id)
         if stats is None:
@@ -249,28 +272,54 @@ class Tracker:
                 first_timestamp=timestamp,
                 last_frame=frame,
                 last_timestamp=timestamp,
+                best_frame=frame,
+                best_score=score,
+                best_box=box,
             )
+        elif score > stats.best_score:
+            stats.best_frame, stats.best_score, stats.best_box = frame, score, box
         stats.last_frame = frame
         stats.last_timestamp = timestamp
         stats.frames += 1
         stats.score_sum += score
 
     def summaries(self) -> list[TrackSummary]:
-        """Every track so far, by track id."""
-        return [
-            TrackSummary(
-                track_id=track_id,
-                label=stats.label,
-                class_id=stats.class_id,
-                first_frame=stats.first_frame,
-                last_frame=stats.last_frame,
-                first_timestamp=stats.first_timestamp,
-                last_timestamp=stats.last_timestamp,
-                frames=stats.frames,
-                mean_score=stats.score_sum / stats.frames,
-            )
-            for track_id, stats in sorted(self._stats.items())
-        ]
+        """Every track so far that `pop_finished` has not handed over, by track id."""
+        return [_summary(track_id, stats) for track_id, stats in sorted(self._stats.items())]
+
+    def pop_finished(self) -> list[TrackSummary]:
+        """The tracks that can take no more objects, by track id, handed over and
+        forgotten: those whose ByteTrack track was let go (lost for longer than the
+        buffer) and those of objects no ByteTrack track took. Called between frames,
+        it keeps the tracker's memory to the tracks still followed, however long the
+        video; `summaries` then holds only those."""
+        followed = {
+            (class_id, int(track.internal_track_id))
+            for class_id, tracker in self._classes.items()
+            for track in (*tracker.byte_track.tracked_tracks, *tracker.byte_track.lost_tracks)
+        }
+        finished = self._single
+        self._single = []
+        for key in [key for key in self._ids if key not in followed]:
+            finished.append(self._ids.pop(key))
+        return [_summary(track_id, self._stats.pop(track_id)) for track_id in sorted(finished)]
+
+
+def _summary(track_id: int, stats: _TrackStats) -> TrackSummary:
+    return TrackSummary(
+        track_id=track_id,
+        label=stats.label,
+        class_id=stats.class_id,
+        first_frame=stats.first_frame,
+        last_frame=stats.last_frame,
+        first_timestamp=stats.first_timestamp,
+        last_timestamp=stats.last_timestamp,
+        frames=stats.frames,
+        mean_score=stats.score_sum / stats.frames,
+        best_frame=stats.best_frame,
+        best_score=stats.best_score,
+        best_box=stats.best_box,
+    )
 
 
 class TrackedFrames(Iterator[AnalysedFrame]):

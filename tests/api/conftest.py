@@ -40,3 +40,47 @@ def update_job(app: Any, job_id: str, **values: Any) -> None:
     with app.app_context():
         db.session.execute(Job.__table__.update().where(Job.id == job_id).values(**values))
         db.session.commit()
+
+
+def render_row(app: Any, job_id: str) -> Any:
+    """The job's render (its job_renders row) as the database has it now, detached."""
+    from detector.db import db
+    from detector.models import JobRender
+
+    with app.app_context():
+        render = db.session.get(JobRender, job_id)
+        db.session.expunge(render)
+        return render
+
+
+def update_render(app: Any, job_id: str, **values: Any) -> None:
+    """Set the columns of the job's render directly, as a worker would have."""
+    from detector.db import db
+    from detector.models import JobRender
+
+    with app.app_context():
+        db.session.execute(JobRender.__table__.update().where(JobRender.job_id == job_id).values(**values))
+        db.session.commit()
+
+
+def download_row(app: Any, job_id: str) -> Any:
+    """The job's download (its job_downloads row) as the database has it now, detached."""
+    from detector.db import db
+    from detector.models import JobDownload
+
+    with app.app_context():
+        download = db.session.get(JobDownload, job_id)
+        db.session.expunge(download)
+        return download
+
+
+def update_download(app: Any, job_id: str, **values: Any) -> None:
+    """Set the columns of the job's download directly, as a worker would have."""
+    from detector.db import db
+    from detector.models import JobDownload
+
+    with app.app_context():
+        db.session.execute(
+            JobDownload.__table__.update().where(JobDownload.job_id == job_id).values(**values)
+        )
+        db.session.commit()

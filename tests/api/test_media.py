@@ -17,7 +17,7 @@ from itsdangerous.timed import TimestampSigner
 from detector.models import JobStatus, RenderStatus, utcnow
 from detector.pipeline.rendering import MAX_RENDER_DELIVERIES, render_job, watch_renders
 from detector.pipeline.tasks import watchdog
-from tests.api.conftest import job_row, update_job
+from tests.api.conftest import job_row, render_row, update_job, update_render
 from tests.api.test_jobs import queued_messages, stored_videos, upload
 from tests.api.test_results import objects_of, store_frames, succeeded_job
 from tests.conftest import Auth, reconfigure
@@ -414,9 +414,8 @@ def test_a_media_token_of_a_deleted_job_finds_nothing(app, client, auth: Auth, s
 def test_delete_removes_the_video_and_the_render(app, client, auth: Auth, small_video):
     headers = auth.headers()
     job_id = _rendered(app, client, headers, small_video)
-    job = job_row(app, job_id)
     stored = {p.name for p in stored_videos(app)}
-    assert stored == {job.storage_key, job.render_key}
+    assert stored == {job_row(app, job_id).storage_key, render_row(app, job_id).key}
     assert client.delete(f"/api/jobs/{job_id}", headers=headers).status_code == 204
     assert stored_videos(app) == []
     for which in ("video", "video/annotated"):
@@ -443,13 +442,13 @@ def test_a_render_finishing_after_its_job_was_deleted_keeps_no_file(app, client,
 def _stalled_render(app, client, headers, video: Path, deliveries: int, age: timedelta) -> str:
     job_id = succeeded_job(app, client, headers, video)
     assert client.post(f"/api/jobs/{job_id}/render", headers=headers).status_code == 202
-    update_job(
+    update_render(
         app,
         job_id,
-        render_status=RenderStatus.RENDERING,
-        render_deliveries=deliveries,
-        render_frames_done=10,
-        render_progress_at=utcnow() - age,
+        status=RenderStatus.RENDERING,
+        deliveries=deliveries,
+        frames_done=10,
+        progress_at=utcnow() - age,
     )
     return job_id
 
@@ -465,12 +464,12 @@ def test_a_stalled_render_is_sent_again(app, client, auth: Auth, small_video):
         assert watch_renders(timedelta(seconds=60)) == (1, 0)
     sent = _render_messages(app)[before:]
     assert [m["headers"]["id"] for m in sent] == [f"{job_id}-render"]
-    job = job_row(app, job_id)
-    assert job.render_status is RenderStatus.RENDERING
-    assert utcnow() - job.render_progress_at < timedelta(seconds=60)  # not resent again at once
+    render = render_row(app, job_id)
+    assert render.status is RenderStatus.RENDERING
+    assert utcnow() - render.progress_at < timedelta(seconds=60)  # not resent again at once
     with app.app_context():
         assert watch_renders(timedelta(seconds=60)) == (0, 0)
-    assert job_row(app, moving).render_status is RenderStatus.RENDERING
+    assert render_row(app, moving).status is RenderStatus.RENDERING
     # The resent message, run, makes the render.
     with app.app_context():
         assert render_job.run(job_id)["frames"] == 20
@@ -481,7 +480,7 @@ def test_the_watchdog_task_resends_stalled_renders(app, client, auth: Auth, smal
     reconfigure(app, JOB_STALL_SECONDS=60)
     headers = auth.headers()
     job_id = _stalled_render(app, client, headers, small_video, 0, timedelta(minutes=10))
-    update_job(app, job_id, render_status=RenderStatus.QUEUED)  # its message was lost
+    update_render(app, job_id, status=RenderStatus.QUEUED)  # its message was lost
     with app.app_context():
         counts = watchdog()
     assert counts["renders_resent"] == 1 and counts["renders_failed"] == 0

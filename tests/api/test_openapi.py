@@ -49,9 +49,33 @@ OPERATIONS = {
     ("/jobs/{job_id}/media-token", "post"): "create_media_token",
     ("/jobs/{job_id}/video", "get"): "get_video",
     ("/jobs/{job_id}/video/annotated", "get"): "get_annotated_video",
+    ("/search", "get"): "search_moments",
+    ("/jobs/{job_id}/tracks/{track_id}/thumbnail", "get"): "get_track_thumbnail",
+    ("/jobs/{job_id}/analytics", "get"): "list_analytics",
+    ("/jobs/{job_id}/analytics", "post"): "start_analytics",
+    ("/jobs/{job_id}/analytics/{analytics_id}", "get"): "get_analytics",
+    ("/jobs/{job_id}/analytics/{analytics_id}", "delete"): "delete_analytics",
+    ("/jobs/{job_id}/analytics/{analytics_id}/heatmap", "get"): "get_analytics_heatmap",
+    ("/jobs/{job_id}/analytics/{analytics_id}/export", "get"): "export_analytics",
+    ("/jobs/{job_id}/analytics/{analytics_id}/render", "post"): "render_analytics",
 }
 # Request bodies may have optional fields; every response field is always there.
-OPTIONAL_REQUEST_FIELDS = {"ApiKeyRequest": {"expires_at", "scopes"}}
+OPTIONAL_REQUEST_FIELDS = {
+    "ApiKeyRequest": {"expires_at", "scopes"},
+    # An analytics spec: everything but its zones' and lines' names and points has a default.
+    "AnalyticsSpec": {
+        "name",
+        "anchor",
+        "interval",
+        "min_dwell",
+        "hysteresis",
+        "zones",
+        "lines",
+        "calibration",
+    },
+    "AnalyticsZone": {"classes"},
+    "AnalyticsLine": {"in", "classes"},
+}
 # Response fields present only for some answers: an error's `status` comes with
 # error `job_ended` alone (a cancel of a job that had already ended).
 OPTIONAL_RESPONSE_FIELDS = {"Error": {"status"}}

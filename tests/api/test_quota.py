@@ -23,7 +23,7 @@ from detector.models import Job, JobStatus, StorageReservation, User, utcnow
 from detector.pipeline import quota
 from detector.pipeline.rendering import render_job
 from detector.pipeline.tasks import download_video, watchdog
-from tests.api.conftest import job_row, update_job
+from tests.api.conftest import job_row, render_row, update_job
 from tests.api.test_jobs import job_count, stored_videos, upload
 from tests.api.test_retention import _finished, _rendered, _sweep
 from tests.conftest import Auth, reconfigure
@@ -114,9 +114,9 @@ def test_renders_count_and_me_shows_use_and_quota(app, client, auth: Auth, small
     assert job_row(app, job_id).video_bytes == size
     assert _storage(client, headers) == {"used_bytes": size, "quota_bytes": None}
     _rendered(app, client, headers, job_id)
-    job = job_row(app, job_id)
-    render = app.extensions["video_storage"].path(job.render_key).stat().st_size
-    assert job.render_bytes == render > 0
+    kept = render_row(app, job_id)
+    render = app.extensions["video_storage"].path(kept.key).stat().st_size
+    assert kept.bytes == render > 0
     assert _storage(client, headers)["used_bytes"] == size + render
     # A quota with room for two uploads, but not for two uploads and the render.
     quota_mb = (2 * size + render // 2) / MB
@@ -298,7 +298,7 @@ def test_a_render_past_the_quota_fails_and_keeps_nothing(app, client, auth: Auth
     size = small_video.stat().st_size
     drawn = _finished(app, client, headers, small_video)
     _rendered(app, client, headers, drawn)
-    render = job_row(app, drawn).render_bytes
+    render = render_row(app, drawn).bytes
     assert _settled(app) == size + render
     # Its estimate (the source's size) does not fit: failed before drawing.
     early = _finished(app, client, headers, small_video)
@@ -337,7 +337,7 @@ def test_a_render_past_the_quota_fails_and_keeps_nothing(app, client, auth: Auth
     assert client.post(f"/api/jobs/{late}/render", headers=headers).status_code == 202
     with app.app_context():
         assert render_job.run(late)["frames"] > 0
-    assert _settled(app) == used_bytes + job_row(app, late).render_bytes
+    assert _settled(app) == used_bytes + render_row(app, late).bytes
 
 
 def test_reservations_of_dead_work_are_released_by_the_sweep(app, client, auth: Auth):

@@ -201,6 +201,9 @@ def _add_tracks(app, job_id: str, count: int) -> list[dict]:
             "last_timestamp": (n + 4) / 10,
             "frames": 5,
             "mean_score": 0.5 + n / 100,
+            "best_frame": n + 2,
+            "best_score": 0.6 + n / 100,
+            "best_box": [n, 10.0, n + 20.0, 50.0],
         }
         for n in range(1, count + 1)
     ]

@@ -13,7 +13,7 @@ from detector.pipeline.rendering import render_job
 from detector.pipeline.retention import sweep_videos
 from detector.pipeline.tasks import watchdog
 from detector.pipeline.tracking import track_objects
-from tests.api.conftest import job_row, update_job
+from tests.api.conftest import job_row, render_row, update_job, update_render
 from tests.api.test_jobs import stored_videos, upload
 from tests.conftest import Auth, reconfigure
 
@@ -104,8 +104,7 @@ def test_the_sweep_deletes_expired_videos_and_keeps_detections_tracks_and_export
     headers = auth.headers()
     job_id = _finished(app, client, headers, small_video, track="true")
     _rendered(app, client, headers, job_id)
-    job = job_row(app, job_id)
-    assert len(stored_videos(app)) == 2 and job.render_key
+    assert len(stored_videos(app)) == 2 and render_row(app, job_id).key
     detections = client.get(f"/api/jobs/{job_id}/detections?limit=1000", headers=headers).json
     tracks = client.get(f"/api/jobs/{job_id}/tracks", headers=headers).json
     export = client.get(f"/api/jobs/{job_id}/export?format=jsonl", headers=headers).data
@@ -162,7 +161,8 @@ def test_unexpired_running_and_rendering_jobs_are_left_alone(app, client, auth: 
     update_job(app, processing, status=JobStatus.PROCESSING, started_at=utcnow(), video_expires_at=long_ago)
     # ...and so does one whose annotated video is being drawn from it.
     assert client.post(f"/api/jobs/{rendering}/render", headers=headers).status_code == 202
-    update_job(app, rendering, video_expires_at=long_ago, render_status=RenderStatus.RENDERING)
+    update_job(app, rendering, video_expires_at=long_ago)
+    update_render(app, rendering, status=RenderStatus.RENDERING)
     before = sorted(stored_videos(app))
     assert len(before) == 4
     assert _sweep(app) == 0
@@ -170,7 +170,7 @@ def test_unexpired_running_and_rendering_jobs_are_left_alone(app, client, auth: 
     for job_id in (fresh, queued, processing, rendering):
         assert job_row(app, job_id).video_deleted_at is None
     # Once the render has ended, the next sweep deletes that job's video, only that one.
-    update_job(app, rendering, render_status=RenderStatus.FAILED)
+    update_render(app, rendering, status=RenderStatus.FAILED)
     assert _sweep(app) == 1
     assert job_row(app, rendering).video_deleted_at is not None
     assert len(stored_videos(app)) == 3

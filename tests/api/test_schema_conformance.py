@@ -73,9 +73,19 @@ WORDS_ONLY: dict[str, list[tuple[int, re.Pattern[str]]]] = {
         # A span with frames in it: end after start, start before the video's end.
         (400, re.compile(r"^end \(.*\) must be after start|^start \(.*\) is at or after the end")),
     ],
+    "POST /jobs/{job_id}/analytics": [
+        # Points inside the job's frame, polygons whose edges do not cross, lines of some
+        # length, names used once, calibration points not three on a line, at most 10,000
+        # intervals, a hysteresis within the frame: each refusal names its field.
+        (400, re.compile(r"^(zones|lines|calibration|interval|hysteresis)\b[^:]*: ")),
+    ],
     "POST /keys": [
         # A date-time in the future (and one a date can hold in UTC).
         (400, re.compile(r"^expires_at must be in the future")),
+    ],
+    "GET /search": [
+        # Base64url text, but only a next_cursor the API handed out is a cursor.
+        (400, re.compile(r"^cursor: not a next_cursor of this API")),
     ],
 }
 

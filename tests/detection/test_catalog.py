@@ -119,3 +119,66 @@ def test_the_shipped_example_file_is_a_valid_catalog():
     catalog = load_catalog({**BASE, "DETECTOR_MODELS": str(example)})
     assert list(catalog) == ["fast", "accurate"] and catalog.default == "fast"
     assert catalog.settings("accurate").backend == "detectron2"
+
+
+def test_a_file_model_table_parses_labels_input_and_relative_paths(tmp_path, monkeypatch):
+    from detector.detection import catalog as catalog_module
+    from detector.detection.base import InputSpec
+
+    checked = []
+    monkeypatch.setattr(catalog_module, "check_model_file", lambda name, settings: checked.append(name))
+    text = """
+[models.ssd]
+file = "models/ssd.tflite"
+family = "ssd"
+labels = ["person", "bicycle"]
+min_score = 0.3
+[models.ssd.input]
+size = [300, 200]
+layout = "NHWC"
+dtype = "uint8"
+channels = "BGR"
+scale = 1.0
+mean = [0, 0, 0]
+std = [1, 1, 1]
+resize = "letterbox"
+"""
+    ssd = load_catalog(_write(tmp_path, text)).settings("ssd")
+    assert checked == ["ssd"]
+    assert (ssd.backend, ssd.file, ssd.family) == ("tflite", str(tmp_path / "models" / "ssd.tflite"), "ssd")
+    assert ssd.labels == ("person", "bicycle") and ssd.min_score == 0.3
+    assert ssd.input == InputSpec(
+        size=(300, 200),
+        layout="NHWC",
+        dtype="uint8",
+        channels="BGR",
+        scale=1.0,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        resize="letterbox",
+    )
+    hash(ssd)  # predictors are cached by their settings
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('family = "yolo"', "family and input are for a model file: set file too"),
+        ('file = "m.onnx"', "file needs a family"),
+        ('file = "m.onnx"\nfamily = "rcnn"', "family must be one of ssd, yolo, detr"),
+        ('backend = "torchvision"\nfile = "m.onnx"\nfamily = "ssd"', "a model file runs on backend"),
+        ('backend = "tflite"', "the tflite backend runs a model file"),
+        ('labels = ["a"]', "labels are for a model file or a Detectron2 model"),
+        ('file = "m.onnx"\nfamily = "ssd"\nlabels = []', "labels must not be an empty list"),
+        ('file = "m.onnx"\nfamily = "ssd"\ninput = {size = [0, 3]}', r"input.size must be \[width, height\]"),
+        (
+            'file = "m.onnx"\nfamily = "ssd"\ninput = {layout = "CHW"}',
+            "input.layout must be one of NCHW, NHWC",
+        ),
+        ('file = "m.onnx"\nfamily = "ssd"\ninput = {colour = "RGB"}', "input has unknown key 'colour'"),
+        ('file = "m.onnx"\nfamily = "ssd"\ninput = {std = [1, 0, 1]}', "input.std must be positive"),
+    ],
+)
+def test_bad_file_model_tables_are_refused_naming_the_table(tmp_path, table, message):
+    with pytest.raises(CatalogError, match=rf"\[models.mine\]: .*{message}"):
+        load_catalog(_write(tmp_path, f"[models.mine]\n{table}\n"))

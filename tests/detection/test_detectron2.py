@@ -6,6 +6,7 @@ defaults take seconds per frame on a small CPU); that also exercises the
 local-config path.
 """
 
+# ruff: noqa: E402  (Detectron2 is imported after require_detectron2)
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip(
-    "detectron2", reason="detectron2 is not importable (it is the optional GPU backend)", exc_type=ImportError
-)
+from tests.conftest import require_detectron2
+
+require_detectron2()  # before the imports below, which need Detectron2
 
 import torch
 from detectron2 import model_zoo

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from detector.detection import DetectorSettings, WeightsError, identity, model_identity
+from tests.conftest import require_detectron2
 
 
 def test_torchvision_default():
@@ -44,7 +45,9 @@ def test_detectron2_default():
 
 
 def test_the_listed_detectron2_checkpoint_is_the_zoos():
-    model_zoo = pytest.importorskip("detectron2.model_zoo", exc_type=ImportError)
+    require_detectron2()
+    from detectron2 import model_zoo
+
     url = model_zoo.get_checkpoint_url(identity.DETECTRON2_DEFAULT_MODEL)
     assert url == identity.DETECTRON2_DEFAULT_CHECKPOINT
 

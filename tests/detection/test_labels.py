@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from detector.detection import DetectorSettings
 from detector.detection.labels import DETECTRON2_COCO, TORCHVISION_COCO, label_list, label_set
+from tests.conftest import require_detectron2
 
 
 def test_torchvision_labels_are_the_weights_categories() -> None:
@@ -18,7 +17,7 @@ def test_torchvision_labels_are_the_weights_categories() -> None:
 
 
 def test_detectron2_labels_are_the_coco_thing_classes() -> None:
-    pytest.importorskip("detectron2", reason="Detectron2 is not installed")
+    require_detectron2()
     from detectron2.data import MetadataCatalog
     from detectron2.data.datasets import builtin  # noqa: F401  (registers the COCO sets)
 

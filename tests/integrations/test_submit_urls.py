@@ -15,7 +15,7 @@ import pytest
 from celery.exceptions import Retry
 
 from detector.db import db
-from detector.models import Job, JobStatus, User, WebhookEvent, utcnow
+from detector.models import Job, JobDownload, JobStatus, User, WebhookEvent, utcnow
 from detector.pipeline import webhooks
 from detector.pipeline.download import MAX_DOWNLOAD_DELIVERIES
 from detector.pipeline.tasks import deliver_webhook, watchdog
@@ -321,8 +321,7 @@ def _downloading_job(app, deliveries: int, idle: timedelta) -> str:
             score_threshold=0.5,
             source_url="http://127.0.0.1:9/v.mp4",
             created_at=then,
-            download_progress_at=then,
-            download_deliveries=deliveries,
+            download=JobDownload(progress_at=then, deliveries=deliveries),
         )
         session.add(job)
         session.commit()

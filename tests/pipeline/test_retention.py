@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from detector.db import db
-from detector.models import Job, JobStatus, RenderStatus, User, utcnow
+from detector.models import Job, JobRender, JobStatus, RenderStatus, User, utcnow
 from detector.pipeline import retention
 from detector.pipeline.quota import storage_used, stored_bytes
 from detector.pipeline.retention import measure_videos, sweep_videos
@@ -46,7 +46,7 @@ def _finished_job(
             finished_at=then,
         )
         if render:
-            job.render_status, job.render_key = RenderStatus.SUCCEEDED, _stored(app, b"r" * 300)
+            job.render = JobRender(status=RenderStatus.SUCCEEDED, key=_stored(app, b"r" * 300))
         session.add(job)
         session.commit()
         return job.id
@@ -137,7 +137,7 @@ def test_the_sweep_logs_what_it_deleted(app, caplog: pytest.LogCaptureFixture):
     job_id = _finished_job(app, age=timedelta(days=2), render=True)
     with app.app_context():
         job = db.session.get(Job, job_id)
-        keys = (job.storage_key, job.render_key)
+        keys = (job.storage_key, job.render.key)
     with caplog.at_level(logging.INFO, logger="detector.pipeline.retention"):
         with app.app_context():
             assert watchdog()["videos_deleted"] == 1
@@ -168,7 +168,7 @@ def test_videos_stored_before_sizes_were_recorded_are_measured(app):
         app.extensions["video_storage"].path(db.session.get(Job, gone).storage_key).unlink()
         assert storage_used(owner) == 0
         assert watchdog()["videos_measured"] == 2
-        assert (db.session.get(Job, measured).video_bytes, db.session.get(Job, measured).render_bytes) == (
+        assert (db.session.get(Job, measured).video_bytes, db.session.get(JobRender, measured).bytes) == (
             1000,
             300,
         )

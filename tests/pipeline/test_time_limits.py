@@ -48,7 +48,7 @@ from detector.pipeline.rendering import alive_for, render_job, watch_renders
 from detector.pipeline.tasks import download_video, track_objects
 from detector.pipeline.tracking import send_track_objects
 from detector.video.synthetic import make_video
-from tests.api.conftest import job_row, update_job
+from tests.api.conftest import download_row, job_row, render_row, update_download, update_job, update_render
 from tests.api.test_jobs import stored_videos, upload
 from tests.api.test_results import store_frames, succeeded_job
 from tests.conftest import Auth, base_config, reconfigure
@@ -234,7 +234,7 @@ def _render_in(
     job_id = succeeded_job(app, client, headers, video)
     assert client.post(f"/api/jobs/{job_id}/render", headers=headers).status_code == 202
     then = utcnow() - quiet
-    update_job(app, job_id, render_status=status, render_progress_at=then, render_requested_at=then, **values)
+    update_render(app, job_id, status=status, progress_at=then, requested_at=then, **values)
     return job_id
 
 
@@ -266,20 +266,20 @@ def test_a_queued_render_waits_its_turn_behind_a_render_being_drawn(app, client,
     sent = len(_messages(app, RENDER_VIDEO))
     with app.app_context():
         assert watch_renders(stall) == (0, 0)
-    assert job_row(app, waiting).render_status is RenderStatus.QUEUED
-    assert utcnow() - job_row(app, waiting).render_requested_at < stall  # its wait starts again
+    assert render_row(app, waiting).status is RenderStatus.QUEUED
+    assert utcnow() - render_row(app, waiting).requested_at < stall  # its wait starts again
     assert len(_messages(app, RENDER_VIDEO)) == sent  # not sent again while it is in line
     # The long render ends; the queued one, still not started two minutes later, is sent
     # again (its message may be lost), not failed.
-    update_job(app, drawing, render_status=RenderStatus.SUCCEEDED)
+    update_render(app, drawing, status=RenderStatus.SUCCEEDED)
     two_minutes_ago = utcnow() - timedelta(minutes=2)
-    update_job(app, waiting, render_progress_at=two_minutes_ago, render_requested_at=two_minutes_ago)
+    update_render(app, waiting, progress_at=two_minutes_ago, requested_at=two_minutes_ago)
     with app.app_context():
         assert watch_renders(stall) == (1, 0)
-    assert job_row(app, waiting).render_status is RenderStatus.QUEUED
+    assert render_row(app, waiting).status is RenderStatus.QUEUED
     # Nothing draws and it was asked for longer ago than three stalls: no worker takes renders.
-    update_job(app, waiting, render_progress_at=utcnow() - timedelta(minutes=5))
-    update_job(app, waiting, render_requested_at=utcnow() - timedelta(minutes=5))
+    update_render(app, waiting, progress_at=utcnow() - timedelta(minutes=5))
+    update_render(app, waiting, requested_at=utcnow() - timedelta(minutes=5))
     with app.app_context():
         assert watch_renders(stall) == (0, 1)
     error = client.get(f"/api/jobs/{waiting}", headers=headers).json["render"]["error"]
@@ -370,7 +370,7 @@ def _downloading(app, client, headers, url: str, quiet: timedelta, deliveries: i
         "/api/jobs", headers=headers, data={"source_url": url}, content_type="multipart/form-data"
     )
     job_id = response.json["id"]
-    update_job(app, job_id, download_progress_at=utcnow() - quiet, download_deliveries=deliveries)
+    update_download(app, job_id, progress_at=utcnow() - quiet, deliveries=deliveries)
     return job_id
 
 
@@ -391,7 +391,7 @@ def test_the_watchdog_waits_as_long_as_a_live_download_can_be_silent(app, client
     sent = [m["headers"]["id"] for m in _messages(app, DOWNLOAD_VIDEO)[before:]]
     assert sent == [f"{dead}-download"]
     assert job_row(app, alive).status is JobStatus.DOWNLOADING
-    assert utcnow() - job_row(app, dead).download_progress_at < stall  # its next look is later
+    assert utcnow() - download_row(app, dead).progress_at < stall  # its next look is later
     with app.app_context():
         assert watch_downloads(stall) == (0, 0)  # not sent again at once
 

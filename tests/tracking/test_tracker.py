@@ -216,6 +216,10 @@ def test_summaries():
         "last_timestamp": pytest.approx(1.0 + 11 / 6),
         "frames": 12,
         "mean_score": pytest.approx(0.6 + 0.02 * 5.5),
+        # The best object is the last one, the score rising frame by frame.
+        "best_frame": 65,
+        "best_score": pytest.approx(0.82),
+        "best_box": [155.0, 100.0, 255.0, 300.0],
     }
     assert (car.track_id, car.label, car.class_id, car.frames) == (2, "car", 2, 5)
     assert (car.first_frame, car.last_frame) == (25, 45)
@@ -231,6 +235,10 @@ def test_summaries():
         "last_timestamp": car.last_timestamp,
         "frames": 5,
         "mean_score": car.mean_score,
+        # Equal scores throughout: the first object is the best.
+        "best_frame": 25,
+        "best_score": pytest.approx(0.8),
+        "best_box": [700.0, 400.0, 800.0, 600.0],
     }
 
 
@@ -341,3 +349,40 @@ def test_bad_input_is_refused():
             Tracker(rate)
     with pytest.raises(ValueError, match="buffer_seconds"):
         Tracker(30.0, buffer_seconds=-1.0)
+
+
+def _many_short_tracks(count=40, life=5, gap=40):
+    """Objects that each live ``life`` frames, one starting every ``life + gap`` frames,
+    plus a box no track takes now and then (a low score ByteTrack ignores)."""
+    frames = []
+    for k in range(count * (life + gap)):
+        objects = []
+        if k % (life + gap) < life:
+            objects.append(obj(100.0 + 3 * (k % (life + gap))))
+        if k % 7 == 0:
+            objects.append(obj(900.0, y=500.0, score=0.05))
+        frames.append((k, k / 30, objects))
+    return frames
+
+
+def test_tracks_handed_over_as_they_end_are_those_of_a_whole_run():
+    frames = _many_short_tracks()
+    _, whole = run(frames, 30.0, buffer_seconds=0.5)
+    tracker = Tracker(30.0, buffer_seconds=0.5)
+    handed, most_held = [], 0
+    for frame in analysed(frames):
+        tracker.update(frame.frame, frame.timestamp, frame.detections)
+        handed += tracker.pop_finished()
+        most_held = max(most_held, len(tracker.summaries()))
+    handed += tracker.summaries()
+    assert sorted(handed, key=lambda s: s.track_id) == whole
+    assert len(whole) > 40  # the tracks of the objects and of the ignored boxes
+    assert most_held <= 2  # only what ByteTrack still follows, never the tracks that ended
+
+
+def test_a_track_lost_within_the_buffer_is_not_handed_over():
+    tracker = Tracker(30.0, buffer_seconds=1.0)
+    for frame in analysed(absent_for(20)[:25]):  # seen 10 frames, then absent 15
+        tracker.update(frame.frame, frame.timestamp, frame.detections)
+        assert tracker.pop_finished() == []
+    assert [s.track_id for s in tracker.summaries()] == [1]

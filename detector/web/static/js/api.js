@@ -8,6 +8,11 @@
 // silently from the cookie. See docs/web.md.
 
 const SESSION = "/api/auth/session";
+
+/** The API path of one job, or of something under it: jobPath(id, "/export?format=csv"). */
+export function jobPath(id, rest = "") {
+  return `/api/jobs/${encodeURIComponent(id)}${rest}`;
+}
 const CSRF_COOKIE = "csrf_refresh_token";
 const CSRF_HEADER = "X-CSRF-TOKEN";
 

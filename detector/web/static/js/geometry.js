@@ -62,3 +62,51 @@ export function boxMapper(stored, shown) {
     };
   };
 }
+
+/** The inverse of rotatePoint: the stored-frame point shown at (x, y) of the turned frame. */
+export function unrotatePoint(x, y, w, h, rotation) {
+  switch (((rotation % 360) + 360) % 360) {
+    case 90:
+      return [w - y, x];
+    case 180:
+      return [w - x, h - y];
+    case 270:
+      return [y, h - x];
+    default:
+      return [x, y];
+  }
+}
+
+/**
+ * Points both ways between the stored frame and the element's pixels, as boxMapper maps boxes:
+ * toScreen([x, y]) -> [sx, sy]; toFrame([sx, sy]) -> [x, y], kept inside the frame.
+ * ``picture`` is the rectangle the picture takes in the element; ``size`` the stored frame's.
+ */
+export function pointMapper(stored, shown) {
+  let rotation = ((Number(stored.rotation) || 0) % 360 + 360) % 360;
+  const w = stored.width || shown.videoWidth;
+  const h = stored.height || shown.videoHeight;
+  if ((rotation === 90 || rotation === 270) && w !== h && shown.videoWidth === w && shown.videoHeight === h) {
+    rotation = 0;
+  }
+  const turned = rotation === 90 || rotation === 270;
+  const displayWidth = turned ? h : w;
+  const displayHeight = turned ? w : h;
+  const rect = contentRect(shown.clientWidth, shown.clientHeight, shown.videoWidth || displayWidth, shown.videoHeight || displayHeight);
+  const sx = rect.width / displayWidth;
+  const sy = rect.height / displayHeight;
+  return {
+    picture: rect,
+    rotation,
+    size: { width: w, height: h },
+    toScreen([x, y]) {
+      const [dx, dy] = rotatePoint(x, y, w, h, rotation);
+      return [rect.x + dx * sx, rect.y + dy * sy];
+    },
+    toFrame([px, py]) {
+      const dx = Math.min(displayWidth, Math.max(0, (px - rect.x) / sx));
+      const dy = Math.min(displayHeight, Math.max(0, (py - rect.y) / sy));
+      return unrotatePoint(dx, dy, w, h, rotation);
+    },
+  };
+}

@@ -1,7 +1,8 @@
 // The web app's entry: the header, the hash router and the session.
 //
-// Routes: #/ (the job list and the upload form), #/jobs/<id> (one job),
-// #/signin and #/register. Without a session every route shows the sign-in form;
+// Routes: #/ (the job list and the upload form), #/jobs/<id> (one job; ?t=12.3
+// opens its video at 12.3 s), #/search (moments across the jobs), #/signin and
+// #/register. Without a session every route shows the sign-in form;
 // after signing in, the page asked for is shown.
 
 import * as api from "./api.js";
@@ -9,16 +10,20 @@ import { authView } from "./auth.js";
 import { h, replace } from "./dom.js";
 import { jobView } from "./job.js";
 import { jobsView } from "./jobs.js";
+import { searchView } from "./search.js";
 
 const main = document.getElementById("main");
 const account = document.getElementById("account");
+const sections = document.getElementById("sections");
 let view = null;
 
 function renderAccount() {
   if (!api.signedIn()) {
     replace(account);
+    replace(sections);
     return;
   }
+  replace(sections, h("a", { class: "nav-link", href: "#/" }, "Jobs"), h("a", { class: "nav-link", href: "#/search" }, "Search"));
   const user = api.currentUser();
   const signOut = h("button", { type: "button", class: "small", id: "sign-out" }, "Sign out");
   signOut.addEventListener("click", () => {
@@ -47,6 +52,7 @@ function route() {
   const [path, query] = hash.slice(1).split("?");
   const job = /^\/jobs\/([^/]+)$/.exec(path);
   if (job) view = jobView(main, decodeURIComponent(job[1]), new URLSearchParams(query || ""));
+  else if (path === "/search") view = searchView(main, new URLSearchParams(query || ""));
   else if (path === "/" || path === "/signin" || path === "/register" || path === "") view = jobsView(main);
   else {
     main.append(h("section", { class: "card" }, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to your jobs"))));
