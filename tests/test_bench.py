@@ -837,6 +837,7 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
     argv += ["--long-video-seconds", ""]  # it has a test of its own
     argv += ["--render-width", "320", "--render-height", "180", "--render-frames", "8"]
     argv += ["--testdata", str(TESTDATA_DIR), "--real-video-stride", "200"]  # 4 frames of vtest.avi
+    argv += ["--peak-frames", "2", "--int8-stride", "200"]  # INT8 calibrated on 4 frames, run on 4
     detectron2 = importlib.util.find_spec("detectron2") is not None
     if detectron2:
         argv += ["--prototype-model", _small_mask_rcnn(tmp_path), "--prototype-frames", "3"]
@@ -874,6 +875,8 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
         "render",
         "runtimes",
         "short_job_wait_s",
+        "peak",
+        "int8",
     ):
         assert name in figures, name
     assert figures["chunks"] == 2  # 16 frames in chunks of 8
@@ -958,6 +961,10 @@ def test_a_tiny_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path: Pat
     assert real["frames"] == 4 and set(real["runtimes"]) == {"onnxruntime", "openvino", "tflite"}
     assert real["job"]["frames"] == 4 and real["job"]["objects"] > 0
     assert "SSD MobileNet V2 on every 200th frame of vtest.avi" in run.stdout
+    runtimes = {(row["model"], row["runtime"]) for row in figures["peak"]["models"]}
+    assert {"torchvision", "onnxruntime", "openvino", "tflite"} == {runtime for _, runtime in runtimes}
+    assert figures["int8"]["ssd"]["frames"] == 4 and figures["int8"]["calibration_frames"] == 4
+    assert "+int8(calibration=sha256:" in figures["int8"]["ssd"]["int8"]["name"]
 
 
 def _small_mask_rcnn(folder: Path) -> str:

@@ -19,6 +19,7 @@ from detector.bench.peak import (
     share_of_peak,
     torch_macs,
 )
+from detector.bench.report import BenchReport, format_table
 from detector.detection import Detections, DetectorSettings
 from detector.detection.base import Predictor
 
@@ -141,3 +142,22 @@ def test_the_network_size_is_the_torchvision_models_resize(frame, size):
 def test_a_subject_without_runtimes_gives_no_rows():
     subject = Subject("none", {}, 1.0, "by hand", (1, 1))
     assert against_peak([subject], [], Peak(1, 1.0, 1.0, 1, (1, 1, 1))) == []
+
+
+def test_the_table_shows_each_runtimes_share_of_the_peak_and_the_int8_figure():
+    row = {
+        "model": "ssd",
+        "runtime": "openvino",
+        "gmac_per_frame": 0.773,
+        "gflops": 4.7,
+        "share_of_peak": 0.111,
+    }
+    int8 = {
+        "frame_stride": 10,
+        "ssd": {"speedup": 1.87, "agreement": {"match_rate": 0.958}, "average_precision": {"ap": 0.949}},
+    }
+    figures = {"peak": {"threads": 2, "gflops": 42.3, "models": [row]}, "int8": int8}
+    table = format_table(BenchReport(machine={}, options={}, figures=figures))
+    assert "machine's FP32 peak, 2 threads (GFLOP/s)" in table and "42.3" in table
+    assert "ssd on openvino, 0.773 GMAC/frame" in table and "4.7 (11.1%)" in table
+    assert "every 10th frame: speed-up" in table and "95.8% / 0.949" in table

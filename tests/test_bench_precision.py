@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from detector.bench.precision import average_precision
+from detector.bench.figures import Bench
+from detector.bench.options import BenchOptions
+from detector.bench.precision import average_precision, int8_figure
 from detector.detection import Detections
 
 LABELS = ["person", "bicycle", "car"]
@@ -57,3 +59,9 @@ def test_one_found_box_takes_one_reference_object_only():
 
 def test_no_reference_object_is_nothing_to_miss():
     assert average_precision([frame()], [frame((0, 0.5, (0, 0, 1, 1)))]) == {"ap": 1.0, "by_class": {}}
+
+
+def test_the_figure_is_skipped_without_the_shared_data(tmp_path):
+    options = BenchOptions(out_dir=tmp_path, testdata=str(tmp_path / "nowhere"))
+    bench = Bench(options, tmp_path, None, {"DETECTOR_MIN_SCORE": 0.05}, lambda line: None)  # type: ignore[arg-type]
+    assert "the shared test data is missing" in int8_figure(bench)["int8"]["skipped"]

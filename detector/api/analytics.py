@@ -35,9 +35,19 @@ ANCHORS = ["bottom_center", "center", "top_center", "bottom_left", "bottom_right
 IN_FRAME = "pixels of the stored frame, origin top-left; inside the frame (0 <= x <= width, 0 <= y <= height)"
 
 
-def _point(description: str, example: list[float]) -> fields.List:
+def _points(
+    count: tuple[int, int], description: str, example: list[list[float]], *, in_frame: bool = True
+) -> fields.List:
+    """A required list of ``count`` (fewest, most) points ``[x, y]``, none negative when
+    ``in_frame``."""
+    coordinate = fields.Float(min=0) if in_frame else fields.Float
     return fields.List(
-        fields.Float(min=0), min_items=2, max_items=2, description=description, example=example
+        fields.List(coordinate, min_items=2, max_items=2),
+        required=True,
+        min_items=count[0],
+        max_items=count[1],
+        description=description,
+        example=example,
     )
 
 
@@ -63,14 +73,11 @@ zone_model = ns.model(
             example="door",
             **_NAME,
         ),
-        "polygon": fields.List(
-            fields.List(fields.Float(min=0), min_items=2, max_items=2),
-            required=True,
-            min_items=3,
-            max_items=100,
-            description=f"The zone's corners [x, y] in order, {IN_FRAME}; edges that do not cross "
+        "polygon": _points(
+            (3, 100),
+            f"The zone's corners [x, y] in order, {IN_FRAME}; edges that do not cross "
             "(a simple polygon) and some area",
-            example=[[100, 400], [300, 400], [300, 560], [100, 560]],
+            [[100, 400], [300, 400], [300, 560], [100, 560]],
         ),
         "classes": _CLASSES,
     },
@@ -85,13 +92,8 @@ line_model = ns.model(
             example="gate",
             **_NAME,
         ),
-        "points": fields.List(
-            fields.List(fields.Float(min=0), min_items=2, max_items=2),
-            required=True,
-            min_items=2,
-            max_items=2,
-            description=f"Its two ends [x, y], {IN_FRAME}; not the same point",
-            example=[[0, 300], [768, 300]],
+        "points": _points(
+            (2, 2), f"Its two ends [x, y], {IN_FRAME}; not the same point", [[0, 300], [768, 300]]
         ),
         "in": fields.String(
             required=False,
@@ -108,21 +110,16 @@ line_model = ns.model(
 calibration_model = ns.model(
     "AnalyticsCalibration",
     {
-        "image": fields.List(
-            fields.List(fields.Float(min=0), min_items=2, max_items=2),
-            required=True,
-            min_items=4,
-            max_items=4,
-            description=f"Four points on the ground in the picture, {IN_FRAME}; no three on one line",
-            example=[[120, 500], [650, 500], [600, 250], [170, 250]],
+        "image": _points(
+            (4, 4),
+            f"Four points on the ground in the picture, {IN_FRAME}; no three on one line",
+            [[120, 500], [650, 500], [600, 250], [170, 250]],
         ),
-        "world": fields.List(
-            fields.List(fields.Float, min_items=2, max_items=2),
-            required=True,
-            min_items=4,
-            max_items=4,
-            description="Where those points are on the ground, in metres; no three on one line",
-            example=[[0, 0], [10, 0], [10, 20], [0, 20]],
+        "world": _points(
+            (4, 4),
+            "Where those points are on the ground, in metres; no three on one line",
+            [[0, 0], [10, 0], [10, 20], [0, 20]],
+            in_frame=False,
         ),
     },
     strict=True,

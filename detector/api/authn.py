@@ -20,13 +20,15 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_jwt_extended import current_user as jwt_current_user
 from flask_jwt_extended import verify_jwt_in_request
 from werkzeug.exceptions import Unauthorized
 from werkzeug.local import LocalProxy
 
 from detector.auth.apikeys import KeyOwner, KeyRefused, looks_like_key, owner_of
+from detector.config import current_settings
+from detector.services import media
 from detector.services.errors import Forbidden
 
 API_KEY_HEADER = "X-API-Key"
@@ -64,6 +66,24 @@ def authenticate() -> Any:
             raise Unauthorized(str(exc)) from None
     verify_jwt_in_request()
     return jwt_current_user._get_current_object()
+
+
+def media_viewer(job_id: str) -> int:
+    """The id of the user a request for the job's media (its videos, its tracks'
+    thumbnails) is for: its ``media_token`` query parameter's (a ``<video>`` or
+    ``<img>`` cannot send headers), else its credential's, kept as `current_user`.
+
+    Raises:
+        MediaTokenRefused: a bad or expired media token, or one for another job (a 401).
+        Unauthorized, JWTExtendedException, PyJWTError: as `authenticate`.
+    """
+    token = request.args.get("media_token")
+    if token is not None:
+        return media.media_token_user(
+            current_app.config["SECRET_KEY"], token, job_id, current_settings().media_url_seconds
+        )
+    g.caller = authenticate()
+    return int(g.caller.id)
 
 
 def authenticated() -> Callable[[_View], _View]:

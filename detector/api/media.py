@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, g, request, send_file, url_for
+from flask import Response, current_app, send_file, url_for
 from flask_restx import Namespace, Resource, fields
 
-from detector.api.authn import SECURITY, authenticate, authenticated, current_user
+from detector.api.authn import SECURITY, authenticated, current_user, media_viewer
 from detector.api.errors import error_model
 from detector.api.jobs import JOB_ID_PARAM, UNAUTHORIZED, render_dict, render_model
 from detector.config import current_settings
@@ -65,17 +65,6 @@ RANGE_HEADERS = {
     "Accept-Ranges": {"type": "string", "description": "bytes"},
     "Content-Range": {"type": "string", "description": "On 206: the bytes sent, e.g. bytes 0-1023/52428800"},
 }
-
-
-def _viewer(job_id: str) -> int:
-    """The user a video request plays as: its media token's, or its credential's."""
-    token = request.args.get("media_token")
-    if token is not None:
-        return media.media_token_user(
-            current_app.config["SECRET_KEY"], token, job_id, current_settings().media_url_seconds
-        )
-    g.caller = authenticate()
-    return int(g.caller.id)
 
 
 def _send(found: media.MediaFile) -> Response:
@@ -153,7 +142,7 @@ class JobVideo(Resource):
     @ns.response(416, "A Range outside the file", error_model)
     def get(self, job_id: str) -> Response:
         """The job's original video, with Range support."""
-        user_id = _viewer(job_id)
+        user_id = media_viewer(job_id)
         return _send(media.original_video(user_id, job_id, current_app.extensions["video_storage"]))
 
 
@@ -171,5 +160,5 @@ class JobAnnotatedVideo(Resource):
     @ns.response(416, "A Range outside the file", error_model)
     def get(self, job_id: str) -> Response:
         """The job's annotated video (H.264 MP4, index first), with Range support."""
-        user_id = _viewer(job_id)
+        user_id = media_viewer(job_id)
         return _send(media.annotated_video(user_id, job_id, current_app.extensions["video_storage"]))

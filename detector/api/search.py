@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, g, request, url_for
+from flask import Response, current_app, request, url_for
 from flask_restx import Namespace, Resource, fields, inputs, reqparse
 
-from detector.api.authn import SECURITY, authenticate, authenticated, current_user
+from detector.api.authn import SECURITY, authenticated, current_user, media_viewer
 from detector.api.errors import error_model
 from detector.api.fields import NullableString
 from detector.api.jobs import JOB_ID, JOB_ID_PARAM, UNAUTHORIZED, parse_args
-from detector.config import current_settings
 from detector.services import media
 from detector.services import search as search_service
 from detector.services.errors import InvalidInput
@@ -265,17 +264,6 @@ class Search(Resource):
         }
 
 
-def _viewer(job_id: str) -> int:
-    """The user a thumbnail request is for: its media token's, or its credential's."""
-    token = request.args.get("media_token")
-    if token is not None:
-        return media.media_token_user(
-            current_app.config["SECRET_KEY"], token, job_id, current_settings().media_url_seconds
-        )
-    g.caller = authenticate()
-    return int(g.caller.id)
-
-
 @thumbnails_ns.route(
     f"/<string:job_id>/tracks/<int(max={MAX_TRACK_ID}):track_id>/thumbnail", endpoint="jobs_track_thumbnail"
 )
@@ -302,7 +290,7 @@ class TrackThumbnail(Resource):
     @thumbnails_ns.response(200, "The track's best-scoring box, a JPEG whose longest side is at most 128 px")
     def get(self, job_id: str, track_id: int) -> Response:
         """A track's thumbnail: its best-scoring box cut from the video, as a JPEG."""
-        user_id = _viewer(job_id)
+        user_id = media_viewer(job_id)
         jpeg = search_service.get_thumbnail(user_id, job_id, track_id)
         response = current_app.response_class(jpeg, mimetype="image/jpeg")
         response.headers["Cache-Control"] = "private, max-age=3600"

@@ -81,43 +81,30 @@ def synthetic_frames(frames: int = FRAMES, tracks: int = TRACKS, seed: int = 0) 
 
 def make_job(database_url: str, objects: list[list[dict[str, Any]]]) -> tuple[str, str]:
     """A database with one succeeded, tracked job of these frames and one queued spec."""
-    from sqlalchemy import create_engine, insert
+    from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
     from detector.analytics import parse_spec
+    from detector.bench.stored import stored_job
     from detector.db.migrate import upgrade
-    from detector.models import Analytics, FrameDetections, Job, JobStatus, User
+    from detector.models import Analytics, JobStatus
 
     upgrade(database_url)
     engine = create_engine(database_url)
     spec = parse_spec(SPEC, FRAME_W, FRAME_H)
     with Session(engine) as session:
-        user = User(username="bench", password_hash="x")
-        session.add(user)
-        session.flush()
-        job = Job(
-            owner_id=user.id,
-            original_filename="busy.mp4",
-            storage_key="0" * 32,
+        job_id = stored_job(
+            session,
+            ((i, i / FPS, frame) for i, frame in enumerate(objects)),
             status=JobStatus.SUCCEEDED,
-            score_threshold=0.5,
+            original_filename="busy.mp4",
             track=True,
             width=FRAME_W,
             height=FRAME_H,
             fps=FPS,
             frame_count=len(objects),
             frames_total=len(objects),
-            dispatched=True,
-        )
-        session.add(job)
-        session.flush()
-        job_id = job.id
-        for start in range(0, len(objects), 1_000):
-            rows = [
-                {"job_id": job_id, "index": i, "timestamp": i / FPS, "objects": objects[i]}
-                for i in range(start, min(start + 1_000, len(objects)))
-            ]
-            session.execute(insert(FrameDetections), rows)
+        ).id
         session.add(Analytics(job_id=job_id, id=spec.spec_id, name="bench", spec=spec.as_json()))
         session.commit()
     engine.dispose()

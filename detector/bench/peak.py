@@ -9,8 +9,9 @@ as a share of the machine's measured peak:
   3x3 convolution (``torch.nn.functional.conv2d``) run in this process on the
   threads the runtimes use (``onnx_backend.cpu_threads``), best of a few runs,
   before and after the models are timed; the best of those is the peak;
-* the torchvision default CPU model (``fasterrcnn_mobilenet_v3_large_320_fpn``)
-  on PyTorch eager, ONNX Runtime and OpenVINO: its MACs counted by torch's
+* the benchmark's torchvision model (``--model``, by default the default CPU model
+  ``fasterrcnn_mobilenet_v3_large_320_fpn``) with the runtimes figure's weights
+  (``--runtimes-weights``) on PyTorch eager, ONNX Runtime and OpenVINO: its MACs counted by torch's
   ``FlopCounterMode`` around the eager predictor's call on the figure's frames
   (`torch_macs`), which is the same network the runtimes run as its ONNX export;
 * the shared SSD MobileNet V2 (``--testdata``) on ONNX Runtime and OpenVINO (the
@@ -313,7 +314,7 @@ def peak_figure(bench: Bench) -> dict[str, Any]:
     """The benchmark's peak figure (see the module docstring): ``peak_frames`` frames,
     the peak, and one row per model and runtime."""
     from detector.bench.realvideo import RealVideoData, sampled_frames
-    from detector.bench.runtimes import read_frames
+    from detector.bench.runtimes import conditioned_weights, read_frames
     from detector.detection.identity import TORCHVISION_CHECKPOINTS
     from detector.detection.onnx_backend import cpu_threads
 
@@ -332,13 +333,17 @@ def peak_figure(bench: Bench) -> dict[str, Any]:
     subjects = []
     notes = []
     if options.model in TORCHVISION_CHECKPOINTS:
+        cache_dir = str(bench.out / "model-cache")
+        weights = options.runtimes_weights or options.weights
+        if weights == "conditioned":  # the runtimes figure's model: its export is cached
+            weights = conditioned_weights(options.model, cache_dir, options.width, options.height)
         settings = DetectorSettings(
             backend="torchvision",
             model=options.model,
-            weights=options.weights,
+            weights=weights,
             device="cpu",
             min_score=float(bench.model_config["DETECTOR_MIN_SCORE"]),
-            cache_dir=str(bench.out / "model-cache"),
+            cache_dir=cache_dir,
         )
         subjects.append(torchvision_subject(settings, frames[:4]))
     else:

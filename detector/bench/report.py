@@ -190,6 +190,8 @@ def format_table(report: BenchReport) -> str:
     rows += _scheduling_rows(f)
     rows += _long_video_rows(f)
     rows += _real_video_rows(f)
+    rows += _peak_rows(f)
+    rows += _int8_rows(f)
 
     met = check_targets(f)
 
@@ -356,6 +358,42 @@ def _real_video_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
             ("  pipeline efficiency (job / predict)", job["pipeline_efficiency"], ""),
         ]
     return rows
+
+
+def _peak_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The table's rows of the peak figure (detector/bench/peak.py), where measured."""
+    p = f.get("peak")
+    if not p:
+        return []
+    rows: list[tuple[str, Any, str]] = [
+        (f"machine's FP32 peak, {p['threads']} threads (GFLOP/s)", p["gflops"], "")
+    ]
+    for row in p["models"]:
+        value = f"{row['gflops']} ({row['share_of_peak']:.1%})"
+        rows.append((f"  {row['model']} on {row['runtime']}, {row['gmac_per_frame']} GMAC/frame", value, ""))
+    return rows
+
+
+def _int8_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The table's rows of the int8 figure (detector/bench/precision.py), where measured."""
+    r = f.get("int8")
+    if not r:
+        return []
+    if "skipped" in r:
+        return [("INT8 against FP32 (shared SSD)", f"skipped: {r['skipped']}", "")]
+    ssd = r["ssd"]
+    return [
+        (
+            f"SSD INT8 against FP32 on OpenVINO, every {r['frame_stride']}th frame: speed-up",
+            ssd["speedup"],
+            "",
+        ),
+        (
+            "  objects matched / AP50 against FP32",
+            f"{ssd['agreement']['match_rate']:.1%} / {ssd['average_precision']['ap']}",
+            "",
+        ),
+    ]
 
 
 def _scheduling_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:

@@ -167,6 +167,16 @@ def conditioned_checkpoint(
     return path
 
 
+def conditioned_weights(model: str, cache_dir: str | None, width: int, height: int) -> str:
+    """The file of `conditioned_checkpoint` of ``model`` (seed 0) for frames of ``width`` x
+    ``height``, in ``cache_dir`` (None: the default), written first if it is not there."""
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    checkpoint = folder / "conditioned" / f"{model}-seed0-{width}x{height}.pth"
+    if not checkpoint.is_file():
+        conditioned_checkpoint(model, checkpoint, width=width, height=height)
+    return str(checkpoint)
+
+
 def compare_runtimes(
     model: str,
     weights: str,
@@ -212,11 +222,7 @@ def compare_runtimes(
     }
     if weights == "conditioned":
         height, width = images[0].shape[:2]
-        folder = Path(cache_dir) if cache_dir else default_cache_dir()
-        checkpoint = folder / "conditioned" / f"{model}-seed0-{width}x{height}.pth"
-        if not checkpoint.is_file():
-            conditioned_checkpoint(model, checkpoint, width=width, height=height)
-        weights = str(checkpoint)
+        weights = conditioned_weights(model, cache_dir, width, height)
     predictors = {}
     for backend in runtimes:
         settings = DetectorSettings(

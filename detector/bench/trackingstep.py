@@ -44,41 +44,29 @@ def _objects(rng: np.random.Generator) -> list[dict[str, Any]]:
 def make_job(database_url: str, frames: int, seed: int = 0) -> str:
     """A database at ``database_url`` with one processing, tracked job of ``frames``
     stored frames one second apart; the job's id."""
-    from sqlalchemy import create_engine, insert
+    from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
+    from detector.bench.stored import stored_job
     from detector.db.migrate import upgrade
-    from detector.models import FrameDetections, Job, JobStatus, User, utcnow
+    from detector.models import JobStatus, utcnow
 
     upgrade(database_url)
     rng = np.random.default_rng(seed)
     engine = create_engine(database_url)
     with Session(engine) as session:
-        user = User(username="bench", password_hash="x")
-        session.add(user)
-        session.flush()
-        job = Job(
-            owner_id=user.id,
-            original_filename="long.mp4",
-            storage_key="0" * 32,
+        job_id = stored_job(
+            session,
+            ((k * 25, float(k), _objects(rng)) for k in range(frames)),
             status=JobStatus.PROCESSING,
+            original_filename="long.mp4",
             score_threshold=0.0,
             sample_fps=1.0,
             track=True,
             started_at=utcnow(),
             frame_count=frames * 25,
             frames_total=frames,
-            dispatched=True,
-        )
-        session.add(job)
-        session.flush()
-        job_id = job.id
-        for start in range(0, frames, 1_000):
-            rows = [
-                {"job_id": job_id, "index": k * 25, "timestamp": float(k), "objects": _objects(rng)}
-                for k in range(start, min(start + 1_000, frames))
-            ]
-            session.execute(insert(FrameDetections), rows)
+        ).id
         session.commit()
     engine.dispose()
     return job_id

@@ -16,8 +16,8 @@ which is the default::
     batch_size = 8
 
 A table's keys are those of `DetectorSettings` (backend, model, weights,
-device, batch_size, min_score, seed, cache_dir, file, family, labels, input); a
-key it leaves out takes the ``DETECTOR_*`` setting. Without ``DETECTOR_MODELS``
+device, batch_size, min_score, seed, cache_dir, file, family, labels, input,
+precision, calibration); a key it leaves out takes the ``DETECTOR_*`` setting. Without ``DETECTOR_MODELS``
 the deployment has one model, ``default``, made of the ``DETECTOR_*`` settings
 alone.
 

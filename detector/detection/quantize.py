@@ -42,13 +42,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from importlib.metadata import version
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from detector.detection.base import DetectorSettings
-from detector.detection.identity import calibration_files, model_identity
+from detector.detection.identity import IMAGE_SUFFIXES, calibration_files, model_identity
 from detector.detection.weights import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ ModelInputs = dict[str, np.ndarray] | np.ndarray
 
 def calibration_frames(source: str | Path, count: int = CALIBRATION_FRAMES) -> list[np.ndarray]:
     """At most ``count`` BGR ``uint8`` frames of a calibration video or folder, spread
-    evenly over it (a video is decoded whole once, keeping every k-th frame).
+    evenly over it (a video is decoded once, keeping every k-th frame).
 
     Raises:
         WeightsError: nothing there (`identity.calibration_files`).
@@ -75,7 +76,7 @@ def calibration_frames(source: str | Path, count: int = CALIBRATION_FRAMES) -> l
     import cv2
 
     files = calibration_files(Path(source))
-    if len(files) == 1 and files[0].suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp"):
+    if len(files) == 1 and files[0].suffix.lower() not in IMAGE_SUFFIXES:
         frames = _video_frames(files[0], count)
     else:
         step = max(1, -(-len(files) // count))
@@ -86,6 +87,8 @@ def calibration_frames(source: str | Path, count: int = CALIBRATION_FRAMES) -> l
 
 
 def _video_frames(path: Path, count: int) -> list[np.ndarray]:
+    """Every k-th frame of the video, k such that about ``count`` are kept (where the
+    container does not say how many frames it has: the first ``count``)."""
     import av
 
     with av.open(str(path)) as container:
@@ -93,11 +96,8 @@ def _video_frames(path: Path, count: int) -> list[np.ndarray]:
         stream.thread_type = "AUTO"
         total = stream.frames or 0
         step = max(1, -(-total // count)) if total else 1
-        return [
-            frame.to_ndarray(format="bgr24")
-            for i, frame in enumerate(container.decode(stream))
-            if i % step == 0
-        ]
+        kept = (frame for i, frame in enumerate(container.decode(stream)) if i % step == 0)
+        return [frame.to_ndarray(format="bgr24") for frame in islice(kept, count)]
 
 
 def int8_key(settings: DetectorSettings, count: int = CALIBRATION_FRAMES) -> str:

@@ -1,14 +1,15 @@
 """`analyse_tracks`: one analytics spec over a succeeded job's stored tracks
 (detector.analytics), on the processor queue, when the job's owner asks.
 
-The task takes the job's id and the spec's id and re-reads both. It starts with
-one conditional UPDATE (queued, or running with no progress for ANALYTICS_LEASE:
-a delivery whose worker died), so two deliveries never run at once. A job that
+The task takes the job's id and the spec's id and re-reads both. It takes the
+run's lease (detector.pipeline.lease, stamped in ``progress_at``) while the run is
+queued, or running with no progress for ANALYTICS_LEASE (a delivery whose worker
+died), so two deliveries never run at once. A job that
 was not tracked is tracked first, as the tracking step tracks
 (detector.pipeline.tracking.track_succeeded_job): one run at a time, the others
 waiting for it. Then the job's frames are read in order, the
-anchors collected, and the results stored with the run's end, again one
-conditional UPDATE: a spec deleted meanwhile stays deleted.
+anchors collected, and the results stored as the lease is released: a spec
+deleted meanwhile stays deleted.
 
 Progress is frames read (and tracked) of the frames to read, written every
 BATCH_FRAMES frames; the run checks its time limit at the same moments.
@@ -24,7 +25,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 
 from detector.analytics import analyse_frames, parse_spec
 from detector.analytics.overlay import overlay_for
@@ -39,6 +40,7 @@ from detector.models import (
     JobStatus,
     utcnow,
 )
+from detector.pipeline import lease
 from detector.pipeline.limits import Deadline, LimitExceeded, TimeLimit
 from detector.pipeline.names import ANALYSE_TRACKS, analytics_task_id
 from detector.pipeline.stored import stored_frames
@@ -97,48 +99,44 @@ def _mine(job_id: str, analytics_id: str) -> Any:
 
 
 def _fail(job_id: str, analytics_id: str, message: str) -> None:
+    now = utcnow()
     with db.transaction() as session:
-        session.execute(
-            update(Analytics)
-            .where(
-                _mine(job_id, analytics_id),
-                Analytics.status.in_([AnalyticsStatus.QUEUED, AnalyticsStatus.RUNNING]),
-            )
-            .values(
-                status=AnalyticsStatus.FAILED,
-                stage=AnalyticsStage.FAILED.value,
-                error=message,
-                finished_at=utcnow(),
-                progress_at=utcnow(),
-            )
+        lease.release(
+            session,
+            Analytics,
+            _mine(job_id, analytics_id),
+            Analytics.status.in_([AnalyticsStatus.QUEUED, AnalyticsStatus.RUNNING]),
+            stamp=Analytics.progress_at,
+            now=now,
+            status=AnalyticsStatus.FAILED,
+            stage=AnalyticsStage.FAILED.value,
+            error=message,
+            finished_at=now,
         )
     log.warning("job=%s analytics=%s failed: %s", job_id, analytics_id, message)
 
 
 def _start(job_id: str, analytics_id: str) -> bool:
-    """Take the run (one conditional UPDATE); whether this delivery runs it."""
+    """Take the run's lease, queued or lapsed; whether this delivery runs it."""
     now = utcnow()
     with db.transaction() as session:
-        took = session.execute(
-            update(Analytics)
-            .where(
-                _mine(job_id, analytics_id),
-                or_(
-                    Analytics.status == AnalyticsStatus.QUEUED,
-                    (Analytics.status == AnalyticsStatus.RUNNING)
-                    & (Analytics.progress_at < now - ANALYTICS_LEASE),
-                ),
-            )
-            .values(
-                status=AnalyticsStatus.RUNNING,
-                deliveries=Analytics.deliveries + 1,
-                started_at=now,
-                progress_at=now,
-                frames_done=0,
-                error=None,
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
+        took = lease.take(
+            session,
+            Analytics,
+            _mine(job_id, analytics_id),
+            or_(
+                Analytics.status == AnalyticsStatus.QUEUED,
+                (Analytics.status == AnalyticsStatus.RUNNING)
+                & lease.expired(Analytics.progress_at, ANALYTICS_LEASE, now),
+            ),
+            stamp=Analytics.progress_at,
+            count=Analytics.deliveries,
+            now=now,
+            status=AnalyticsStatus.RUNNING,
+            started_at=now,
+            frames_done=0,
+            error=None,
+        )
         deliveries = session.scalar(select(Analytics.deliveries).where(_mine(job_id, analytics_id)))
     if took and (deliveries or 0) > MAX_ANALYTICS_DELIVERIES:
         _fail(
@@ -147,17 +145,21 @@ def _start(job_id: str, analytics_id: str) -> bool:
             f"the analytics were started {MAX_ANALYTICS_DELIVERIES} times and their worker died each time",
         )
         return False
-    return bool(took)
+    return took
 
 
 def _progress(job_id: str, analytics_id: str, done: int, total: int, stage: AnalyticsStage) -> None:
     with db.transaction() as session:
-        moved = session.execute(
-            update(Analytics)
-            .where(_mine(job_id, analytics_id), Analytics.status == AnalyticsStatus.RUNNING)
-            .values(frames_done=done, frames_total=total, stage=stage.value, progress_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
+        moved = lease.renew(
+            session,
+            Analytics,
+            _mine(job_id, analytics_id),
+            Analytics.status == AnalyticsStatus.RUNNING,
+            stamp=Analytics.progress_at,
+            frames_done=done,
+            frames_total=total,
+            stage=stage.value,
+        )
     if not moved:
         raise AnalyticsStopped()
 
@@ -265,22 +267,23 @@ def _run(job_id: str, analytics_id: str, deadline: Deadline) -> dict[str, Any]:
             deadline.check()
 
     analysis = analyse_frames(spec, stored_frames(job_id), reading)
+    now = utcnow()
     with db.transaction() as tx:
-        done = tx.execute(
-            update(Analytics)
-            .where(_mine(job_id, analytics_id), Analytics.status == AnalyticsStatus.RUNNING)
-            .values(
-                status=AnalyticsStatus.SUCCEEDED,
-                stage=AnalyticsStage.DONE.value,
-                frames_done=total,
-                frames_total=total,
-                results=analysis.results,
-                heatmap=analysis.heatmap.as_json(),
-                finished_at=utcnow(),
-                progress_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
+        done = lease.release(
+            tx,
+            Analytics,
+            _mine(job_id, analytics_id),
+            Analytics.status == AnalyticsStatus.RUNNING,
+            stamp=Analytics.progress_at,
+            now=now,
+            status=AnalyticsStatus.SUCCEEDED,
+            stage=AnalyticsStage.DONE.value,
+            frames_done=total,
+            frames_total=total,
+            results=analysis.results,
+            heatmap=analysis.heatmap.as_json(),
+            finished_at=now,
+        )
     if not done:
         raise AnalyticsStopped()
     log.info(

@@ -2,8 +2,8 @@
 
 A lease is a timestamp column of the row, its holder's last sign of life (the
 ``stamp``): a chunk's ``updated_at``, a job's ``started_at`` while it is planned
-and ``tracked_at`` while it is tracked, a download's and a render's
-``progress_at``. The row's other columns say what the holder is doing (a
+and ``tracked_at`` while it is tracked, a download's, a render's and an
+analytics run's ``progress_at``. The row's other columns say what the holder is doing (a
 status). Each step is one conditional UPDATE whose row count says whether it
 took, so of two workers (or a worker and the watchdog) that try at once exactly
 one does: PostgreSQL re-checks a concurrent update's ``WHERE`` against the

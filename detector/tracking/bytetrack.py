@@ -20,7 +20,7 @@ import math
 import statistics
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -82,8 +82,8 @@ class TrackSummary:
     best_box: list[float]
 
     def as_dict(self) -> dict[str, Any]:
-        """The summary as plain JSON-ready values."""
-        return asdict(self)
+        """The summary as plain JSON-ready values (a copy: the box is a new list)."""
+        return {**vars(self), "best_box": list(self.best_box)}
 
 
 @dataclass

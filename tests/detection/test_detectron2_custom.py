@@ -193,3 +193,16 @@ def test_the_api_lists_the_models_labels(model: CustomModel, tmp_path: Path):
     labels = client.get("/api/labels?model=shapes", headers=headers).json
     assert labels["labels"] == [{"class_id": i, "label": name} for i, name in enumerate(NAMES)]
     assert labels["model"] == shapes["identity"]
+
+
+def test_a_retinanet_counts_its_classes_in_its_own_key():
+    from detector.detection.detectron2_backend import config_labels
+
+    retinanet = "COCO-Detection/retinanet_R_50_FPN_3x.yaml"
+    with pytest.raises(
+        LabelsError, match=r"the labels list names 2 classes, but \S+ has MODEL\.RETINANET\.NUM_CLASSES 80"
+    ):
+        config_labels(DetectorSettings(backend="detectron2", model=retinanet, labels=("a", "b")))
+    # A zoo config's own dataset names as many classes as it has (LVIS v0.5: 1230).
+    lvis = "LVISv0.5-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
+    assert len(config_labels(DetectorSettings(backend="detectron2", model=lvis))) == 1230

@@ -90,6 +90,12 @@ def test_calibration_frames_are_spread_over_the_folder(tmp_path):
     assert len(calibration_frames(folder)) == 10
 
 
+def test_calibration_frames_are_spread_over_the_video(testdata: SharedData):
+    frames = calibration_frames(testdata.video, count=4)  # 795 frames: every 199th
+    assert len(frames) == 4 and frames[0].shape == (576, 768, 3)
+    assert not np.array_equal(frames[1], frames[2])
+
+
 def test_the_catalog_reads_calibration_relative_to_its_file(tmp_path):
     declared = {
         "models": {

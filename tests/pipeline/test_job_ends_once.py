@@ -17,6 +17,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from detector.app import create_app
+from detector.bench.stored import stored_job, user_id
 from detector.db import db
 from detector.db.migrate import upgrade
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, User, WebhookEvent
@@ -72,25 +73,16 @@ def _complete_job(owner_id: int | None = None, chunks: int = 2) -> str:
     (of a new user, unless ``owner_id`` says whose)."""
     session = db.session
     if owner_id is None:
-        user = User(
-            username=f"racer{session.scalar(select(func.count()).select_from(User))}", password_hash="x"
-        )
-        session.add(user)
-        session.flush()
-        owner_id = user.id
-    job = Job(
-        owner_id=owner_id,
-        original_filename="v.mp4",
-        storage_key="0" * 32,
+        owner_id = user_id(session, f"racer{session.scalar(select(func.count()).select_from(User))}")
+    job = stored_job(
+        session,
+        [(i, float(i), []) for i in range(chunks)],
         status=JobStatus.PROCESSING,
-        score_threshold=0.5,
+        owner_id=owner_id,
         frames_total=chunks,
         chunk_count=chunks,
-        dispatched=True,
         callback_url="https://hooks.example.com/detector",
     )
-    session.add(job)
-    session.flush()
     for i in range(chunks):
         session.add(
             Chunk(
@@ -106,7 +98,6 @@ def _complete_job(owner_id: int | None = None, chunks: int = 2) -> str:
                 objects=2,
             )
         )
-        session.add(FrameDetections(job_id=job.id, index=i, timestamp=float(i), objects=[]))
     session.commit()
     return job.id
 

@@ -23,10 +23,11 @@ import pytest
 from sqlalchemy import select
 
 from detector.app import create_app
+from detector.bench.stored import stored_job
 from detector.db import db
 from detector.db.migrate import upgrade
 from detector.detection import AnalysedFrame, Detections
-from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, Track, User, utcnow
+from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, Track, utcnow
 from detector.pipeline import tracking as tracking_module
 from detector.pipeline.predict import Prediction, predict, track_results
 from detector.video import index_frames
@@ -375,26 +376,19 @@ def _moving_objects(frame: int) -> list[dict[str, Any]]:
 def _tracked_job(frames: list[int], chunk_frames: int, age: timedelta = timedelta(0)) -> str:
     """A tracked job, processing, whose chunks are all done and whose frames are stored."""
     session = db.session
-    user = session.query(User).first() or User(username="t", password_hash="x")
-    session.add(user)
-    session.flush()
     then = utcnow() - age
-    job = Job(
-        owner_id=user.id,
-        original_filename="v.mp4",
-        storage_key="0" * 32,
+    job = stored_job(
+        session,
+        [(f, f / 25, _moving_objects(f)) for f in frames],
         status=JobStatus.PROCESSING,
-        score_threshold=0.5,
+        owner="t",
         sample_fps=5.0,
         track=True,
         created_at=then,
         started_at=then,
         frame_count=frames[-1] + 1,
         frames_total=len(frames),
-        dispatched=True,
     )
-    session.add(job)
-    session.flush()
     parts = [frames[i : i + chunk_frames] for i in range(0, len(frames), chunk_frames)]
     job.chunk_count = len(parts)
     for i, part in enumerate(parts):
@@ -414,8 +408,6 @@ def _tracked_job(frames: list[int], chunk_frames: int, age: timedelta = timedelt
                 updated_at=then,
             )
         )
-        for f in part:
-            session.add(FrameDetections(job_id=job.id, index=f, timestamp=f / 25, objects=_moving_objects(f)))
     session.commit()
     return job.id
 

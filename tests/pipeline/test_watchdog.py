@@ -8,8 +8,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from detector.bench.stored import stored_job
 from detector.db import db
-from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, ModelActivity, User, utcnow
+from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, ModelActivity, utcnow
 from detector.pipeline.tasks import watchdog
 from tests.conftest import reconfigure
 
@@ -21,24 +22,18 @@ def _sent_tasks(app) -> list[str]:
 
 def _job(status: JobStatus, age: timedelta, chunks: list[ChunkStatus], dispatched: bool = True) -> str:
     session = db.session
-    user = session.query(User).first() or User(username="w", password_hash="x")
-    session.add(user)
-    session.flush()
     then = utcnow() - age
-    job = Job(
-        owner_id=user.id,
-        original_filename="v.mp4",
-        storage_key="0" * 32,
+    job = stored_job(
+        session,
+        [(i, float(i), []) for i, state in enumerate(chunks) if state is ChunkStatus.DONE],
         status=status,
-        score_threshold=0.5,
+        owner="w",
         created_at=then,
         started_at=then,
         frames_total=len(chunks),
         chunk_count=len(chunks),
         dispatched=dispatched,
     )
-    session.add(job)
-    session.flush()
     for i, state in enumerate(chunks):
         session.add(
             Chunk(
@@ -53,8 +48,6 @@ def _job(status: JobStatus, age: timedelta, chunks: list[ChunkStatus], dispatche
                 updated_at=then,
             )
         )
-        if state is ChunkStatus.DONE:
-            session.add(FrameDetections(job_id=job.id, index=i, timestamp=float(i), objects=[]))
     session.commit()
     return job.id
 

@@ -126,6 +126,13 @@ def test_draw_a_zone_and_a_line_run_read_the_counts_and_seek_from_an_event(
     assert page.locator(".shape[data-kind=zone] .shape-name").input_value() == "zone 1"
     assert page.locator(".shape[data-kind=line] .shape-name").input_value() == "line 1"
     assert page.locator(".shape[data-kind=line] .shape-in").input_value() == "left"
+    # Without a pointer: a shape's points typed (this one removed again).
+    page.click(".typed-shape summary")
+    page.fill("#typed-points", "10,10 20.5,10")
+    page.click(".typed-shape button:has-text('Add as line')")
+    assert page.locator(".shape[data-name='line 2'] .shape-points").input_value() == "10,10 20.5,10"
+    page.click(".shape[data-name='line 2'] button:has-text('Remove')")
+    assert page.locator(".shape").count() == 2
 
     sent: list[dict[str, Any]] = []
     page.on(

@@ -24,7 +24,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detector.detection.families.family import Decoded, Family, cxcywh_to_xyxy, named
+from detector.detection.families.family import (
+    Decoded,
+    Family,
+    Normalisation,
+    boxes_output,
+    cxcywh_to_xyxy,
+    to_pixels,
+)
 from detector.detection.families.files import ModelFile
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -33,13 +40,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class DETR(Family):
     name = "detr"
-    default_size = (640, 640)
-    default_layout = "NCHW"
-    default_resize = "stretch"
 
-    def default_normalisation(
-        self, model: ModelFile, dtype: str
-    ) -> tuple[float, tuple[float, float, float], tuple[float, float, float]]:
+    def default_normalisation(self, model: ModelFile, dtype: str) -> Normalisation:
         names = {t.name for t in model.outputs}
         if dtype != "uint8" and {"dets", "labels"} <= names:
             return 1 / 255, IMAGENET_MEAN, IMAGENET_STD
@@ -52,10 +54,8 @@ class DETR(Family):
         ranks = [len(t.shape) for t in outputs]
         if len(outputs) == 1 and ranks[0] == 3 and (outputs[0].shape[2] or 0) > 4:
             return "joint", 0, None, None
-        boxes = named(outputs, "box", "dets")
+        boxes = boxes_output(outputs, "box", "dets")
         if boxes is None:
-            boxes = next((i for i, t in enumerate(outputs) if len(t.shape) == 3 and t.shape[2] == 4), None)
-        if boxes is None or ranks[boxes] != 3 or outputs[boxes].shape[2] != 4:
             raise self._fail(model, "no boxes output [batch, queries, 4]")
         rest = [i for i in range(len(outputs)) if i != boxes]
         per_class = [i for i in rest if ranks[i] == 3]
@@ -112,11 +112,7 @@ class DETR(Family):
         layout, boxes_at, classes_at, scores_at = self._roles(model)
         if layout == "postprocessed":
             assert classes_at is not None and scores_at is not None
-            scores = np.asarray(outputs[scores_at], dtype=np.float64).reshape(-1)
-            keep = np.flatnonzero(scores >= min_score)
-            boxes = np.asarray(outputs[boxes_at], dtype=np.float64).reshape(-1, 4)
-            classes = np.asarray(outputs[classes_at]).reshape(-1)
-            return Decoded.of(boxes[keep], scores[keep], np.rint(classes[keep]))
+            return Decoded.scoring(outputs[boxes_at], outputs[scores_at], outputs[classes_at], min_score)
         if layout == "joint":
             joint = np.asarray(outputs[0], dtype=np.float64)
             joint = joint.reshape(joint.shape[-2], joint.shape[-1])
@@ -135,6 +131,5 @@ class DETR(Family):
         top = np.argsort(-flat, kind="stable")[:queries]
         top = top[flat[top] >= min_score]
         query, classes = np.divmod(top, count)
-        width, height = input_size
-        boxes = cxcywh_to_xyxy(cxcywh[query]) * np.array([width, height, width, height], dtype=np.float64)
+        boxes = to_pixels(cxcywh_to_xyxy(cxcywh[query]), input_size)
         return Decoded.of(boxes, flat[top], classes)

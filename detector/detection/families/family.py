@@ -20,6 +20,9 @@ NMS_IOU = 0.7
 #: The most objects kept per frame after non-maximum suppression (Ultralytics' ``max_det``).
 MAX_DETECTIONS = 300
 
+#: ``scale, mean, std`` of an input: a pixel ``x`` goes in as ``(x * scale - mean) / std``.
+Normalisation = tuple[float, tuple[float, float, float], tuple[float, float, float]]
+
 
 @dataclass(frozen=True)
 class Decoded:
@@ -39,6 +42,28 @@ class Decoded:
             np.asarray(classes).astype(np.int64).reshape(-1),
         )
 
+    @classmethod
+    def scoring(cls, boxes: Any, scores: Any, classes: Any, min_score: float) -> Decoded:
+        """The rows scoring at least ``min_score`` of boxes ``[N, 4]``, scores ``[N]`` and
+        class ids ``[N]`` (floats rounded) that need no NMS."""
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        keep = np.flatnonzero(scores >= min_score)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        classes = np.rint(np.asarray(classes, dtype=np.float64).reshape(-1))
+        return cls.of(boxes[keep], scores[keep], classes[keep])
+
+    @classmethod
+    def best_class(cls, boxes: Any, per_class: Any, min_score: float) -> Decoded:
+        """Boxes ``[N, 4]`` each taking its best class of ``per_class`` ``[N, C]`` scores;
+        those scoring at least ``min_score`` go through `nms`."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        per_class = np.asarray(per_class).reshape(len(boxes), -1)
+        classes = per_class.argmax(axis=1)
+        scores = per_class[np.arange(len(boxes)), classes]
+        keep = np.flatnonzero(scores >= min_score)
+        keep = keep[nms(boxes[keep], scores[keep], classes[keep])]
+        return cls.of(boxes[keep], scores[keep], classes[keep])
+
 
 class Family(ABC):
     """A family of exported detectors (see ``detector.detection.families``)."""
@@ -51,9 +76,7 @@ class Family(ABC):
     default_layout = "NCHW"
     default_resize = "stretch"
 
-    def default_normalisation(
-        self, model: ModelFile, dtype: str
-    ) -> tuple[float, tuple[float, float, float], tuple[float, float, float]]:
+    def default_normalisation(self, model: ModelFile, dtype: str) -> Normalisation:
         """``scale, mean, std`` for a ``dtype`` input when the catalog gives none."""
         if dtype == "uint8":
             return 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
@@ -97,6 +120,20 @@ def named(outputs: Sequence[TensorInfo], *words: str, avoid: Sequence[str] = ())
     return None
 
 
+def boxes_output(outputs: Sequence[TensorInfo], *words: str, avoid: Sequence[str] = ()) -> int | None:
+    """The position of the boxes output ``[batch, N, 4]``: the first `named` with one of
+    ``words``, else the first of that shape; None when that output is not of that
+    shape, or there is none."""
+
+    def fits(tensor: TensorInfo) -> bool:
+        return len(tensor.shape) == 3 and tensor.shape[2] == 4
+
+    at = named(outputs, *words, avoid=avoid)
+    if at is None:
+        at = next((i for i, t in enumerate(outputs) if fits(t)), None)
+    return at if at is not None and fits(outputs[at]) else None
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:
     """The positions kept by class-aware non-maximum suppression (torchvision's
     ``batched_nms``), highest score first, at most `MAX_DETECTIONS`."""
@@ -119,3 +156,9 @@ def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float64)
     half = boxes[..., 2:4] / 2
     return np.concatenate([boxes[..., 0:2] - half, boxes[..., 0:2] + half], axis=-1)
+
+
+def to_pixels(boxes: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """Boxes ``[N, 4]`` normalised to 0-1 as input pixels, at ``input_size`` (width, height)."""
+    width, height = input_size
+    return np.asarray(boxes, dtype=np.float64) * np.array([width, height, width, height], dtype=np.float64)

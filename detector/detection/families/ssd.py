@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detector.detection.families.family import Decoded, Family, named, nms
+from detector.detection.families.family import Decoded, Family, Normalisation, boxes_output, named, to_pixels
 from detector.detection.families.files import ModelFile
 
 
@@ -25,24 +25,19 @@ class SSD(Family):
     name = "ssd"
     default_size = (300, 300)
     default_layout = "NHWC"
-    default_resize = "stretch"
 
-    def default_normalisation(
-        self, model: ModelFile, dtype: str
-    ) -> tuple[float, tuple[float, float, float], tuple[float, float, float]]:
+    def default_normalisation(self, model: ModelFile, dtype: str) -> Normalisation:
         # Float SSD MobileNets from TF take -1..1: x / 127.5 - 1.
         if dtype == "uint8":
-            return 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+            return super().default_normalisation(model, dtype)
         return 1 / 127.5, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0)
 
     def _roles(self, model: ModelFile) -> tuple[int, int | None, int, int | None]:
         """Positions of boxes, classes (None: per-class scores), scores and count."""
         outputs = model.outputs
         avoid = ("raw", "multiclass", "anchor")
-        boxes = named(outputs, "box", avoid=avoid)
+        boxes = boxes_output(outputs, "box", avoid=avoid)
         if boxes is None:
-            boxes = next((i for i, t in enumerate(outputs) if len(t.shape) == 3 and t.shape[-1] == 4), None)
-        if boxes is None or len(outputs[boxes].shape) != 3 or outputs[boxes].shape[-1] != 4:
             raise self._fail(model, "no boxes output [batch, N, 4]")
         rest = [i for i in range(len(outputs)) if i != boxes]
         per_class = [i for i in rest if len(outputs[i].shape) == 3 and named([outputs[i]], *avoid) is None]
@@ -77,20 +72,14 @@ class SSD(Family):
         min_score: float,
     ) -> Decoded:
         boxes_at, classes_at, scores_at, count_at = self._roles(model)
-        width, height = input_size
         yxyx = np.asarray(outputs[boxes_at], dtype=np.float64).reshape(-1, 4)
-        boxes = yxyx[:, [1, 0, 3, 2]] * np.array([width, height, width, height], dtype=np.float64)
+        boxes = to_pixels(yxyx[:, [1, 0, 3, 2]], input_size)
         if classes_at is None:
-            per_class = np.asarray(outputs[scores_at], dtype=np.float64).reshape(len(boxes), -1)
-            classes = per_class.argmax(axis=1)
-            scores = per_class[np.arange(len(boxes)), classes]
-            keep = np.flatnonzero(scores >= min_score)
-            keep = keep[nms(boxes[keep], scores[keep], classes[keep])]
-            return Decoded.of(boxes[keep], scores[keep], classes[keep])
+            per_class = np.asarray(outputs[scores_at], dtype=np.float64)
+            return Decoded.best_class(boxes, per_class, min_score)
         scores = np.asarray(outputs[scores_at], dtype=np.float64).reshape(-1)
-        classes = np.rint(np.asarray(outputs[classes_at], dtype=np.float64).reshape(-1))
+        classes = np.asarray(outputs[classes_at], dtype=np.float64).reshape(-1)
         valid = len(scores)
         if count_at is not None:
             valid = min(valid, int(np.asarray(outputs[count_at]).reshape(-1)[0]))
-        keep = np.flatnonzero(scores[:valid] >= min_score)
-        return Decoded.of(boxes[keep], scores[keep], classes[keep])
+        return Decoded.scoring(boxes[:valid], scores[:valid], classes[:valid], min_score)

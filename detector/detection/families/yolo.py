@@ -15,14 +15,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detector.detection.families.family import Decoded, Family, cxcywh_to_xyxy, nms
+from detector.detection.families.family import Decoded, Family, cxcywh_to_xyxy
 from detector.detection.families.files import ModelFile
 
 
 class YOLO(Family):
     name = "yolo"
-    default_size = (640, 640)
-    default_layout = "NCHW"
     default_resize = "letterbox"
 
     def _layout(self, model: ModelFile) -> str:
@@ -61,13 +59,6 @@ class YOLO(Family):
         head = np.asarray(outputs[0], dtype=np.float32)
         if self._layout(model) == "end2end":
             rows = head.reshape(-1, 6)
-            rows = rows[rows[:, 4] >= min_score]
-            return Decoded.of(rows[:, :4], rows[:, 4], np.rint(rows[:, 5]))
+            return Decoded.scoring(rows[:, :4], rows[:, 4], rows[:, 5], min_score)
         per_anchor = head.reshape(head.shape[-2], head.shape[-1]).T  # [A, 4 + C]
-        scores_all = per_anchor[:, 4:]
-        classes = scores_all.argmax(axis=1)
-        scores = scores_all[np.arange(len(classes)), classes]
-        keep = np.flatnonzero(scores >= min_score)
-        boxes = cxcywh_to_xyxy(per_anchor[keep, :4])
-        kept = nms(boxes, scores[keep], classes[keep])
-        return Decoded.of(boxes[kept], scores[keep][kept], classes[keep][kept])
+        return Decoded.best_class(cxcywh_to_xyxy(per_anchor[:, :4]), per_anchor[:, 4:], min_score)

@@ -78,9 +78,11 @@ export function unrotatePoint(x, y, w, h, rotation) {
 }
 
 /**
- * Points both ways between the stored frame and the element's pixels, as boxMapper maps boxes:
+ * Points both ways between the stored frame and the element's pixels, as boxMapper maps boxes
+ * (the analytics panel draws zones and lines with it):
  * toScreen([x, y]) -> [sx, sy]; toFrame([sx, sy]) -> [x, y], kept inside the frame.
- * ``picture`` is the rectangle the picture takes in the element; ``size`` the stored frame's.
+ * Also answers ``picture`` (the rectangle the picture takes in the element), ``rotation``
+ * (as shown) and ``size`` (the stored frame's width and height).
  */
 export function pointMapper(stored, shown) {
   let rotation = ((Number(stored.rotation) || 0) % 360 + 360) % 360;

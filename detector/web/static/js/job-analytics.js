@@ -84,6 +84,17 @@ export function analyticsPanel(job, ctx, player) {
   const finish = h("button", { type: "button", class: "small", hidden: true }, "Finish zone");
   const stop = h("button", { type: "button", class: "small", hidden: true }, "Cancel drawing");
   const drawState = h("p", { class: "hint draw-state", "aria-live": "polite" });
+  // Without a pointer: a shape's points typed in frame pixels.
+  const typedPoints = h("input", { type: "text", id: "typed-points", placeholder: "10,20 150,20 150,90", spellcheck: "false" });
+  const addTypedZone = h("button", { type: "button", class: "small" }, "Add as zone");
+  const addTypedLine = h("button", { type: "button", class: "small" }, "Add as line");
+  const typing = h(
+    "details",
+    { class: "typed-shape" },
+    h("summary", {}, "Type the points instead"),
+    h("div", { class: "field" }, h("label", { htmlFor: typedPoints.id }, "Points (x,y in frame pixels, space separated)"), typedPoints),
+    h("div", { class: "button-row" }, addTypedZone, addTypedLine),
+  );
   const shapeList = h("ul", { class: "shapes" });
   const interval = h("input", { type: "number", id: "analytics-interval", min: 0.1, step: "any", value: defaultInterval(job.video && job.video.duration) });
   const anchor = h("select", { id: "analytics-anchor" }, ANCHORS.map((name) => h("option", { value: name }, name.replace("_", " "))));
@@ -101,6 +112,7 @@ export function analyticsPanel(job, ctx, player) {
     h("p", { class: "hint" }, "Pause on a frame and draw over the video: a zone is the corners of an area, a line two points and the side that counts as in. Run to count crossings, entries, exits and time spent."),
     h("div", { class: "button-row" }, drawZone, drawLine, finish, stop),
     drawState,
+    typing,
     shapeList,
     h(
       "div",
@@ -267,6 +279,18 @@ export function analyticsPanel(job, ctx, player) {
   };
   window.addEventListener("keydown", onKey);
   ctx.onDestroy(() => window.removeEventListener("keydown", onKey));
+  function addTyped(kind) {
+    const points = parsePoints(typedPoints.value);
+    if (!points || (kind === "zone" ? points.length < 3 : points.length !== 2)) {
+      fail(`A ${kind} needs ${kind === "zone" ? "three or more" : "two"} "x,y" points, separated by spaces.`);
+      return;
+    }
+    fail("");
+    typedPoints.value = "";
+    addShape({ kind, name: nextName(kind), points });
+  }
+  addTypedZone.addEventListener("click", () => addTyped("zone"));
+  addTypedLine.addEventListener("click", () => addTyped("line"));
   drawZone.addEventListener("click", () => startTool("zone"));
   drawLine.addEventListener("click", () => startTool("line"));
   finish.addEventListener("click", closeZone);

@@ -84,14 +84,14 @@ export function searchView(root, params = new URLSearchParams()) {
     chooser.hidden = false;
     syncChecks();
   });
-  const window_ = numberField("search-window", "Window (s)", "how far apart still counts as together", params.get("window") || "0", { max: 3600 });
+  const windowField = numberField("search-window", "Window (s)", "how far apart still counts as together", params.get("window") || "0", { max: 3600 });
   const minDuration = numberField("search-min-duration", "Shortest moment (s)", "shorter ones are left out", params.get("min_duration") || "0", { max: 86400 });
   const submit = h("button", { type: "submit", class: "primary" }, "Search");
   const form = h(
     "form",
     { class: "search-form", id: "search-form" },
     h("div", { class: "field" }, h("label", { htmlFor: labels.id }, "Labels seen together"), labels, datalist, h("span", { class: "hint" }, "comma separated, as the model names them")),
-    window_.node,
+    windowField.node,
     minDuration.node,
     h("div", { class: "field" }, submit),
     chooser,
@@ -106,7 +106,7 @@ export function searchView(root, params = new URLSearchParams()) {
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const query = new URLSearchParams({ labels: typed().join(","), window: window_.input.value || "0", min_duration: minDuration.input.value || "0" });
+    const query = new URLSearchParams({ labels: typed().join(","), window: windowField.input.value || "0", min_duration: minDuration.input.value || "0" });
     const hash = `#/search?${query}`;
     // A new address draws this page again with the search; the same one searches again here.
     if (location.hash === hash) search(query, null, true);
