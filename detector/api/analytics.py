@@ -51,11 +51,18 @@ def _points(
     )
 
 
-_NAME = {
-    "min_length": 1,
-    "max_length": 64,
-    "pattern": r"\S",
-}
+def _name(kind: str, example: str) -> fields.String:
+    """The required ``name`` of a zone or a line (``kind``), unique among the spec's."""
+    return fields.String(
+        required=True,
+        min_length=1,
+        max_length=64,
+        pattern=r"\S",
+        description=f"The {kind}'s name, unique among the spec's {kind}s",
+        example=example,
+    )
+
+
 _CLASSES = NullableList(
     fields.String(min_length=1),
     required=False,
@@ -67,12 +74,7 @@ _CLASSES = NullableList(
 zone_model = ns.model(
     "AnalyticsZone",
     {
-        "name": fields.String(
-            required=True,
-            description="The zone's name, unique among the spec's zones",
-            example="door",
-            **_NAME,
-        ),
+        "name": _name("zone", "door"),
         "polygon": _points(
             (3, 100),
             f"The zone's corners [x, y] in order, {IN_FRAME}; edges that do not cross "
@@ -86,12 +88,7 @@ zone_model = ns.model(
 line_model = ns.model(
     "AnalyticsLine",
     {
-        "name": fields.String(
-            required=True,
-            description="The line's name, unique among the spec's lines",
-            example="gate",
-            **_NAME,
-        ),
+        "name": _name("line", "gate"),
         "points": _points(
             (2, 2), f"Its two ends [x, y], {IN_FRAME}; not the same point", [[0, 300], [768, 300]]
         ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, request, url_for
+from flask import Response, current_app, url_for
 from flask_restx import Namespace, Resource, fields, inputs, reqparse
 
 from detector.api.authn import SECURITY, authenticated, current_user, media_viewer
@@ -19,7 +19,6 @@ from detector.api.fields import NullableString
 from detector.api.jobs import JOB_ID, JOB_ID_PARAM, UNAUTHORIZED, parse_args
 from detector.services import media
 from detector.services import search as search_service
-from detector.services.errors import InvalidInput
 
 ns = Namespace("search", description="Moments where labels appear together, across all your jobs")
 thumbnails_ns = Namespace("thumbnails", description="A small picture of each track of a tracked job")
@@ -86,6 +85,13 @@ search_parser.add_argument(
     default=0.0,
     location="args",
     help="Seconds: shorter moments are left out",
+)
+search_parser.add_argument(
+    "zone",
+    type=str,
+    location="args",
+    help="<analytics id>:<zone name>: only moments inside that zone, in the jobs that ran that analytics "
+    "(the same spec has the same id on every job)",
 )
 search_parser.add_argument(
     "limit", type=inputs.int_range(1, 100), default=20, location="args", help="Moments per page"
@@ -236,8 +242,6 @@ class Search(Resource):
 
         Searches tracked jobs' tracks; see docs/search.md.
         """
-        if "zone" in request.args:
-            raise InvalidInput("zone: moments inside an analytics zone are not supported yet")
         args = parse_args(search_parser)
         labels = search_service.parse_labels(args["labels"])
         window = search_service.check_seconds("window", args["window"], search_service.MAX_WINDOW)
@@ -252,6 +256,7 @@ class Search(Resource):
             min_duration=min_duration,
             limit=args["limit"],
             cursor=cursor,
+            zone=search_service.parse_zone(current_user.id, args["zone"]) if args["zone"] else None,
         )
         tokens: dict[str, str] = {}
         return {

@@ -103,7 +103,10 @@ def _hold(job: Job, reason: str) -> dict[str, Any]:
     return {"job_id": job.id, "waiting": reason}
 
 
-@shared_task(name=PROCESS_VIDEO, bind=True, ignore_result=False)
+# No limit on retries (Celery's default is 3): how long planning looks again is
+# bounded by time instead, WORKER_GRACE for a worker to come up and PLANNING_LEASE
+# for another delivery that plans the job.
+@shared_task(name=PROCESS_VIDEO, bind=True, ignore_result=False, max_retries=None)
 def process_video(self: Task, job_id: str) -> dict[str, Any]:
     """Index the video's frames, plan chunks and start the chord of detect_frames."""
     session = db.session
@@ -125,7 +128,7 @@ def process_video(self: Task, job_id: str) -> dict[str, Any]:
         held = _hold(job, reason)
         if reason == WAIT_WORKER and utcnow() - submitted < WORKER_GRACE:
             forget()  # ask the workers afresh next time
-            raise self.retry(countdown=WORKER_RECHECK, max_retries=None)
+            raise self.retry(countdown=WORKER_RECHECK)
         return held
     # The job's place in its owner's line (read now: the rollback expires it).
     place = SimpleNamespace(

@@ -23,6 +23,7 @@ from sqlalchemy.orm import undefer
 from detector.analytics import EXPORTS, Heatmap, SpecError, export, heatmap_png, media_type, parse_spec
 from detector.db import db
 from detector.models import Analytics, AnalyticsStage, AnalyticsStatus, Job, JobStatus, utcnow
+from detector.pipeline import lease
 from detector.pipeline.analytics import ANALYTICS_LEASE, send_analytics
 from detector.services import media
 from detector.services.errors import Conflict, InvalidInput, NotFound, TryAgainLater
@@ -120,7 +121,7 @@ def start_analytics(owner_id: int, job_id: str, body: Any) -> tuple[Analytics, b
                     or_(
                         Analytics.status == AnalyticsStatus.FAILED,
                         Analytics.status.in_([AnalyticsStatus.QUEUED, AnalyticsStatus.RUNNING])
-                        & (Analytics.progress_at < now - ANALYTICS_LEASE),
+                        & lease.expired(Analytics.progress_at, ANALYTICS_LEASE, now),
                     ),
                 )
                 .values(

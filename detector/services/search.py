@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from typing import Any, cast
 from sqlalchemy import Row, exists, literal, select, tuple_
 
 from detector.db import db
-from detector.models import Job, Track, TrackThumbnail
+from detector.models import Analytics, AnalyticsStatus, Job, Track, TrackThumbnail
 from detector.services.errors import InvalidInput, NotFound
 from detector.services.jobs import get_job
 
@@ -255,14 +256,64 @@ class SearchPage:
     next_cursor: Cursor | None
 
 
-def _candidate_jobs(owner_id: int, labels: Sequence[str], cursor: Cursor | None) -> list[Row[Any]]:
+@dataclass(frozen=True)
+class Zone:
+    """A zone of an analytics spec (detector.analytics): the spec's id (the same for
+    every job it ran on) and the zone's name."""
+
+    analytics_id: str
+    name: str
+
+
+#: An analytics id: 16 hex digits (detector.analytics.spec).
+_ANALYTICS_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def parse_zone(owner_id: int, text: str) -> Zone:
+    """The ``zone`` parameter, ``<analytics id>:<zone name>``, checked against the
+    owner's analytics.
+
+    Raises:
+        InvalidInput: not of that form, no analytics of that id on any of the owner's
+            jobs, or its spec has no zone of that name.
+    """
+    analytics_id, colon, name = text.strip().partition(":")
+    if not colon or not _ANALYTICS_ID.match(analytics_id) or not name.strip():
+        raise InvalidInput(
+            "zone: give <analytics id>:<zone name>, as GET /api/jobs/<id>/analytics lists them"
+        )
+    spec = db.session.scalar(
+        select(Analytics.spec)
+        .join(Job, Job.id == Analytics.job_id)
+        .where(Job.owner_id == owner_id, Analytics.id == analytics_id)
+        .limit(1)
+    )
+    if spec is None:
+        raise InvalidInput(f"zone: none of your jobs has analytics {analytics_id}")
+    zones = [zone.get("name") for zone in spec.get("zones", [])]
+    if name not in zones:
+        raise InvalidInput(f"zone: analytics {analytics_id} has no zone {name[:200]!r}; its zones: {zones}")
+    return Zone(analytics_id, name)
+
+
+def _candidate_jobs(
+    owner_id: int, labels: Sequence[str], cursor: Cursor | None, zone: Zone | None = None
+) -> list[Row[Any]]:
     """The owner's jobs, newest first from ``cursor`` on, that have a track of every
-    label: SCAN_JOBS at most."""
+    label (and, with ``zone``, that analytics done): SCAN_JOBS at most."""
     statement = select(
         Job.id, Job.created_at, Job.original_filename, Job.fps, Job.frame_count, Job.duration
     ).where(Job.owner_id == owner_id)
     for label in labels:
         statement = statement.where(exists().where(Track.job_id == Job.id, Track.label == label))
+    if zone is not None:
+        statement = statement.where(
+            exists().where(
+                Analytics.job_id == Job.id,
+                Analytics.id == zone.analytics_id,
+                Analytics.status == AnalyticsStatus.SUCCEEDED,
+            )
+        )
     if cursor is not None:
         at = tuple_(literal(cursor.created_at, Job.created_at.type), literal(cursor.job_id, Job.id.type))
         key = tuple_(Job.created_at, Job.id)
@@ -287,6 +338,39 @@ def _spans(job_ids: Sequence[str], labels: Sequence[str]) -> dict[str, list[Span
     )
     for job_id, track_id, label, first_frame, last_frame, first_timestamp, last_timestamp in rows:
         found[job_id].append(Span(track_id, label, first_frame, last_frame, first_timestamp, last_timestamp))
+    return found
+
+
+def _zone_spans(job_ids: Sequence[str], labels: Sequence[str], zone: Zone) -> dict[str, list[Span]]:
+    """The visits to ``zone`` of each job's tracks of ``labels``, each a span from its
+    entry to its exit, read from the events of the job's run of that analytics."""
+    found: dict[str, list[Span]] = {job_id: [] for job_id in job_ids}
+    wanted = set(labels)
+    rows = db.session.execute(
+        select(Analytics.job_id, Analytics.results).where(
+            Analytics.job_id.in_(job_ids),
+            Analytics.id == zone.analytics_id,
+            Analytics.status == AnalyticsStatus.SUCCEEDED,
+        )
+    )
+    for job_id, results in rows:
+        entered: dict[int, dict[str, Any]] = {}
+        for event in (results or {}).get("events", []):
+            if event["kind"] != "zone" or event["rule"] != zone.name or event["label"] not in wanted:
+                continue
+            if event["event"] == "enter":
+                entered[event["track_id"]] = event
+            elif event["event"] == "exit" and (entry := entered.pop(event["track_id"], None)) is not None:
+                found[job_id].append(
+                    Span(
+                        event["track_id"],
+                        event["label"],
+                        entry["frame"],
+                        event["frame"],
+                        entry["timestamp"],
+                        event["timestamp"],
+                    )
+                )
     return found
 
 
@@ -322,15 +406,18 @@ def search_moments(
     min_duration: float = 0.0,
     limit: int = 20,
     cursor: Cursor | None = None,
+    zone: Zone | None = None,
 ) -> SearchPage:
     """A page of the moments of ``labels`` in the owner's jobs: newest job first, each
-    job's in order of time; ``limit`` at most, from ``cursor`` on. The page's
-    ``next_cursor`` is None when no job is left to look at."""
-    jobs = _candidate_jobs(owner_id, labels, cursor)
+    job's in order of time; ``limit`` at most, from ``cursor`` on. With ``zone``, only
+    in the jobs that ran its analytics, and a track is present only while it visits
+    the zone. The page's ``next_cursor`` is None when no job is left to look at."""
+    jobs = _candidate_jobs(owner_id, labels, cursor, zone)
     found: list[tuple[Row[Any], Moment]] = []
     for batch_start in range(0, len(jobs), TRACK_BATCH_JOBS):
         batch = jobs[batch_start : batch_start + TRACK_BATCH_JOBS]
-        spans = _spans([job.id for job in batch], labels)
+        ids = [job.id for job in batch]
+        spans = _spans(ids, labels) if zone is None else _zone_spans(ids, labels, zone)
         for job in batch:
             moments = find_moments(
                 spans[job.id],

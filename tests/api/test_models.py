@@ -159,6 +159,26 @@ def test_a_job_for_a_model_no_online_worker_serves_waits_saying_so(
     assert job_row(two_models, job_id).waiting_for is None
 
 
+def test_planning_looks_again_for_a_worker_as_often_as_the_grace_period_allows(
+    two_models, client, auth: Auth, small_video, monkeypatch
+):
+    """Celery's default of three retries would end the wait after about 20 s, leaving
+    the job queued for good; the wait is bounded by WORKER_GRACE alone."""
+    job_id = upload(client, auth.headers(), small_video, model="accurate", score_threshold=0.5).json["id"]
+    monkeypatch.setattr(workers, "consumers", lambda: {"detector.fast": ["detector@a"], "processor": ["p@a"]})
+    with two_models.app_context():
+        # As a worker runs it on its 11th delivery: the retry is sent, not refused.
+        process_video.push_request(
+            id="planning-retry", args=[job_id], kwargs={}, retries=10, called_directly=False, is_eager=False
+        )
+        try:
+            with pytest.raises(Retry):
+                process_video.run(job_id)
+        finally:
+            process_video.pop_request()
+    assert [m["headers"]["task"] for m in queued_messages(two_models)][-1] == "detector.process_video"
+
+
 def test_a_job_waiting_for_a_worker_keeps_its_place_before_its_model_only(
     two_models, client, auth: Auth, small_video, monkeypatch
 ):
@@ -247,3 +267,23 @@ def test_a_lost_admission_is_made_good_by_the_watchdog(app, client, auth: Auth, 
         if m["headers"].get("task") == "detector.process_video"
     ]
     assert sent == [job_id]
+
+
+def test_an_int8_model_says_its_precision_and_calibration_in_its_identity(
+    app, client, auth: Auth, tmp_path, testdata
+):
+    frames = tmp_path / "calibration"
+    frames.mkdir()
+    (frames / "0.png").write_bytes(b"not decoded to identify it")
+    path = tmp_path / "models.toml"
+    table = (
+        f'backend = "openvino"\nfile = "{testdata.ssd_onnx}"\nfamily = "ssd"\nlabels = "{testdata.labels}"\n'
+    )
+    path.write_text(
+        f'[models.fp32]\n{table}\n[models.int8]\n{table}precision = "int8"\ncalibration = "calibration"\n'
+    )
+    reconfigure(app, DETECTOR_MODELS=str(path))
+    fp32, int8 = client.get("/api/models", headers=auth.headers()).json["models"]
+    assert (fp32["precision"], int8["precision"]) == ("fp32", "int8")
+    assert int8["identity"].startswith(fp32["identity"] + "+int8(calibration=sha256:")
+    assert int8["weights_checksum"] == fp32["weights_checksum"] == fp32["weights"]  # the file's own

@@ -13,7 +13,16 @@ from PIL import Image
 from sqlalchemy import insert, select
 
 from detector.db import db
-from detector.models import Chunk, FrameDetections, Job, JobStatus, Track, TrackThumbnail
+from detector.models import (
+    Analytics,
+    AnalyticsStatus,
+    Chunk,
+    FrameDetections,
+    Job,
+    JobStatus,
+    Track,
+    TrackThumbnail,
+)
 from detector.pipeline.tasks import track_objects
 from detector.services import search as search_service
 from detector.video import index_frames, plan_chunks
@@ -193,6 +202,8 @@ BAD = [
     ({"labels": "person", "cursor": "not-a-cursor"}, "cursor"),
     ({"labels": "person", "cursor": "eyJjIjoxfQ"}, "cursor"),
     ({"labels": "person", "zone": "1:door"}, "zone"),
+    ({"labels": "person", "zone": "0123456789abcdef"}, "zone"),
+    ({"labels": "person", "zone": "0123456789abcdef:door"}, "zone"),  # no such analytics of hers
 ]
 
 
@@ -207,6 +218,64 @@ def test_bad_parameters_are_400_naming_the_field(client, auth: Auth):
         search(client, alice, labels="person", window="3600", min_duration="86400", limit="100").status_code
         == 200
     )
+
+
+def add_zone_analytics(
+    app, job_id: str, analytics_id: str, visits: list[tuple[int, str, float, float]]
+) -> None:
+    """A succeeded analytics ``analytics_id`` of the job with a zone "door", whose events
+    are ``visits`` (track id, label, entry and exit second)."""
+    events = []
+    for track_id, label, entry, exit_ in visits:
+        for event, at in (("enter", entry), ("exit", exit_)):
+            events.append(
+                {
+                    "track_id": track_id,
+                    "label": label,
+                    "rule": "door",
+                    "kind": "zone",
+                    "event": event,
+                    "direction": None,
+                    "frame": round(at * 10),
+                    "timestamp": at,
+                }
+            )
+    events.sort(key=lambda e: e["timestamp"])
+    spec = {"zones": [{"name": "door", "polygon": [[0, 0], [10, 0], [10, 10]]}], "lines": []}
+    with app.app_context():
+        db.session.execute(
+            insert(Analytics).values(
+                job_id=job_id,
+                id=analytics_id,
+                spec=spec,
+                status=AnalyticsStatus.SUCCEEDED,
+                results={"events": events},
+            )
+        )
+        db.session.commit()
+
+
+def test_moments_inside_a_zone_come_from_the_tracks_visits_to_it(app, client, auth: Auth):
+    alice, bob = auth.headers("alice"), auth.headers("bob")
+    owner = user_id(client, alice)
+    aid = "0123456789abcdef"
+    # Together from 0 to 20 s in the video, but in the zone together only from 5 to 8 s.
+    zoned = make_job(app, owner, 1, [("person", 0, 20), ("dog", 0, 20)])
+    add_zone_analytics(app, zoned, aid, [(1, "person", 2, 8), (2, "dog", 5, 12), (1, "person", 15, 18)])
+    # Another job without that analytics: left out of a zone search.
+    make_job(app, owner, 2, [("person", 0, 20), ("dog", 0, 20)])
+    plain = search(client, alice, labels="person,dog").json["moments"]
+    assert len(plain) == 2
+    inside = search(client, alice, labels="person,dog", zone=f"{aid}:door")
+    assert inside.status_code == 200, inside.json
+    assert [(m["job_id"], m["start_time"], m["end_time"]) for m in inside.json["moments"]] == [(zoned, 5, 8)]
+    # The person alone: two visits, two moments.
+    person = search(client, alice, labels="person", zone=f"{aid}:door").json["moments"]
+    assert [(m["start_time"], m["end_time"]) for m in person] == [(2, 8), (15, 18)]
+    # A zone the spec does not have, and another user's analytics, are 400s.
+    wrong = search(client, alice, labels="person", zone=f"{aid}:window")
+    assert wrong.status_code == 400 and wrong.json["message"].startswith("zone:")
+    assert search(client, bob, labels="person", zone=f"{aid}:door").status_code == 400
 
 
 # -- thumbnails, made by the tracking step -------------------------------------------------------
