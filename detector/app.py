@@ -15,7 +15,7 @@ from werkzeug.routing import RequestRedirect
 from detector.api.extensions import db, jwt, limiter
 from detector.auth.ratelimit import storage_uri
 from detector.config import Settings, load_config
-from detector.storage import LocalVideoStorage
+from detector.storage import build_storage
 
 
 class UploadRequest(Request):
@@ -116,7 +116,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from detector.auth.tokens import init_jwt
 
     init_jwt(jwt)
-    app.extensions["video_storage"] = LocalVideoStorage(settings.video_storage)
+    app.extensions["video_storage"] = build_storage(settings.video_storage)
 
     from detector.pipeline.celery_app import celery_init_app
 

@@ -47,6 +47,12 @@ def _env(name: str, default: str | None = None) -> str | None:
     return default if value is None or value.strip() == "" else value.strip()
 
 
+def _video_storage(value: str) -> str:
+    """VIDEO_STORAGE as the app uses it: an object store's URL as given, a directory made
+    absolute."""
+    return value if value.startswith("s3://") else str(Path(value).resolve())
+
+
 def env_int(name: str, default: int) -> int:
     """An integer setting from the environment; a clear error when it is not one."""
     raw = _env(name)
@@ -127,7 +133,8 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "JWT_ACCESS_TOKEN_EXPIRES": env_int("JWT_ACCESS_MINUTES", 60) * 60,
         "JWT_REFRESH_TOKEN_EXPIRES": env_int("JWT_REFRESH_DAYS", 30) * 86400,
         "DATABASE_URL": _env("DATABASE_URL", f"sqlite:///{data_dir / 'detector.sqlite3'}"),
-        "VIDEO_STORAGE": str(Path(_env("VIDEO_STORAGE", "video_storage") or "").resolve()),
+        # A local directory (a volume, NFS), or s3://bucket/prefix (detector.storage.s3).
+        "VIDEO_STORAGE": _video_storage(_env("VIDEO_STORAGE", "video_storage") or ""),
         # Uploads larger than this are refused with 413 before they are read.
         "MAX_CONTENT_LENGTH": env_int("MAX_UPLOAD_MB", 2048) * 1024 * 1024,
         # Videos larger than this many pixels per frame are refused (8K UHD by default).

@@ -266,9 +266,15 @@ def check_command(argv: list[str], where: str) -> None:
         subprocess.run(["sh", "-n", str(local)], check=True)
     elif argv[0] == "python" and argv[1] == "-c":
         compile(argv[2], where, "exec")
-    elif argv[0] in {"redis-server", "redis-cli", "rabbitmq-diagnostics", "pg_isready", "wget"} or argv[
-        0
-    ].startswith("--"):
+    elif argv[0] in {
+        "redis-server",
+        "redis-cli",
+        "rabbitmq-diagnostics",
+        "pg_isready",
+        "wget",
+        "minio",
+        "mc",
+    } or argv[0].startswith("--"):
         pass  # the server images' own tools, and prometheus' flags
     else:
         raise AssertionError(f"{where}: unknown program {argv[0]!r} in {argv}")
@@ -508,6 +514,23 @@ def test_worker_file_points_at_central_servers_and_nfs() -> None:
         volume = load(path)["volumes"]["video_storage"]
         assert volume["driver_opts"]["type"] == "nfs"
         assert "${NFS_SERVER" in volume["driver_opts"]["o"]
+
+
+def test_s3_override_puts_every_app_service_on_the_minio_bucket() -> None:
+    data = resolved(ROOT / "docker-compose.s3.yaml")
+    app_services = {name for name in services(MAIN) if name in APP_SERVICES or name == "render"}
+    overridden = {name for name in data["services"] if not name.startswith("minio")}
+    assert overridden == app_services
+    bucket = env_example()["S3_BUCKET"]
+    for name in app_services:
+        env = environment(data["services"][name])
+        assert env["VIDEO_STORAGE"] == f"s3://{bucket}/videos", name
+        assert env["S3_ENDPOINT_URL"] == "http://minio:9000", name
+        assert env["AWS_SECRET_ACCESS_KEY"] == env_example()["MINIO_ROOT_PASSWORD"], name
+        assert data["services"][name]["depends_on"] == {
+            "minio-bucket": {"condition": "service_completed_successfully"}
+        }
+    assert data["services"]["minio-bucket"]["restart"] == "no"
 
 
 def test_weights_cache_is_a_named_volume_at_detector_cache_dir() -> None:
@@ -769,8 +792,9 @@ def compose_commands() -> list[tuple[str, list[str]]]:
         ["docker-compose.yaml", "docker-compose.nfs.yaml"],
         ["docker-compose.worker.yaml"],
         ["docker-compose.yaml", "docker-compose.cpu.yaml"],
+        ["docker-compose.yaml", "docker-compose.s3.yaml"],
     ],
-    ids=["main", "main+nfs", "worker", "main+cpu"],
+    ids=["main", "main+nfs", "worker", "main+cpu", "main+s3"],
 )
 def test_docker_compose_config_accepts_the_files(files: list[str], tmp_path: Path) -> None:
     tools = compose_commands()

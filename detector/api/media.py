@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, send_file, url_for
+from flask import Response, current_app, request, send_file, url_for
 from flask_restx import Namespace, Resource, fields
 
 from detector.api.authn import SECURITY, authenticated, current_user, media_viewer
@@ -23,6 +23,7 @@ from detector.api.jobs import JOB_ID_PARAM, UNAUTHORIZED, render_dict, render_mo
 from detector.config import current_settings
 from detector.services import jobs as job_service
 from detector.services import media
+from detector.video import ByteSource
 
 ns = Namespace("media", description="A job's original and annotated videos, streamed with Range support")
 
@@ -68,13 +69,31 @@ RANGE_HEADERS = {
 
 
 def _send(found: media.MediaFile) -> Response:
-    response = send_file(
-        found.path,
-        mimetype=found.mimetype,
-        conditional=True,
-        download_name=found.download_name,
-        max_age=0,
-    )
+    """The video, whole or the byte range asked for: a local file as werkzeug sends
+    it, an object-store object streamed from ranged reads of the bucket (not a
+    redirect to a presigned URL: the bucket need not be reachable from clients, and
+    the answer keeps the media token's checks and these headers)."""
+    source = found.source
+    if isinstance(source, ByteSource):
+        response = send_file(
+            source.open(),
+            mimetype=found.mimetype,
+            conditional=False,
+            etag=getattr(source, "etag", False),
+            last_modified=getattr(source, "last_modified", None),
+            download_name=found.download_name,
+            max_age=0,
+        )
+        response.content_length = source.size
+        response.make_conditional(request.environ, accept_ranges=True, complete_length=source.size)
+    else:
+        response = send_file(
+            source,
+            mimetype=found.mimetype,
+            conditional=True,
+            download_name=found.download_name,
+            max_age=0,
+        )
     response.headers["Accept-Ranges"] = "bytes"
     response.headers["Cache-Control"] = "private, no-store"
     return response

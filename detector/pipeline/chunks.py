@@ -174,7 +174,7 @@ class ChunkRun:
         """
         try:
             return detect_range(
-                job_storage().path(job.storage_key),
+                job_storage().source(job.storage_key),
                 predictor,
                 plan,
                 score_threshold=job.score_threshold,

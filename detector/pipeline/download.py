@@ -275,7 +275,7 @@ def download_video(job_id: str) -> dict[str, object]:
     upload = storage.new_upload()
     try:
         size = fetch(job_id, url, upload, settings, room)
-        info = probe(upload.name, max_pixels=settings.max_frame_pixels)
+        info = probe(storage.upload_source(upload), max_pixels=settings.max_frame_pixels)
     except JobStopped:
         storage.discard_upload(upload)
         quota.release(reservation)

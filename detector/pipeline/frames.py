@@ -10,13 +10,12 @@ import queue
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from itertools import islice
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from detector.detection import AnalysedFrame, Predictor
-from detector.video import ChunkPlan, DecodeStats, decode_frames
+from detector.video import ChunkPlan, DecodeStats, VideoSource, decode_frames
 
 T = TypeVar("T")
 _DONE = object()
@@ -67,7 +66,7 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def detect_range(
-    path: Path,
+    path: VideoSource,
     predictor: Predictor,
     plan: ChunkPlan,
     *,

@@ -150,7 +150,7 @@ def process_video(self: Task, job_id: str) -> dict[str, Any]:
         raise self.retry(countdown=max(1.0, wait))
 
     try:
-        index = index_frames(job_storage().path(job.storage_key))
+        index = index_frames(job_storage().source(job.storage_key))
     except (VideoError, StorageError) as exc:
         stop_job(job_id, JobStatus.FAILED, f"the video cannot be read: {exc}")
         return {"job_id": job_id, "failed": str(exc)}

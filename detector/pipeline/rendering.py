@@ -25,7 +25,6 @@ the message a refused upload gets; a failed render gives its room back.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from celery import shared_task
@@ -162,35 +161,38 @@ def render_job(job_id: str) -> dict[str, Any]:
         if not moved:
             raise RenderStopped()
 
-    output = storage.new_upload()
-    output.close()
+    # A local file, for the encoder (an object store's render is uploaded when done).
+    output = storage.new_scratch()
     try:
         stats = render_video(
-            storage.path(key),
-            Path(output.name),
+            storage.source(key),
+            output,
             stored_frames(job_id),
             hold_frames=hold,
             on_progress=progress,
             overlay=drawn_overlay(job_id),  # the analytics the render was asked to draw
         )
     except RenderStopped:
-        storage.discard_upload(output)
+        storage.discard_scratch(output)
         return {"job_id": job_id, "skipped": "render stopped"}
     except (VideoError, RenderError, StorageError) as exc:
-        storage.discard_upload(output)
+        storage.discard_scratch(output)
         _fail(job_id, f"the annotated video could not be made: {exc}")
         return {"job_id": job_id, "failed": str(exc)}
     except (LimitExceeded, SoftTimeLimitExceeded):
         # Its own check between frames, or the worker's soft limit (stuck in one call).
-        storage.discard_upload(output)
+        storage.discard_scratch(output)
         message = deadline.limit.message()
         _fail(job_id, message)
         return {"job_id": job_id, "failed": message}
     except BaseException:
-        storage.discard_upload(output)
+        storage.discard_scratch(output)
         raise
-    render_bytes = Path(output.name).stat().st_size
-    render_key = storage.commit_upload(output)
+    render_bytes = output.stat().st_size
+    try:
+        render_key = storage.keep_scratch(output)
+    finally:
+        storage.discard_scratch(output)
     with db.transaction() as session:
         # The job's row first, as deleting the job and the retention sweep lock it.
         job = session.get(Job, job_id, with_for_update=True)

@@ -254,6 +254,6 @@ def measure_videos(storage: VideoStorage) -> int:
 def _size(storage: VideoStorage, key: str) -> int:
     """A stored file's size; 0 when it is gone."""
     try:
-        return storage.path(key).stat().st_size
+        return storage.size(key)
     except (StorageError, OSError):
         return 0

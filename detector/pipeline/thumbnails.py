@@ -137,7 +137,7 @@ def store_thumbnails(
     stats = DecodeStats()
     stored, made, why, after = 0, [], "done", (-1, -1)
     try:
-        path = storage.path(job.storage_key)
+        path = storage.source(job.storage_key)
         while why == "done":
             boxes = _best_boxes(session, job_id, after, TRACKS_READ)
             if not len(boxes):

@@ -18,7 +18,8 @@ import numpy as np
 
 from detector.detection.detections import AnalysedFrame, Detections
 from detector.render.draw import Overlay, Style, draw_objects_yuv420p, draw_overlay_yuv420p
-from detector.video import VideoError, index_frames, probe
+from detector.video import VideoError, VideoSource, index_frames, probe
+from detector.video.probe import open_container
 
 LIBX264 = "libx264"
 NVENC = "h264_nvenc"
@@ -79,7 +80,7 @@ class RenderStats:
 
 
 def render_video(
-    src: Path,
+    src: VideoSource,
     dst: Path,
     frames: Iterable[AnalysedFrame],
     *,
@@ -123,7 +124,7 @@ def render_video(
     if hold_frames < 1:
         raise RenderError(f"hold_frames must be at least 1, not {hold_frames}")
     started = time.monotonic()
-    src, dst = Path(src), Path(dst)
+    dst = Path(dst)
     info = probe(src)
     index = index_frames(src)
     tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(6)}.part")
@@ -160,7 +161,7 @@ class _Result:
 
 
 def _render(
-    src: Path,
+    src: VideoSource,
     tmp: Path,
     index_pts: list[int],
     rotation: int,
@@ -172,11 +173,7 @@ def _render(
 ) -> _Result:
     """Decode ``src``, draw, encode into ``tmp``; the frames written and what was used."""
     rotation = (round(rotation / 90) * 90) % 360  # only quarter turns are applied
-    try:
-        source = av.open(os.fspath(src), mode="r")
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise VideoError("the file is not a readable video container") from exc
-    with source:
+    with open_container(src) as source:
         vin = source.streams.video[0]
         vin.thread_type = "AUTO"
         ain = source.streams.audio[0] if source.streams.audio else None

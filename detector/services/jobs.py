@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
@@ -140,15 +139,14 @@ def create_job(
     leaves nothing either, and re-raises. ``options`` say what is analysed; a
     span that starts after the video's end is refused here."""
     options = options or JobOptions()
-    upload.flush()
-    size = os.fstat(upload.fileno()).st_size
+    size = storage.upload_size(upload)
     try:
         reservation = reserve_room(owner_id, size)
     except QuotaExceeded:
         storage.discard_upload(upload)
         raise
     try:
-        info = probe(upload.name, max_pixels=max_pixels)
+        info = probe(storage.upload_source(upload), max_pixels=max_pixels)
     except VideoError as exc:
         storage.discard_upload(upload)
         release_room(reservation)

@@ -24,6 +24,7 @@ from detector.pipeline.rendering import send_render
 from detector.services.errors import Conflict, Gone, NotFound, ServiceError, TryAgainLater
 from detector.services.jobs import get_job
 from detector.storage import StorageError, VideoStorage
+from detector.video import VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ def media_token_user(secret: str, token: str, job_id: str, max_age: int) -> int:
 
 @dataclass(frozen=True)
 class MediaFile:
-    path: Path
+    """A video to send: a local file, or an object-store object read in ranges."""
+
+    source: VideoSource
     mimetype: str
     download_name: str
 
@@ -100,10 +103,10 @@ def original_video(owner_id: int, job_id: str, storage: VideoStorage) -> MediaFi
     if not job.storage_key:
         raise Conflict(f"job {job_id} is {job.status.value}; its video is not stored yet")
     try:
-        path = storage.path(job.storage_key)
+        source = storage.source(job.storage_key)
     except StorageError:
         raise NotFound(f"job {job_id}'s video is no longer stored") from None
-    return MediaFile(path, _mimetype(job.original_filename), job.original_filename)
+    return MediaFile(source, _mimetype(job.original_filename), job.original_filename)
 
 
 def annotated_video(owner_id: int, job_id: str, storage: VideoStorage) -> MediaFile:
@@ -126,11 +129,11 @@ def annotated_video(owner_id: int, job_id: str, storage: VideoStorage) -> MediaF
         detail = f": {render.error}" if render.error else ""
         raise Conflict(f"job {job_id}'s annotated video is {render.status.value}{detail}")
     try:
-        path = storage.path(render.key)
+        source = storage.source(render.key)
     except StorageError:
         raise NotFound(f"job {job_id}'s annotated video is no longer stored") from None
     stem = Path(job.original_filename).stem or "video"
-    return MediaFile(path, "video/mp4", f"{stem}.annotated.mp4")
+    return MediaFile(source, "video/mp4", f"{stem}.annotated.mp4")
 
 
 def request_render(owner_id: int, job_id: str, *, again: bool = False) -> tuple[Job, bool]:

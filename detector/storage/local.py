@@ -4,41 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
-_KEY = re.compile(r"^[0-9a-f]{32}$")
-
-
-class StorageError(LookupError):
-    """A key that is malformed or names no stored video."""
-
-
-class VideoStorage(Protocol):
-    """What the service needs from video storage."""
-
-    def new_upload(self) -> IO[bytes]:
-        """A writable file for an incoming upload, inside the storage (no copy later)."""
-
-    def commit_upload(self, upload: IO[bytes]) -> str:
-        """Keep a finished upload; returns its new key."""
-
-    def discard_upload(self, upload: IO[bytes]) -> None:
-        """Drop an upload that was refused."""
-
-    def path(self, key: str) -> Path:
-        """A local file path for reading the video."""
-
-    def delete(self, key: str) -> None:
-        """Remove the video; no error if it is already gone."""
-
-    def sweep_uploads(self, older_than: float) -> int:
-        """Remove the temporary files of uploads, downloads and renders left unfinished
-        (their process died): those not written to for ``older_than`` seconds."""
+from detector.storage.base import KEY as _KEY
+from detector.storage.base import StorageError
 
 
 class LocalVideoStorage:
@@ -56,17 +29,49 @@ class LocalVideoStorage:
     def new_upload(self) -> IO[bytes]:
         return tempfile.NamedTemporaryFile(dir=self.incoming, prefix="upload-", delete=False)
 
+    def upload_size(self, upload: IO[bytes]) -> int:
+        upload.flush()
+        return os.fstat(upload.fileno()).st_size
+
+    def upload_source(self, upload: IO[bytes]) -> Path:
+        upload.flush()
+        return Path(upload.name)
+
     def commit_upload(self, upload: IO[bytes]) -> str:
         upload.close()
-        key = uuid.uuid4().hex
-        os.replace(upload.name, self.root / key)
-        return key
+        return self.keep_scratch(Path(upload.name))
 
     def discard_upload(self, upload: IO[bytes]) -> None:
         upload.close()
         Path(upload.name).unlink(missing_ok=True)
 
+    def new_scratch(self) -> Path:
+        with self.new_upload() as scratch:
+            return Path(scratch.name)
+
+    def keep_scratch(self, scratch: Path) -> str:
+        key = uuid.uuid4().hex
+        os.replace(scratch, self.root / key)
+        return key
+
+    def discard_scratch(self, scratch: Path) -> None:
+        scratch.unlink(missing_ok=True)
+
+    def source(self, key: str) -> Path:
+        return self.path(key)
+
+    def size(self, key: str) -> int:
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError:  # deleted meanwhile
+            raise StorageError(f"no stored video under key {key}") from None
+
     def path(self, key: str) -> Path:
+        """The stored video's local file.
+
+        Raises:
+            StorageError: ``key`` is malformed or names no stored video.
+        """
         if not _KEY.match(key):
             raise StorageError(f"malformed storage key {key!r}")
         path = self.root / key

@@ -13,7 +13,6 @@ A pure library: nothing here knows about Flask, Celery or the database.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from detector.video.decode import DecodeStats, decode_frames
+from detector.video.probe import VideoSource
 
 #: A thumbnail's longest side in pixels at most (smaller boxes are not enlarged).
 THUMBNAIL_SIZE = 128
@@ -138,7 +138,7 @@ def _runs(frames: list[int], gap: int) -> list[list[int]]:
 
 
 def make_thumbnails(
-    path: str | os.PathLike[str],
+    path: VideoSource,
     boxes: BestBoxes,
     frame_pts: Mapping[int, int],
     *,

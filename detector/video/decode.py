@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -10,7 +9,7 @@ from itertools import chain
 import av
 import numpy as np
 
-from detector.video.probe import OUT_OF_ORDER, VideoError, _open, _video_stream
+from detector.video.probe import OUT_OF_ORDER, VideoError, VideoSource, _video_stream, open_container
 
 
 @dataclass
@@ -22,7 +21,7 @@ class DecodeStats:
 
 
 def decode_frames(
-    path: str | os.PathLike[str],
+    path: VideoSource,
     seek_pts: int,
     frame_pts: list[int],
     stats: DecodeStats | None = None,
@@ -44,7 +43,7 @@ _STEP_BACK_SECONDS = (0, 1, 10)
 
 
 def _decode(
-    path: str | os.PathLike[str], seek_pts: int, frame_pts: list[int], stats: DecodeStats
+    path: VideoSource, seek_pts: int, frame_pts: list[int], stats: DecodeStats
 ) -> Iterator[np.ndarray]:
     """Seek, check where decoding landed, and deliver the wanted frames.
 
@@ -55,7 +54,7 @@ def _decode(
     in the end the chunk is decoded from the start of the stream.
     """
     first = frame_pts[0]
-    with _open(path) as container:
+    with open_container(path) as container:
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
         second = round(1 / stream.time_base) if stream.time_base else 1
@@ -72,7 +71,7 @@ def _decode(
             if landed is not None and landed[0] <= first:
                 yield from _deliver(chain([landed], frames), frame_pts, stats)
                 return
-    with _open(path) as container:
+    with open_container(path) as container:
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
         yield from _deliver(_frames(container, stream, stats), frame_pts, stats)

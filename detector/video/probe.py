@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import islice
+from typing import BinaryIO, Protocol, runtime_checkable
 
 import av
 import numpy as np
 
+
+@runtime_checkable
+class ByteSource(Protocol):
+    """A stored file that is not on the local filesystem (an object in a bucket): each
+    ``open()`` gives a new seekable, read-only binary file of its bytes."""
+
+    @property
+    def size(self) -> int:
+        """The file's length in bytes."""
+
+    def open(self) -> BinaryIO:
+        """A new seekable, read-only binary file at offset 0; the caller closes it."""
+
+
 StrPath = str | os.PathLike[str]
+# What the readers here open: a local path, or a stored file read through ``open()``.
+VideoSource = StrPath | ByteSource
 
 
 class VideoError(ValueError):
@@ -56,11 +74,21 @@ class VideoInfo:
         }
 
 
-def _open(path: StrPath) -> av.container.InputContainer:
-    try:
-        return av.open(os.fspath(path), mode="r")
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise NotAVideoError("the file is not a readable video container") from exc
+@contextlib.contextmanager
+def open_container(source: VideoSource) -> Iterator[av.container.InputContainer]:
+    """The source opened by PyAV: a path by FFmpeg's own file I/O, a ``ByteSource``
+    through the file object it opens (closed with the container)."""
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, ByteSource):
+            target: str | BinaryIO = stack.enter_context(source.open())
+        else:
+            target = os.fspath(source)
+        try:
+            container = av.open(target, mode="r")
+        except (av.FFmpegError, UnicodeDecodeError) as exc:
+            raise NotAVideoError("the file is not a readable video container") from exc
+        with container:
+            yield container
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
@@ -69,7 +97,7 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
     return container.streams.video[0]
 
 
-def probe(path: StrPath, max_pixels: int | None = None) -> VideoInfo:
+def probe(path: VideoSource, max_pixels: int | None = None) -> VideoInfo:
     """Check that ``path`` holds a decodable video and read its metadata.
 
     Decodes the first few frames (proving the codec works, and that frames carry
@@ -82,7 +110,7 @@ def probe(path: StrPath, max_pixels: int | None = None) -> VideoInfo:
             frame larger than ``max_pixels``, frames without timestamps or out
             of timestamp order.
     """
-    with _open(path) as container:
+    with open_container(path) as container:
         stream = _video_stream(container)
         ctx = stream.codec_context
         width, height = ctx.width, ctx.height
@@ -186,7 +214,7 @@ class _Packets:
         return len(self.pts)
 
 
-def index_frames(path: StrPath) -> FrameIndex:
+def index_frames(path: VideoSource) -> FrameIndex:
     """List the frames a decoder presents for the first video stream, with keyframes.
 
     Header frame counts and rates can be wrong (variable frame rate, missing
@@ -208,7 +236,7 @@ def index_frames(path: StrPath) -> FrameIndex:
         VideoError: no video stream, no frames, frames without timestamps, or a
             start that cannot be decoded.
     """
-    with _open(path) as container:
+    with open_container(path) as container:
         stream = _video_stream(container)
         time_base = Fraction(stream.time_base or Fraction(1, 1))
         packets = _read_packets(container, stream)
@@ -261,7 +289,7 @@ def _read_packets(container: av.container.InputContainer, stream: av.VideoStream
     return packets
 
 
-def _presented_before(path: StrPath, cutoff: int | None) -> tuple[list[int], bool]:
+def _presented_before(path: VideoSource, cutoff: int | None) -> tuple[list[int], bool]:
     """Decode from the start until the decoder presents a frame at or after ``cutoff``.
 
     Returns the timestamps of the frames presented before ``cutoff`` and whether a
@@ -270,7 +298,7 @@ def _presented_before(path: StrPath, cutoff: int | None) -> tuple[list[int], boo
     cutoff comes out, every earlier frame has been seen.
     """
     presented: list[int] = []
-    with _open(path) as container:
+    with open_container(path) as container:
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
         try:
