@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from detector.bench.realvideo import RealVideoData
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # DETECTOR_TESTDATA overrides where the folder is (a checkout elsewhere).
@@ -33,37 +35,27 @@ SSD_BACKENDS = ("onnxruntime", "openvino", "tflite")
 
 
 @dataclass(frozen=True)
-class SharedData:
-    """Paths of the shared files (each one checked to exist by `require_testdata`)."""
-
-    root: Path
-
-    @property
-    def video(self) -> Path:
-        """vtest.avi: PETS 2009 S2.L1 view 1, 768x576, 10 fps, 795 frames, msmpeg4v3 in AVI."""
-        return self.root / "videos" / "vtest.avi"
+class SharedData(RealVideoData):
+    """Paths of the shared files (each one checked to exist by `require_testdata`):
+    ``video`` (vtest.avi: PETS 2009 S2.L1 view 1, 768x576, 10 fps, 795 frames,
+    msmpeg4v3 in AVI), ``labels`` (COCO's 80, ``ID  name`` a line, 0 = person) and
+    the SSD MobileNet V2 files, ONNX (uint8 NHWC 300x300 in, TF OD API outputs) and
+    8-bit TFLite."""
 
     @property
     def ssd_onnx(self) -> Path:
-        """SSD MobileNet V2 (COCO) in ONNX: uint8 NHWC 300x300 in, TF OD API outputs."""
-        return self.root / "models" / "ssd_mobilenet_v2_coco.onnx"
+        return super().model_file("onnxruntime")
 
     @property
     def ssd_tflite(self) -> Path:
-        """The same model, 8-bit quantized, as TFLite."""
-        return self.root / "models" / "ssd_mobilenet_v2_coco_quant.tflite"
-
-    @property
-    def labels(self) -> Path:
-        """COCO's 80 labels, ``ID  name`` a line, ids 0-89 (0 = person)."""
-        return self.root / "models" / "coco_labels.txt"
+        return super().model_file("tflite")
 
     def model_file(self, backend: str) -> Path:
         """The file ``backend`` (one of `SSD_BACKENDS`) runs: the TFLite file for
         tflite, the ONNX file for the others."""
         if backend not in SSD_BACKENDS:
             raise ValueError(f"no SSD file for backend {backend!r}")
-        return self.ssd_tflite if backend == "tflite" else self.ssd_onnx
+        return super().model_file(backend)
 
     def files(self) -> tuple[Path, ...]:
         return (self.video, self.ssd_onnx, self.ssd_tflite, self.labels)
