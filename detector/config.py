@@ -168,6 +168,11 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         # Embedded broker only: keep consumed messages in DATA_DIR/broker/processed
         # (to inspect them; the benchmark measures broker bytes per frame this way).
         "BROKER_STORE_PROCESSED": _env_bool("BROKER_STORE_PROCESSED", False),
+        # RabbitMQ only: seconds between AMQP heartbeats of a worker's connection (the
+        # lower of this and the server's value is used; 0 turns them off). A worker that
+        # went silent (host down, network cut) loses its connection, and RabbitMQ gives
+        # its unacknowledged chunk to another worker, after one to two of these.
+        "BROKER_HEARTBEAT": env_int("BROKER_HEARTBEAT", 10),
         # Frames per detect_frames task; chunk starts snap to nearby keyframes.
         "CHUNK_FRAMES": env_int("CHUNK_FRAMES", 100),
         # How often a chunk may be delivered before the job fails (worker crashes).
@@ -196,6 +201,9 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         # Frames per forward pass: auto (8 on a GPU; on the CPU by the model's input size: detection.base.default_batch_size)
         # or a whole number; DetectorSettings.from_config checks it.
         "DETECTOR_BATCH_SIZE": _env("DETECTOR_BATCH_SIZE", "auto"),
+        # Batches run side by side on the CPU, each on its share of the threads: auto (one
+        # per thread for small models, 1 for large: detection.base.default_streams) or a number.
+        "DETECTOR_STREAMS": _env("DETECTOR_STREAMS", "auto"),
         "DETECTOR_MIN_SCORE": _env_float("DETECTOR_MIN_SCORE", 0.05),
         "DETECTOR_SEED": env_int("DETECTOR_SEED", 0),
         "DETECTOR_CACHE_DIR": _env("DETECTOR_CACHE_DIR"),
@@ -275,6 +283,7 @@ class Settings:
     celery_broker_url: str
     celery_result_backend: str
     broker_store_processed: bool
+    broker_heartbeat: int
     chunk_frames: int
     max_chunk_deliveries: int
     chunk_time_limit: int
@@ -291,6 +300,7 @@ class Settings:
     detector_weights: str
     detector_device: str
     detector_batch_size: str  # "auto" or a whole number, as written
+    detector_streams: str  # "auto" or a whole number, as written
     detector_min_score: float
     detector_seed: int
     detector_cache_dir: str | None

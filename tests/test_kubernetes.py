@@ -528,3 +528,178 @@ def test_migrations_run_after_install_and_before_each_upgrade() -> None:
     (job,) = component(render({}), "migrate")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
     assert container(job)["command"] == ["sh", "/app/docker/boot.sh"]
+
+
+# --- videos in a bucket (storage.s3) ---------------------------------------------------
+
+S3_VALUES = {
+    "storage": {
+        "s3": {
+            "bucket": "detector-videos",
+            "prefix": "/videos/",
+            "endpoint": "https://s3.example.com",
+            "region": "eu-west-1",
+            "accessKeyId": "AKIAEXAMPLE",
+            "secretAccessKey": "example-secret",
+        }
+    }
+}
+MINIO_VALUES = {
+    "storage": {"s3": {"bucket": "detector-videos"}},
+    "trial": {"minio": {"enabled": True, "password": "change-me-minio"}},
+}
+APP_COMPONENTS = ("api", "migrate", "processor", "scheduler", "render", "detector")
+
+
+def _secret_refs(workload: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The container's env variables taken from Secrets: name -> (Secret, key)."""
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container(workload).get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def assert_no_video_volume(objects: list[dict[str, Any]]) -> None:
+    """No PersistentVolumeClaim for the videos, and no app pod mounts a claim at all
+    (nor /videos): the pods share nothing but the network."""
+    claims = [o["metadata"]["name"] for o in of_kind(objects, "PersistentVolumeClaim")]
+    assert f"{RELEASE}-videos" not in claims, claims
+    for name in APP_COMPONENTS:
+        workloads = component(objects, name)
+        assert workloads, name
+        for workload in workloads:
+            where = workload["metadata"]["name"]
+            volumes = pod_spec(workload)["volumes"]
+            assert not [v for v in volumes if "persistentVolumeClaim" in v], where
+            mounts = {m["mountPath"]: m["name"] for m in container(workload)["volumeMounts"]}
+            assert "/videos" not in mounts, where
+            # The render's scratch file (detector/storage/s3.py, new_scratch) goes to /tmp.
+            assert {v["name"]: v for v in volumes}[mounts["/tmp"]]["emptyDir"] is not None, where
+            assert "VIDEO_STORAGE" not in env_of(workload), f"{where}: the ConfigMap's would be overridden"
+
+
+@pytest.mark.parametrize("values", [S3_VALUES, MINIO_VALUES], ids=["a bucket", "the trial MinIO"])
+def test_videos_in_a_bucket_render_valid_objects(values: dict[str, Any]) -> None:
+    objects = render(values)
+    errors = [e for obj in objects for e in schema_errors(without_source(obj))]
+    assert not errors, "\n".join(errors)
+    report = helm().lint(str(CHART), values, strict=True)
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not problems, problems
+
+
+def test_videos_in_a_bucket_are_settings_and_keys_and_no_shared_volume() -> None:
+    objects = render(S3_VALUES)
+    config = named(objects, "ConfigMap", f"{RELEASE}-config")["data"]
+    assert config["VIDEO_STORAGE"] == "s3://detector-videos/videos"
+    assert config["S3_ENDPOINT_URL"] == "https://s3.example.com"
+    assert config["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert set(config) <= set(env_example(include_commented=True)), set(config) - set(env_example(True))
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(config)
+    keys = named(objects, "Secret", f"{RELEASE}-s3")["stringData"]
+    assert keys == {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example-secret"}
+    for name in APP_COMPONENTS:
+        for workload in component(objects, name):
+            assert _secret_refs(workload) == {
+                "AWS_ACCESS_KEY_ID": (f"{RELEASE}-s3", "AWS_ACCESS_KEY_ID"),
+                "AWS_SECRET_ACCESS_KEY": (f"{RELEASE}-s3", "AWS_SECRET_ACCESS_KEY"),
+            }, workload["metadata"]["name"]
+    assert_no_video_volume(objects)
+    # The storage the pods would build from these settings.
+    from detector.storage.s3 import S3VideoStorage
+
+    storage = S3VideoStorage.from_url(config["VIDEO_STORAGE"])
+    assert (storage.bucket, storage.prefix) == ("detector-videos", "videos/")
+
+
+def test_the_bucket_keys_may_come_from_a_secret_of_your_own_or_a_pod_role() -> None:
+    own = render({"storage": {"s3": {"bucket": "detector-videos", "existingSecret": "my-keys"}}})
+    assert not [s for s in of_kind(own, "Secret") if s["metadata"]["name"] == f"{RELEASE}-s3"]
+    for workload in component(own, "processor") + component(own, "api"):
+        assert {secret for secret, _key in _secret_refs(workload).values()} == {"my-keys"}
+    config = named(own, "ConfigMap", f"{RELEASE}-config")["data"]
+    assert "S3_ENDPOINT_URL" not in config and "AWS_DEFAULT_REGION" not in config  # AWS, boto3's default
+    role = render({"storage": {"s3": {"bucket": "detector-videos", "prefix": ""}}})
+    assert named(role, "ConfigMap", f"{RELEASE}-config")["data"]["VIDEO_STORAGE"] == "s3://detector-videos"
+    for workload in component(role, "render"):
+        assert _secret_refs(workload) == {}
+    assert_no_video_volume(role)
+
+
+def test_without_a_bucket_the_videos_are_on_the_shared_volume() -> None:
+    objects = render({})
+    named(objects, "PersistentVolumeClaim", f"{RELEASE}-videos")
+    for workload in component(objects, "detector") + component(objects, "render"):
+        mounts = {m["name"]: m["mountPath"] for m in container(workload)["volumeMounts"]}
+        assert mounts["videos"] == env_of(workload)["VIDEO_STORAGE"] == "/videos"
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(_secret_refs(workload))
+    assert "VIDEO_STORAGE" not in named(objects, "ConfigMap", f"{RELEASE}-config")["data"]
+
+
+def test_the_trial_minio_is_that_of_docker_compose_and_makes_the_bucket() -> None:
+    objects = render(MINIO_VALUES)
+    s3_compose = load(ROOT / "docker-compose.s3.yaml")["services"]
+    (server,) = component(objects, "minio")
+    assert server["kind"] == "Deployment" and server["spec"]["strategy"] == {"type": "Recreate"}
+    assert container(server)["image"] == s3_compose["minio"]["image"]
+    claim = named(objects, "PersistentVolumeClaim", f"{RELEASE}-minio")
+    assert {v["name"]: v for v in pod_spec(server)["volumes"]}["data"]["persistentVolumeClaim"] == {
+        "claimName": claim["metadata"]["name"]
+    }
+    service = named(objects, "Service", f"{RELEASE}-minio")
+    assert [p["port"] for p in service["spec"]["ports"]] == [9000]
+    assert _selects(
+        {"matchLabels": service["spec"]["selector"]}, server["spec"]["template"]["metadata"]["labels"]
+    )
+
+    (job,) = component(objects, "minio-bucket")
+    assert container(job)["image"] == s3_compose["minio-bucket"]["image"]
+    hooks = job["metadata"]["annotations"]["helm.sh/hook"].split(",")
+    assert "post-install" in hooks and "post-upgrade" in hooks
+    script = container(job)["command"][-1]
+    assert f"http://{RELEASE}-minio:9000" in script and 'mc mb --ignore-existing "store/$S3_BUCKET"' in script
+    assert env_of(job)["S3_BUCKET"] == "detector-videos"
+
+    # MinIO's root user and password are the pods' keys; its endpoint and region are theirs.
+    trial = named(objects, "Secret", f"{RELEASE}-trial")["stringData"]
+    keys = named(objects, "Secret", f"{RELEASE}-s3")["stringData"]
+    assert keys == {"AWS_ACCESS_KEY_ID": "detector", "AWS_SECRET_ACCESS_KEY": trial["MINIO_ROOT_PASSWORD"]}
+    for workload in (server, job):
+        assert env_of(workload)["MINIO_ROOT_USER"] == keys["AWS_ACCESS_KEY_ID"]
+        assert _secret_refs(workload)["MINIO_ROOT_PASSWORD"] == (f"{RELEASE}-trial", "MINIO_ROOT_PASSWORD")
+    config = named(objects, "ConfigMap", f"{RELEASE}-config")["data"]
+    assert config["S3_ENDPOINT_URL"] == f"http://{RELEASE}-minio:9000"
+    assert config["VIDEO_STORAGE"] == "s3://detector-videos/videos"
+    assert config["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert_no_video_volume(objects)
+    test_app_pods_run_as_non_root_on_a_read_only_root((MINIO_VALUES, objects))
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        ({"storage": {"s3": {"bucket": "Detector_Videos"}}}, r"/storage/s3/bucket"),
+        ({"storage": {"s3": {"bucket": "ab"}}}, r"/storage/s3/bucket"),
+        ({"storage": {"s3": {"bucket": "-videos"}}}, r"/storage/s3/bucket"),
+        ({"storage": {"s3": {"bucket": "s3://videos"}}}, r"/storage/s3/bucket"),
+        ({"storage": {"s3": {"bucket": "videos", "endpoint": "minio:9000"}}}, r"/storage/s3/endpoint"),
+        ({"storage": {"s3": {"bucket": "videos", "buckte": "x"}}}, r"buckte"),
+        ({"storage": {"s3": {"bucket": "videos", "accessKeyId": "AK"}}}, r"secretAccessKey"),
+        (
+            {"storage": {"s3": {"bucket": "videos", "existingSecret": "k", "accessKeyId": "a", "secretAccessKey": "b"}}},
+            r"accessKeyId",
+        ),
+        ({"trial": {"minio": {"enabled": True, "password": "long-enough"}}}, r"/storage/s3/bucket"),
+        ({**MINIO_VALUES, "trial": {"minio": {"enabled": True, "password": "short"}}}, r"/trial/minio/password"),
+        ({"storage": {"s3": {"bucket": "videos"}}, "trial": {"minio": {"enabled": True}}}, r"trial\.minio\.password is required"),
+    ],
+    ids=[
+        "upper case and underscore", "too short", "a hyphen first", "a URL", "an endpoint without a scheme",
+        "a misspelt key", "a key without its secret", "a Secret and keys", "the trial MinIO without a bucket",
+        "a short MinIO password", "the trial MinIO without a password",
+    ],
+)  # fmt: skip
+def test_the_chart_refuses_a_bad_bucket_setting(values: dict[str, Any], error: str) -> None:
+    with pytest.raises(Exception, match=error):
+        render(values)

@@ -18,7 +18,7 @@ T = TypeVar("T")
 DEFAULT_OUT = Path("bench-out")
 
 # What --figure picks from: every figure, or one that runs on its own.
-FIGURES = ("all", "long-video", "real-video", "analytics", "search", "peak", "int8")
+FIGURES = ("all", "long-video", "real-video", "analytics", "search", "peak", "int8", "storage", "streams")
 
 
 def option(
@@ -50,8 +50,8 @@ class BenchOptions:
     out_dir: Path = option(DEFAULT_OUT, "scratch directory and reports", flag="--out")  # noqa: RUF009
     figure: str = option(
         "all",
-        "the figures to measure: all of them, or the long-video, real-video, analytics, search, peak "
-        "or int8 figure alone",
+        "the figures to measure: all of them, or the long-video, real-video, analytics, search, peak, "
+        "int8, storage or streams figure alone (streams: only alone)",
         choices=FIGURES,
     )
     frames: int = option(300, "frames of the benchmark's video", minimum=1)
@@ -156,6 +156,12 @@ class BenchOptions:
         16,
         "frames each runtime is timed on in the peak figure (work per frame against the machine's peak)",
         minimum=1,
+    )
+    storage_block_kib: int = option(
+        0,
+        "KiB a ranged GET fetches where reading jumps, in the storage figure (videos read from a bucket "
+        "of moto's server); 0: the storage's own (BLOCK_SIZE of detector/storage/s3.py)",
+        minimum=0,
     )
     int8_stride: int = option(
         10, "the int8 figure measures every this-many-th frame of vtest.avi (INT8 against FP32)", minimum=2

@@ -7,7 +7,7 @@ as a share of the machine's measured peak:
 
 * the peak (`measure_peak`): a dense FP32 matrix multiply (``torch.mm``) and a
   3x3 convolution (``torch.nn.functional.conv2d``) run in this process on the
-  threads the runtimes use (``onnx_backend.cpu_threads``), best of a few runs,
+  threads the runtimes use (``detection.base.cpu_threads``), best of a few runs,
   before and after the models are timed; the best of those is the peak;
 * the benchmark's torchvision model (``--model``, by default the default CPU model
   ``fasterrcnn_mobilenet_v3_large_320_fpn``) with the runtimes figure's weights
@@ -315,8 +315,8 @@ def peak_figure(bench: Bench) -> dict[str, Any]:
     the peak, and one row per model and runtime."""
     from detector.bench.realvideo import RealVideoData, sampled_frames
     from detector.bench.runtimes import conditioned_weights, read_frames
+    from detector.detection.base import cpu_threads
     from detector.detection.identity import TORCHVISION_CHECKPOINTS
-    from detector.detection.onnx_backend import cpu_threads
 
     options = bench.options
     data = RealVideoData(Path(options.testdata))

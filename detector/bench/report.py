@@ -192,6 +192,7 @@ def format_table(report: BenchReport) -> str:
     rows += _real_video_rows(f)
     rows += _peak_rows(f)
     rows += _int8_rows(f)
+    rows += _storage_rows(f)
 
     met = check_targets(f)
 
@@ -394,6 +395,38 @@ def _int8_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
             "",
         ),
     ]
+
+
+def _storage_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The table's rows of the storage figure (detector/bench/storage.py), where measured."""
+    r = f.get("storage_reads")
+    if not r:
+        return []
+    if "skipped" in r:
+        return [("Bytes read from a bucket", f"skipped: {r['skipped']}", "")]
+    rows: list[tuple[str, Any, str]] = []
+    for v in r["videos"]:
+        what = f"{v['video']}, {v['bytes'] / 1e6:.1f} MB, {v['chunks']} chunks of {v['chunk_frames']} frames"
+        rows += [
+            (
+                f"Bytes read from a bucket ({what}): probe / index MB",
+                _mb(v["probe_bytes"], v["index_bytes"]),
+                "",
+            ),
+            ("  a chunk, MB: median / max", _mb(v["chunk_bytes_median"], v["chunk_bytes_max"]), ""),
+            (
+                "  a chunk over its share: median / max",
+                f"{v['read_over_share_median']} / {v['read_over_share_max']}",
+                "",
+            ),
+            ("  a chunk over the whole file, max", v["chunk_read_over_file_max"], ""),
+            ("  GETs a chunk: median / max", f"{v['chunk_requests_median']} / {v['chunk_requests_max']}", ""),
+        ]
+    return rows
+
+
+def _mb(*sizes: int) -> str:
+    return " / ".join(f"{size / 1e6:.2f}" for size in sizes)
 
 
 def _scheduling_rows(f: dict[str, Any]) -> list[tuple[str, Any, str]]:

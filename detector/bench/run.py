@@ -26,6 +26,8 @@ from detector.bench.runtimes import runtimes_figure
 from detector.bench.scheduling import short_job_wait
 from detector.bench.search import search_figure
 from detector.bench.service import Client, Service
+from detector.bench.storage import storage_reads
+from detector.bench.streams import streams_figure
 from detector.runtime.allocator import loaded_allocator
 from detector.runtime.processes import detector_cli_argv
 
@@ -85,6 +87,10 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> Benc
         found.update(peak_figure(bench))
     if every or options.figure == "int8":
         found.update(int8_figure(bench))
+    if every or options.figure == "storage":
+        found.update(storage_reads(bench))
+    if options.figure == "streams":  # on its own only: two services per model
+        found.update(streams_figure(bench, lambda data: service_env(bench, data)))
     if options.long_video_seconds and options.figure in ("all", "long-video"):
         found.update(long_video(bench, lambda data: service_env(bench, data)))
 

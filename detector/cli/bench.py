@@ -82,9 +82,10 @@ def bench(**values: Any) -> None:
     broker bytes, overheads, a sampled job against a full one, tracking, exports
     (speed and the API's memory), renders, worker memory, API latency under load,
     the CPU runtimes side by side, a short job's wait behind a long one, the
-    2021 prototype's loop against `detector predict`, and a long video's stages
-    and the service's peak memory beside a shorter one's (`--figure long-video`
-    runs that figure alone).
+    2021 prototype's loop against `detector predict`, the bytes each chunk reads
+    from a bucket (`--figure storage` alone), and a long video's stages and the
+    service's peak memory beside a shorter one's (`--figure long-video` runs that
+    figure alone).
 
     Writes bench.json and bench.png into --out and prints a table.
     """

@@ -155,7 +155,7 @@ def predict(
     click.echo(
         f"{timing['frames']} of {timing['video_frames']} frames in {timing['seconds']:.2f} s "
         f"({timing['frames_per_second']:.2f} frames/s, {timing['model']} on "
-        f"{timing['device']}, batch {timing['batch_size']}, allocator {timing['allocator']})"
+        f"{timing['device']}, batch {timing['batch_size']}, {timing['streams']} streams, allocator {timing['allocator']})"
         + (
             f"; {len(found.tracks or [])} tracks in {timing['tracking_seconds']:.2f} s"
             if options.track

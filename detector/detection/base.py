@@ -6,10 +6,12 @@ What a predictor finds is `detector.detection.detections.Detections`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -140,6 +142,10 @@ class DetectorSettings:
         batch_size: frames per forward pass, at most (a predictor halves it
             when a batch runs out of GPU memory); ``auto`` (the default):
             `default_batch_size` of the device the predictor runs on.
+        streams: on the CPU, how many batches run through the model side by
+            side, each on its own share of the CPU threads (`cpu_threads`
+            divided by the streams); ``auto`` (the default):
+            `default_streams` for the model's input size. Always 1 on a GPU.
         min_score: the model's own score floor; no job gets objects below it.
         seed: the seed for ``random`` weights.
         cache_dir: where downloaded weights are kept.
@@ -167,6 +173,7 @@ class DetectorSettings:
     weights: str = "default"
     device: str = "auto"
     batch_size: int | str = "auto"
+    streams: int | str = "auto"
     min_score: float = 0.05
     seed: int = 0
     cache_dir: str | None = None
@@ -235,8 +242,9 @@ class DetectorSettings:
             key = f"DETECTOR_{field.name.upper()}"
             if config.get(key) is not None:
                 values[field.name] = config[key]
-        if "batch_size" in values:
-            values["batch_size"] = _batch_size(values["batch_size"])
+        for name in ("batch_size", "streams"):
+            if name in values:
+                values[name] = _auto_or_count(values[name], f"DETECTOR_{name.upper()}")
         settings = cls(**values)
         if settings.backend not in BACKENDS:
             raise ValueError(f"DETECTOR_BACKEND must be one of {', '.join(BACKENDS)}")
@@ -248,6 +256,15 @@ class DetectorSettings:
         if self.batch_size == "auto":
             return default_batch_size(device, input_size)
         return int(self.batch_size)
+
+    def streams_on(self, device: str, input_size: tuple[int, int] | None = None) -> int:
+        """Batches run side by side on ``device``: 1 on a GPU; on the CPU ``streams``, or
+        for ``auto`` `default_streams` for a model that sees frames at ``input_size``."""
+        if device.strip().lower() != "cpu":
+            return 1
+        if self.streams == "auto":
+            return default_streams(input_size)
+        return int(self.streams)
 
 
 #: Frames per forward pass when DETECTOR_BATCH_SIZE is ``auto``. On a GPU batching
@@ -276,17 +293,52 @@ def default_batch_size(device: str, input_size: tuple[int, int] | None = None) -
     return max(1, min(GPU_BATCH_SIZE, CPU_BATCH_PIXELS // max(1, short * long)))
 
 
-def _batch_size(value: Any) -> int | str:
-    """DETECTOR_BATCH_SIZE as ``auto`` or a whole number of at least 1."""
+@functools.cache
+def cpu_threads() -> int:
+    """The CPU threads a predictor process may use, all streams together:
+    ``OMP_NUM_THREADS``, else torch's default (the physical cores), read once,
+    before any predictor divides them among its streams."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    import torch
+
+    return torch.get_num_threads()
+
+
+def stream_threads(streams: int) -> int:
+    """The threads each of ``streams`` side-by-side batches runs on: its share of `cpu_threads`."""
+    return max(1, cpu_threads() // max(1, streams))
+
+
+def default_streams(input_size: tuple[int, int] | None = None) -> int:
+    """The streams ``auto`` means on the CPU for a model that sees frames at ``input_size``
+    (shortest, longest edge; None: unknown).
+
+    A small model (one that ``auto`` batches, at most half of CPU_BATCH_PIXELS a
+    frame: the 320 px MobileNet, the 300 px SSD, a 640 px YOLO) gets one stream
+    per thread, each on one thread: its operators are too small to keep
+    several threads busy, and two batches side by side on one thread each ran
+    1.6 to 2 times as fast as one batch on two threads (docs/performance.md,
+    "Streams"). A large model (the 800 px ones, batch 1) keeps its operators
+    large enough to share out and runs one stream on every thread.
+    """
+    if input_size is None or default_batch_size("cpu", input_size) < 2:
+        return 1
+    return cpu_threads()
+
+
+def _auto_or_count(value: Any, name: str) -> int | str:
+    """A setting as ``auto`` or a whole number of at least 1."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     try:
-        size = int(value)
+        count = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"DETECTOR_BATCH_SIZE must be auto or a whole number, got {value!r}") from None
-    if size < 1:
-        raise ValueError("DETECTOR_BATCH_SIZE must be at least 1")
-    return size
+        raise ValueError(f"{name} must be auto or a whole number, got {value!r}") from None
+    if count < 1:
+        raise ValueError(f"{name} must be at least 1")
+    return count
 
 
 class Predictor(ABC):
@@ -299,11 +351,17 @@ class Predictor(ABC):
             and shrinks when a batch runs out of GPU memory (see ``predict``);
             the smaller size is kept for the rest of the process, and the
             pipeline reads it here to batch its frames and to publish it.
+        streams: batches run side by side on the CPU (`DetectorSettings.streams_on`);
+            the pipeline hands ``predict`` that many batches at a time.
     """
 
     name: str
     device: str
     batch_size: int
+    #: Batches run side by side (threads of this process); ``predict_batch`` of a
+    #: predictor with more than one must be safe to call from that many threads at once.
+    streams: int = 1
+    _pool: ThreadPoolExecutor | None = None
 
     @abstractmethod
     def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
@@ -337,6 +395,8 @@ class Predictor(ABC):
                 that succeeded, in order (the real batch sizes, after any
                 back-off); passes that ran out of memory are not reported.
         """
+        if self.streams > 1:
+            return self._predict_side_by_side(frames, score_threshold, on_forward)
         results: list[Detections] = []
         pos = 0
         while pos < len(frames):
@@ -357,6 +417,25 @@ class Predictor(ABC):
                 on_forward(len(batch))
             results.extend(found[found.score >= score_threshold] for found in found_in_batch)
             pos += len(batch)
+        return results
+
+    def _predict_side_by_side(
+        self,
+        frames: Sequence[np.ndarray],
+        score_threshold: float,
+        on_forward: Callable[[int], None] | None,
+    ) -> list[Detections]:
+        """`predict` on the CPU with several streams: each batch of ``batch_size`` frames
+        goes to the next free stream, and results come back in the frames' order.
+        (No out-of-memory back-off: streams run on the CPU only.)"""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="stream")
+        batches = [frames[pos : pos + self.batch_size] for pos in range(0, len(frames), self.batch_size)]
+        results: list[Detections] = []
+        for batch, found_in_batch in zip(batches, self._pool.map(self.predict_batch, batches), strict=True):
+            if on_forward is not None:
+                on_forward(len(batch))
+            results.extend(found[found.score >= score_threshold] for found in found_in_batch)
         return results
 
     def _shrink_batch(self, failed: int) -> None:

@@ -16,7 +16,7 @@ which is the default::
     batch_size = 8
 
 A table's keys are those of `DetectorSettings` (backend, model, weights,
-device, batch_size, min_score, seed, cache_dir, file, family, labels, input,
+device, batch_size, streams, min_score, seed, cache_dir, file, family, labels, input,
 precision, calibration); a key it leaves out takes the ``DETECTOR_*`` setting. Without ``DETECTOR_MODELS``
 the deployment has one model, ``default``, made of the ``DETECTOR_*`` settings
 alone.

@@ -8,7 +8,10 @@ frame's pixels.
 
 Batching: a file whose input takes any batch size runs a batch in one call; a
 file that fixes its batch (most exports fix it to 1) runs the frames of a batch
-one after another inside the one ``predict_batch`` call.
+one after another inside the one ``predict_batch`` call. A small model runs
+several batches side by side (``streams``: ``Predictor.predict``), each stream
+thread on its share of the threads: ONNX Runtime's session is shared, OpenVINO
+and LiteRT give each stream thread an infer request or interpreter of its own.
 
 Devices: the CPU (``auto`` means the CPU). ONNX Runtime with ``cuda``/``cuda:N``
 takes the GPU providers of ``onnx_backend._providers`` (``onnxruntime-gpu``).
@@ -16,13 +19,13 @@ takes the GPU providers of ``onnx_backend._providers`` (``onnxruntime-gpu``).
 
 from __future__ import annotations
 
-import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from detector.detection.base import DetectorSettings, Predictor
+from detector.detection.base import DetectorSettings, Predictor, stream_threads
 from detector.detection.detections import Detections
 from detector.detection.families import FileModel, Geometry, open_file_model, prepare
 from detector.detection.identity import model_identity
@@ -34,16 +37,16 @@ class FilePredictor(Predictor):
     backend = ""
 
     def __init__(self, settings: DetectorSettings, device: str) -> None:
-        from detector.detection.onnx_backend import cpu_threads
-
         self.name = model_identity(settings)
         self.settings = settings
         self.device = "cpu" if settings.device.strip().lower() == "auto" else device
         self.model: FileModel = open_file_model(settings)
         self.min_score = settings.min_score
-        self.threads = cpu_threads()
         fmt = self.model.input
-        self.batch_size = settings.batch_size_on(self.device, tuple(sorted((fmt.width, fmt.height))))  # type: ignore[arg-type]
+        input_size: tuple[int, int] = tuple(sorted((fmt.width, fmt.height)))  # type: ignore[assignment]
+        self.batch_size = settings.batch_size_on(self.device, input_size)
+        self.streams = settings.streams_on(self.device, input_size)
+        self.threads = stream_threads(self.streams)  # each stream's
         #: Frames per call of the runtime: the file's fixed batch, else the whole batch.
         self.per_call = self.model.batch
         self._load()
@@ -112,30 +115,26 @@ class OpenVinoFilePredictor(FilePredictor):
     backend = "openvino"
 
     def _load(self) -> None:
-        if os.environ.get("LD_PRELOAD"):  # see OpenVinoPredictor._load
-            os.environ.setdefault("TBB_ENABLE_SANITIZERS", "1")
         import openvino as ov
 
-        if self.device != "cpu":
-            raise ValueError(f'the openvino backend runs on the CPU, not {self.device}; use device = "cpu"')
-        core = ov.Core()
-        config = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": self.threads,
-            "INFERENCE_PRECISION_HINT": "f32",
-        }
+        from detector.detection.onnx_backend import compile_openvino
+
         path = self.model.file.path
         if self.settings.precision == "int8":
             from detector.detection.quantize import int8_model
 
             path = int8_model(self.settings, path, lambda frame: self._inputs([frame], self.per_call or 1)[0])
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        model = ov.Core().read_model(str(path))
+        self.compiled = compile_openvino(model, self.device, self.streams, self.threads)
         self.input_names = {port.get_any_name() for port in self.compiled.inputs}
+        self._requests = threading.local()
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        self.request.infer(inputs)
-        return [np.array(self.request.get_output_tensor(i).data) for i in range(len(self.compiled.outputs))]
+        from detector.detection.onnx_backend import openvino_request
+
+        request = openvino_request(self.compiled, self._requests)
+        request.infer(inputs)
+        return [np.array(request.get_output_tensor(i).data) for i in range(len(self.compiled.outputs))]
 
 
 class LiteRtFilePredictor(FilePredictor):
@@ -149,21 +148,32 @@ class LiteRtFilePredictor(FilePredictor):
     backend = "tflite"
 
     def _load(self) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
         if self.device != "cpu":
             raise ValueError(f'the tflite backend runs on the CPU, not {self.device}; use device = "cpu"')
-        self.interpreter = Interpreter(model_path=str(self.model.file.path), num_threads=self.threads)
-        self.interpreter.allocate_tensors()
-        self.inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
-        self.outputs = self.interpreter.get_output_details()
+        self._interpreters = threading.local()
+        interpreter = self._interpreter()  # opened now, so that a bad file fails at start
+        self.inputs = {d["name"]: d for d in interpreter.get_input_details()}
+        self.outputs = interpreter.get_output_details()
+
+    def _interpreter(self) -> Any:
+        """The calling stream thread's own interpreter (one is not safe to share), made
+        on its first use."""
+        interpreter = getattr(self._interpreters, "interpreter", None)
+        if interpreter is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            interpreter = Interpreter(model_path=str(self.model.file.path), num_threads=self.threads)
+            interpreter.allocate_tensors()
+            self._interpreters.interpreter = interpreter
+        return interpreter
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        interpreter = self._interpreter()
         for name, value in inputs.items():
             detail = self.inputs[name]
-            self.interpreter.set_tensor(detail["index"], _quantised(value, detail))
-        self.interpreter.invoke()
-        return [_dequantised(self.interpreter.get_tensor(d["index"]), d) for d in self.outputs]
+            interpreter.set_tensor(detail["index"], _quantised(value, detail))
+        interpreter.invoke()
+        return [_dequantised(interpreter.get_tensor(d["index"]), d) for d in self.outputs]
 
 
 def _quantised(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

@@ -8,9 +8,10 @@ frame's pixels (clipped to it), and the same `Detections`. Class
 filtering stays outside the predictor, as for every backend.
 
 The export takes one frame per run, so ``predict_batch`` runs a batch frame
-by frame inside the one call. OpenVINO runs the frames of a batch side by
-side (a throughput hint and an asynchronous request queue); ONNX Runtime runs
-them one after another, each on all its intra-op threads.
+by frame inside the one call. A small model runs several batches side by side
+(``streams``, one thread each: ``Predictor.predict``): ONNX Runtime's session
+takes runs from several threads at once, and OpenVINO gives each stream thread
+an infer request of its own.
 
 Devices: ``cpu``, and ``auto`` means the CPU (whatever GPUs there are: a job
 that wants one names ``cuda``). ONNX Runtime with ``cuda``/``cuda:N`` takes
@@ -20,8 +21,9 @@ operators they lack (``_providers``); it refuses when it has neither. This
 cannot be tested without a GPU build of onnxruntime. OpenVINO runs on the CPU
 only here (its ``GPU`` is an Intel GPU).
 
-Threads: as many intra-op threads as torch would use (``OMP_NUM_THREADS``, else
-``torch.get_num_threads()``, the physical cores).
+Threads: the CPU threads torch would use (``base.cpu_threads``), shared among
+the predictor's streams (``base.stream_threads``): ONNX Runtime runs each
+stream's frames on its share, and OpenVINO compiles as many streams.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,23 +39,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detector.detection.base import DetectorSettings, Predictor, boxes_in_frame
+from detector.detection.base import DetectorSettings, Predictor, boxes_in_frame, stream_threads
 from detector.detection.detections import Detections
 from detector.detection.identity import model_identity
 from detector.detection.onnx_export import INPUT, export_metadata, export_onnx
 
 #: One frame's outputs: boxes ``(N, 4)``, scores ``(N,)``, labels ``(N,)``.
 Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def cpu_threads() -> int:
-    """The intra-op threads torch would use: ``OMP_NUM_THREADS``, else torch's default."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    import torch
-
-    return torch.get_num_threads()
 
 
 class OnnxPredictor(Predictor):
@@ -64,11 +57,12 @@ class OnnxPredictor(Predictor):
     def __init__(self, settings: DetectorSettings, device: str) -> None:
         self.name = model_identity(settings)
         self.device = "cpu" if settings.device.strip().lower() == "auto" else device
-        self.threads = cpu_threads()
         self.path: Path = export_onnx(settings)
         metadata = export_metadata(self.path)
         self._input_short, self._input_long = int(metadata["input_short"]), int(metadata["input_long"])
         self.batch_size = settings.batch_size_on(self.device, (self._input_short, self._input_long))
+        self.streams = settings.streams_on(self.device, (self._input_short, self._input_long))
+        self.threads = stream_threads(self.streams)  # each stream's
         # torchvision's COCO labels (labels.TORCHVISION_COCO), as the export recorded them.
         self.labels: list[str] = json.loads(metadata["categories"])
         self._load(self.path)
@@ -170,58 +164,71 @@ def _providers(device: str, available: Sequence[str]) -> list[Any]:
 class OpenVinoPredictor(OnnxPredictor):
     """The export on OpenVINO's CPU plugin, in full float32 precision.
 
-    Batches of several frames compile with the throughput hint (several
-    streams) and run their frames side by side on an asynchronous request
-    queue; a batch size of 1 compiles with the latency hint.
+    With several streams the model compiles with that many OpenVINO streams
+    (``NUM_STREAMS``, the threads shared among them), and each of the
+    predictor's stream threads runs its batch's frames on an infer request of
+    its own; with one, it compiles with the latency hint, every thread on
+    each frame.
     """
 
     backend = "openvino"
 
     def _load(self, path: Path) -> None:
-        # OpenVINO's threading library, oneTBB, loads its hwloc binding (tbbbind)
-        # with RTLD_DEEPBIND, which binds it to glibc's malloc while the rest of
-        # the process runs on a preloaded tcmalloc or mimalloc (runtime/allocator.py):
-        # memory from one freed by the other aborts the process as the model is
-        # compiled ("free(): invalid pointer"; openvinotoolkit/openvino#29025).
-        # TBB_ENABLE_SANITIZERS turns the DEEPBIND off; TBB reads it when it
-        # loads the binding, in this process, so setting it here is in time.
-        if os.environ.get("LD_PRELOAD"):
-            os.environ.setdefault("TBB_ENABLE_SANITIZERS", "1")
         import openvino as ov
 
-        if self.device != "cpu":
-            raise ValueError(
-                f"the openvino backend runs on the CPU, not {self.device}; use DETECTOR_DEVICE=cpu"
-            )
-        core = ov.Core()
-        config = {
-            "PERFORMANCE_HINT": "THROUGHPUT" if self.batch_size > 1 else "LATENCY",
-            "INFERENCE_NUM_THREADS": self.threads,
-            # The CPU plugin may otherwise run in bf16 or f16 where the CPU has them.
-            "INFERENCE_PRECISION_HINT": "f32",
-        }
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self.queue = ov.AsyncInferQueue(self.compiled, max(1, min(requests, self.batch_size)))
-        self.request = self.compiled.create_infer_request()
+        self.compiled = compile_openvino(
+            ov.Core().read_model(str(path)), self.device, self.streams, self.threads
+        )
+        self._requests = threading.local()
 
     def _run(self, frames: Sequence[np.ndarray]) -> list[Outputs]:
-        if len(frames) == 1 or len(self.queue) == 1:
-            results = []
-            for frame in frames:
-                self.request.infer({0: frame})
-                results.append(_outputs(self.request))
-            return results
-        done: dict[int, Outputs] = {}
+        request = openvino_request(self.compiled, self._requests)
+        results = []
+        for frame in frames:
+            request.infer({0: frame})
+            results.append(_outputs(request))
+        return results
 
-        def finished(request: Any, index: int) -> None:
-            done[index] = _outputs(request)
 
-        self.queue.set_callback(finished)
-        for index, frame in enumerate(frames):
-            self.queue.start_async({0: frame}, index)
-        self.queue.wait_all()
-        return [done[index] for index in range(len(frames))]
+def compile_openvino(model: Any, device: str, streams: int, threads: int) -> Any:
+    """``model`` (an ``ov.Model``) compiled for OpenVINO's CPU plugin in float32: with
+    ``streams`` side by side on ``threads`` threads each, or with the latency hint
+    for one stream.
+
+    Raises:
+        ValueError: ``device`` is not the CPU.
+    """
+    # OpenVINO's threading library, oneTBB, loads its hwloc binding (tbbbind)
+    # with RTLD_DEEPBIND, which binds it to glibc's malloc while the rest of
+    # the process runs on a preloaded tcmalloc or mimalloc (runtime/allocator.py):
+    # memory from one freed by the other aborts the process as the model is
+    # compiled ("free(): invalid pointer"; openvinotoolkit/openvino#29025).
+    # TBB_ENABLE_SANITIZERS turns the DEEPBIND off; TBB reads it when it
+    # loads the binding, in this process, so setting it here is in time.
+    if os.environ.get("LD_PRELOAD"):
+        os.environ.setdefault("TBB_ENABLE_SANITIZERS", "1")
+    import openvino as ov
+
+    if device != "cpu":
+        raise ValueError(f'the openvino backend runs on the CPU, not {device}; use device = "cpu"')
+    config: dict[str, Any] = {
+        "INFERENCE_NUM_THREADS": streams * threads,
+        # The CPU plugin may otherwise run in bf16 or f16 where the CPU has them.
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
+    if streams > 1:
+        config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=streams)
+    else:
+        config["PERFORMANCE_HINT"] = "LATENCY"
+    return ov.Core().compile_model(model, "CPU", config)
+
+
+def openvino_request(compiled: Any, requests: threading.local) -> Any:
+    """The calling stream thread's own infer request of ``compiled``, made on its first use."""
+    request = getattr(requests, "request", None)
+    if request is None:
+        request = requests.request = compiled.create_infer_request()
+    return request
 
 
 def _outputs(request: Any) -> Outputs:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from detector.detection.base import DetectorSettings, Predictor, boxes_in_frame
+from detector.detection.base import DetectorSettings, Predictor, boxes_in_frame, stream_threads
 from detector.detection.batching import frames_to_device
 from detector.detection.detections import Detections
 from detector.detection.identity import model_identity
@@ -18,7 +18,12 @@ from detector.detection.torchvision_models import build_torch_model, categories,
 
 
 class TorchvisionPredictor(Predictor):
-    """A torchvision COCO detector; input frames are BGR, the model wants RGB in [0, 1]."""
+    """A torchvision COCO detector; input frames are BGR, the model wants RGB in [0, 1].
+
+    On the CPU a small model runs several batches side by side (``streams``),
+    each forward pass in a thread of its own on one intra-op thread: eager
+    PyTorch releases the GIL in its operators, and the 320 px models' operators
+    are too small for two threads to share one well."""
 
     def __init__(self, settings: DetectorSettings, device: str) -> None:
         self.name = model_identity(settings)  # an unknown model or missing weights file: ValueError
@@ -32,6 +37,11 @@ class TorchvisionPredictor(Predictor):
         transform = cast(GeneralizedRCNNTransform, model.transform)
         self._input_short, self._input_long = int(transform.min_size[-1]), int(transform.max_size)
         self.batch_size = settings.batch_size_on(device, (self._input_short, self._input_long))
+        self.streams = settings.streams_on(device, (self._input_short, self._input_long))
+        if device == "cpu":
+            # Each stream's operators run on the thread that calls them, with this many
+            # intra-op threads: torch's count is one for the whole process.
+            torch.set_num_threads(stream_threads(self.streams))
 
     def _shrink(self, frame: np.ndarray) -> tuple[np.ndarray, float, float]:
         """The frame at the size the model's transform would resize it to, and the

@@ -81,15 +81,17 @@ def detect_range(
     Objects score at least ``score_threshold`` and, when ``classes`` are given,
     have one of those class ids.
 
-    ``on_batch(frames_done)`` is called after each batch (progress, cancellation);
+    ``on_batch(frames_done)`` is called after each batch, or each set of batches run
+    side by side (progress, cancellation);
     ``on_forward(size)`` after each forward pass of the model, with its real size
     (smaller than the batch after the device ran out of memory).
     """
     stats = stats if stats is not None else DecodeStats()
     wanted = np.fromiter(classes, dtype=np.int64) if classes is not None else None
     frames: list[AnalysedFrame] = []
+    # One batch for each of the predictor's streams at a time: they run side by side.
     batches: Iterable[list[np.ndarray]] = batched(
-        decode_frames(path, plan.seek_pts, plan.frame_pts, stats), predictor.batch_size
+        decode_frames(path, plan.seek_pts, plan.frame_pts, stats), predictor.batch_size * predictor.streams
     )
     for batch in prefetch(batches, depth=2):
         for found in predictor.predict(batch, score_threshold, on_forward=on_forward):

@@ -81,6 +81,7 @@ def predict(
         "model": predictor.name,
         "device": predictor.device,
         "batch_size": predictor.batch_size,
+        "streams": predictor.streams,
         "frames": len(frames),
         "video_frames": len(index),
         "seconds": seconds,

@@ -30,6 +30,8 @@ def decode_frames(
 
     Each frame is yielded exactly once. Decoding starts at the keyframe at
     ``seek_pts``; frames before the first wanted one are decoded and dropped.
+    Where a seek lands before that keyframe, the packets before it are read
+    but not decoded.
 
     Raises:
         VideoError: a wanted frame could not be decoded.
@@ -52,6 +54,14 @@ def _decode(
     timestamp when there are B-frames), so the decoder's first frame comes after
     the chunk's first frame. Then the seek is tried again a little earlier, and
     in the end the chunk is decoded from the start of the stream.
+
+    Others land before it: MP4 compares the target with each keyframe's decode
+    timestamp shifted by one constant (the first frame's reordering delay), and
+    on a variable frame rate with B-frames that can be later than the
+    keyframe's presentation timestamp, so the seek lands on the keyframe
+    before, a GOP early. So after every seek the packets before the keyframe at
+    ``seek_pts`` are skipped, not decoded, where that keyframe comes
+    (`_from_keyframe`). The decode from the start of the stream skips nothing.
     """
     first = frame_pts[0]
     with open_container(path) as container:
@@ -63,7 +73,7 @@ def _decode(
                 container.seek(seek_pts - back * second, stream=stream, backward=True, any_frame=False)
             except av.FFmpegError:
                 continue
-            frames = _frames(container, stream, stats)
+            frames = _frames(_from_keyframe(container.demux(stream), seek_pts), stats)
             try:
                 landed = next(frames, None)
             except av.FFmpegError as exc:
@@ -74,14 +84,50 @@ def _decode(
     with open_container(path) as container:
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
-        yield from _deliver(_frames(container, stream, stats), frame_pts, stats)
+        yield from _deliver(_frames(container.demux(stream), stats), frame_pts, stats)
 
 
-def _frames(
-    container: av.container.InputContainer, stream: av.VideoStream, stats: DecodeStats
-) -> Iterator[tuple[int, av.VideoFrame]]:
-    """The decoder's frames and their timestamps from where the container is,
-    skipping any frame without a timestamp.
+def _from_keyframe(packets: Iterator[av.Packet], seek_pts: int) -> Iterator[av.Packet]:
+    """``packets`` (a video stream's, in decode order), less those before the
+    keyframe whose presentation timestamp is ``seek_pts``.
+
+    The packets are held back until that keyframe comes, and then dropped: the
+    decoder never sees them, and starts at the keyframe as it would had the seek
+    landed on it. Where a packet shows that the keyframe cannot come any more
+    (`_past`) first, every packet is passed on as read, and the decoder starts
+    where the seek landed. So at most the packets from there to the keyframe
+    are held, and a file that breaks `_past`'s rule only loses the skip.
+    """
+    held: list[av.Packet] = []
+    for packet in packets:
+        if packet.is_keyframe and packet.pts == seek_pts:
+            held.clear()
+            yield packet
+            break
+        held.append(packet)
+        if _past(packet, seek_pts):
+            yield from held
+            held.clear()
+            break
+    yield from held
+    yield from packets
+
+
+def _past(packet: av.Packet, seek_pts: int) -> bool:
+    """``packet`` comes after the keyframe at ``seek_pts`` in decode order, or
+    ends the stream: it is decoded after ``seek_pts`` (a frame is decoded no
+    later than it is presented), or is a later keyframe (keyframes are decoded
+    in presentation order)."""
+    if packet.size == 0:
+        return True  # the demuxer's end-of-stream marker
+    if packet.dts is not None and packet.dts > seek_pts:
+        return True
+    return packet.is_keyframe and packet.pts is not None and packet.pts > seek_pts
+
+
+def _frames(packets: Iterator[av.Packet], stats: DecodeStats) -> Iterator[tuple[int, av.VideoFrame]]:
+    """The frames that ``packets`` decode to and their timestamps, skipping any
+    frame without a timestamp.
 
     Raises:
         VideoError: the timestamps go backwards, so frames cannot be matched to
@@ -89,7 +135,7 @@ def _frames(
             timestamps, comes out like this).
     """
     previous: int | None = None
-    for frame in container.decode(stream):
+    for frame in chain.from_iterable(packet.decode() for packet in packets):
         stats.decoded += 1
         pts = frame.pts
         if pts is None:

@@ -1,58 +1,17 @@
 """An S3-compatible server for the object-storage tests: moto's standalone server,
-started on a free loopback port, once per test session."""
+started on a free loopback port, once per test session (`moto_server`, which the
+benchmark's storage figure starts too, is in detector/bench/storage.py)."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from detector.bench.storage import MOTO_ENV, moto_server
 from tests.conftest import missing_tool
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def moto_server(log: Path) -> Iterator[str]:
-    """Run moto's standalone S3 server on a free loopback port; its URL.
-
-    Raises:
-        RuntimeError: it did not answer within 30 s (its output is in ``log``).
-    """
-    port = _free_port()
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto's server did not start: {log.read_text()}") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -70,15 +29,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The standard AWS settings and S3_ENDPOINT_URL pointing at the moto server, set in
     this process's environment (which worker processes the test starts inherit)."""
-    env = {
-        "S3_ENDPOINT_URL": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    }
+    env = {"S3_ENDPOINT_URL": s3_endpoint, **MOTO_ENV}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env

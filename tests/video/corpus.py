@@ -118,6 +118,13 @@ def mpegts(folder: Path) -> Path:
     return _remux(_source(folder, frames=60, gop=12), folder / "clip.ts")
 
 
+def open_gop_mpegts(folder: Path) -> Path:
+    """Open GOPs in MPEG-TS: a seek lands after the keyframe and is tried again
+    earlier, so decoding skips the packets before the keyframe, and the B-frames
+    that follow it refer to frames that were never decoded."""
+    return _remux(open_gop_mp4(folder), folder / "open-gop.ts")
+
+
 def mpegts_cut_mid_gop(folder: Path) -> Path:
     """An MPEG-TS recording whose first bytes are gone: it starts at a P-frame in the
     middle of a GOP, so the decoder presents nothing before the next keyframe."""

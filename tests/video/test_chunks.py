@@ -324,22 +324,7 @@ def test_decoding_a_sparse_chunk_delivers_exactly_its_frames_and_stops_at_its_la
         assert _matches(full[i], i, 96, 64), i
 
 
-@pytest.mark.parametrize(
-    "vfr",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="MP4 seeks compare the target with dts + the first frame's composition "
-                "offset; on a variable rate with B-frames a seek to a keyframe's pts lands one "
-                "GOP early (decode.py seeks to seek_pts)",
-            ),
-        ),
-    ],
-    ids=["constant-rate", "variable-rate"],
-)
+@pytest.mark.parametrize("vfr", [False, True], ids=["constant-rate", "variable-rate"])
 def test_decoding_a_chunk_starts_at_its_own_keyframe(tmp_path, vfr):
     """A chunk decodes from its keyframe to its last frame: its frames and the few
     between them, no more."""
@@ -350,6 +335,24 @@ def test_decoding_a_chunk_starts_at_its_own_keyframe(tmp_path, vfr):
             pass
         ideal = plan.frames[-1] - index.pts.index(plan.seek_pts) + 1
         assert ideal <= stats.decoded <= ideal + DECODE_SLACK, (plan.frames, stats)
+
+
+@pytest.mark.parametrize("vfr", [False, True], ids=["constant-rate", "variable-rate"])
+def test_decoding_from_a_timestamp_between_keyframes_decodes_from_where_the_seek_lands(tmp_path, vfr):
+    """Thumbnails seek to the first wanted frame, no keyframe: no packet is skipped
+    then, decoding runs from where the seek landed (a keyframe before the frame, on
+    a variable rate maybe the one before that), not from the start of the video."""
+    path, index, _ = _video_for_decoding(tmp_path, vfr)
+    full = list(decode_frames(path, index.pts[0], index.pts))
+    for first in (41, 55, 77):
+        assert first not in index.keyframes
+        wanted = [first, first + 1, first + 3]
+        stats = DecodeStats()
+        frames = list(decode_frames(path, index.pts[first], [index.pts[f] for f in wanted], stats))
+        for f, image in zip(wanted, frames, strict=True):
+            assert np.array_equal(image, full[f]), f"frame {f}"
+        keys = [k for k in index.keyframes if k <= first][-2:]
+        assert any(0 <= stats.decoded - (wanted[-1] - k + 1) <= DECODE_SLACK for k in keys), (first, stats)
 
 
 def test_chunks_planned_one_at_a_time_are_the_plan_and_timestamps_are_exact():

@@ -31,6 +31,7 @@ ACCEPTED: dict[str, tuple[Callable[[Path], Path], int]] = {
     "audio starts before the video": (corpus.audio_first_mp4, 40),
     "MPEG-TS with B-frames": (corpus.mpegts, 60),
     "MPEG-TS cut mid-GOP": (corpus.mpegts_cut_mid_gop, 36),
+    "MPEG-TS with open GOPs": (corpus.open_gop_mpegts, 50),
 }
 
 

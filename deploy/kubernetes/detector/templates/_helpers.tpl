@@ -143,6 +143,37 @@ amqp://detector:change-me@rabbitmq:5672//
 {{- end -}}
 {{- end -}}
 
+{{/* Videos in a bucket (storage.s3.bucket set): "true", else empty. */}}
+{{- define "detector.s3" -}}
+{{- if .Values.storage.s3.bucket -}}true{{- end -}}
+{{- end -}}
+
+{{/* VIDEO_STORAGE, S3_ENDPOINT_URL and AWS_DEFAULT_REGION of the bucket; the trial
+MinIO's endpoint and region when it is on. */}}
+{{- define "detector.s3Settings" -}}
+{{- $s3 := .Values.storage.s3 -}}
+{{- $settings := dict "VIDEO_STORAGE" (printf "s3://%s/%s" $s3.bucket (trimAll "/" (toString $s3.prefix)) | trimSuffix "/") -}}
+{{- if .Values.trial.minio.enabled -}}
+{{- $_ := set $settings "S3_ENDPOINT_URL" (printf "http://%s:9000" (include "detector.trialHost" (dict "root" . "server" "minio"))) -}}
+{{- $_ := set $settings "AWS_DEFAULT_REGION" (default "us-east-1" $s3.region) -}}
+{{- else -}}
+{{- with $s3.endpoint }}{{ $_ := set $settings "S3_ENDPOINT_URL" . }}{{ end -}}
+{{- with $s3.region }}{{ $_ := set $settings "AWS_DEFAULT_REGION" . }}{{ end -}}
+{{- end -}}
+{{- toJson $settings -}}
+{{- end -}}
+
+{{/* The Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: storage.s3.existingSecret,
+or the chart's (keys in values, or the trial MinIO's root user); empty: none (a pod role). */}}
+{{- define "detector.s3SecretName" -}}
+{{- $s3 := .Values.storage.s3 -}}
+{{- if $s3.existingSecret -}}
+{{- $s3.existingSecret -}}
+{{- else if or $s3.accessKeyId .Values.trial.minio.enabled -}}
+{{- printf "%s-s3" (include "detector.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Non-root with the images' uid/gid (10001), no privilege escalation, no capabilities. */}}
 {{- define "detector.podSecurityContext" -}}
 runAsNonRoot: true
@@ -172,8 +203,24 @@ envFrom:
 env:
   - name: DATA_DIR
     value: /data
+  {{- if include "detector.s3" .root }}
+  {{- with include "detector.s3SecretName" .root }}
+  # VIDEO_STORAGE, S3_ENDPOINT_URL, AWS_DEFAULT_REGION: in the ConfigMap.
+  - name: AWS_ACCESS_KEY_ID
+    valueFrom:
+      secretKeyRef:
+        name: {{ . }}
+        key: AWS_ACCESS_KEY_ID
+  - name: AWS_SECRET_ACCESS_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ . }}
+        key: AWS_SECRET_ACCESS_KEY
+  {{- end }}
+  {{- else }}
   - name: VIDEO_STORAGE
     value: /videos
+  {{- end }}
   - name: DETECTOR_CACHE_DIR
     value: /cache
   - name: PROMETHEUS_MULTIPROC_DIR
@@ -192,12 +239,15 @@ env:
   {{- end }}
 {{- end -}}
 
-{{/* The volumes every app pod mounts: videos (shared), cache, and scratch space
-for a read-only root filesystem. */}}
+{{/* The volumes every app pod mounts: videos (shared; none with a bucket), cache,
+and scratch space for a read-only root filesystem (/tmp holds a render on its way
+to the bucket). */}}
 {{- define "detector.appVolumes" -}}
+{{- if not (include "detector.s3" .) }}
 - name: videos
   persistentVolumeClaim:
     claimName: {{ default (printf "%s-videos" (include "detector.fullname" .)) .Values.storage.videos.existingClaim }}
+{{- end }}
 - name: cache
   {{- if .Values.storage.cache.existingClaim }}
   persistentVolumeClaim:
@@ -226,8 +276,10 @@ for a read-only root filesystem. */}}
 {{- end -}}
 
 {{- define "detector.appMounts" -}}
+{{- if not (include "detector.s3" .) }}
 - name: videos
   mountPath: /videos
+{{- end }}
 - name: cache
   mountPath: /cache
 - name: models
