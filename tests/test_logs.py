@@ -1,6 +1,7 @@
 import io
 import json
 import logging
+import socket
 from types import SimpleNamespace
 
 from detector.observability import logs
@@ -25,6 +26,29 @@ def test_json_lines_carry_the_job_and_chunk_of_the_running_task(monkeypatch):
     assert entry["message"] == "chunk done: 10 frames"
     assert entry["job_id"] == "a" * 32 and entry["chunk"] == 3
     assert entry["level"] == "WARNING"
+    assert entry["node"] == logs.NODE == socket.gethostname()
+
+
+def test_text_lines_name_the_node(monkeypatch):
+    monkeypatch.setattr("celery.current_task", None)
+    record = logging.LogRecord("detector.test.logs", logging.INFO, __file__, 1, "hello %s", ("there",), None)
+    assert logs.TaskContextFilter().filter(record)
+    line = logging.Formatter(logs.TEXT_FORMAT).format(record)
+    assert line.endswith(f" {socket.gethostname()} INFO detector.test.logs: hello there")
+
+
+def test_task_lines_go_through_the_service_s_handler():
+    from celery.signals import after_setup_task_logger
+
+    logs.configure_logging("INFO", "text")
+    task_logger = logging.getLogger("detector.test.logs.task")
+    task_logger.addHandler(logging.NullHandler())  # as Celery's own setup leaves it
+    task_logger.propagate = False
+    try:
+        after_setup_task_logger.send(sender=None, logger=task_logger, loglevel=logging.INFO)
+        assert task_logger.handlers == [] and task_logger.propagate
+    finally:
+        task_logger.propagate = True
 
 
 def test_no_task_no_context(monkeypatch):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -38,10 +38,16 @@ class TorchvisionPredictor(Predictor):
         self._input_short, self._input_long = int(transform.min_size[-1]), int(transform.max_size)
         self.batch_size = settings.batch_size_on(device, (self._input_short, self._input_long))
         self.streams = settings.streams_on(device, (self._input_short, self._input_long))
-        if device == "cpu":
-            # Each stream's operators run on the thread that calls them, with this many
-            # intra-op threads: torch's count is one for the whole process.
-            torch.set_num_threads(stream_threads(self.streams))
+        # Each stream's operators run on the thread that calls them, with this many
+        # intra-op threads (on the CPU).
+        self._threads = stream_threads(self.streams)
+
+    def predict(self, *args: Any, **kwargs: Any) -> list[Detections]:
+        # torch has one intra-op thread count for the whole process, and a worker may
+        # hold predictors with other counts (MAX_LOADED_MODELS): set this one's first.
+        if self.device == "cpu" and torch.get_num_threads() != self._threads:
+            torch.set_num_threads(self._threads)
+        return super().predict(*args, **kwargs)
 
     def _shrink(self, frame: np.ndarray) -> tuple[np.ndarray, float, float]:
         """The frame at the size the model's transform would resize it to, and the

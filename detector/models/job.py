@@ -237,6 +237,8 @@ class Chunk(Base):
     frames_done: Mapped[int] = mapped_column(Integer, default=0)
     frames_decoded: Mapped[int] = mapped_column(Integer, default=0)
     objects: Mapped[int] = mapped_column(Integer, default=0)
+    # The host name of the detector worker whose delivery last took the chunk (ChunkRun.start).
+    worker: Mapped[str | None] = mapped_column(String(255))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,13 +1,19 @@
-"""Logging: plain text or one JSON object per line, with the job id and chunk index
-of the Celery task that is running (if any) on every line."""
+"""Logging: plain text or one JSON object per line, with the host's name (the node:
+which machine of a deployment wrote it) and the job id and chunk index of the
+Celery task that is running (if any) on every line."""
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
 from typing import Any
 
 _JOB_ID_LENGTH = 32
+
+#: This host's name, on every log line: a deployment's nodes each log their own.
+NODE = socket.gethostname()
+TEXT_FORMAT = "%(asctime)s %(node)s %(levelname)s %(name)s: %(message)s"
 
 
 def task_context() -> dict[str, Any]:
@@ -32,16 +38,18 @@ def task_context() -> dict[str, Any]:
 
 
 class TaskContextFilter(logging.Filter):
-    """Adds ``job_id`` and ``chunk`` to each record logged inside a pipeline task."""
+    """Adds ``node`` to each record, and ``job_id`` and ``chunk`` to each logged inside
+    a pipeline task."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        record.node = NODE
         for key, value in task_context().items():
             setattr(record, key, value)
         return True
 
 
 class JsonFormatter(logging.Formatter):
-    FIELDS = ("job_id", "chunk", "task", "task_id")
+    FIELDS = ("node", "job_id", "chunk", "task", "task_id")
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -57,8 +65,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def _task_lines_to_root(logger: logging.Logger | None = None, **_kwargs: Any) -> None:
+    """Celery's ``after_setup_task_logger``: the task logger (whose lines a worker's tasks
+    write) gets no handler and format of Celery's own, so its lines go through the root
+    logger's handler, with the node, job and chunk, in LOG_FORMAT."""
+    if logger is not None:
+        logger.handlers.clear()
+        logger.propagate = True
+
+
 def configure_logging(level_name: str, fmt: str) -> None:
-    """Log to stderr at ``level_name``, as ``text`` or ``json``."""
+    """Log to stderr at ``level_name``, as ``text`` or ``json``; in a Celery worker, the
+    tasks' lines too."""
+    from celery.signals import after_setup_task_logger
+
+    after_setup_task_logger.connect(
+        _task_lines_to_root, weak=False, dispatch_uid="detector.observability.logs.task_lines"
+    )
     level = getattr(logging, level_name.upper(), logging.INFO)
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_detector", False)), None)
@@ -67,9 +90,5 @@ def configure_logging(level_name: str, fmt: str) -> None:
         handler._detector = True  # type: ignore[attr-defined]
         handler.addFilter(TaskContextFilter())
         root.addHandler(handler)
-    handler.setFormatter(
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root.setLevel(level)

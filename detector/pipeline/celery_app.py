@@ -99,6 +99,9 @@ def celery_config(settings: Settings, models: tuple[str, ...] = ("default",)) ->
         # Publisher confirms: a publish under a RabbitMQ memory/disk alarm fails
         # loudly instead of vanishing.
         conf["broker_transport_options"] = {"confirm_publish": True}
+        # A silent worker's connection closes after missed heartbeats (RabbitMQ's side)
+        # and its unacknowledged chunk goes to another worker (docs/deployment.md).
+        conf["broker_heartbeat"] = settings.broker_heartbeat
     if backend.startswith("file://"):
         Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         # A file result store has no native chords: Celery polls for the chord's

@@ -23,7 +23,7 @@ from detector.detection import AnalysedFrame, Predictor, get_predictor
 from detector.models import Chunk, ChunkStatus, FrameDetections, Job, JobStatus, utcnow
 from detector.observability import metrics
 from detector.pipeline import lease
-from detector.pipeline.activity import Heartbeat, heartbeat_interval, record_progress
+from detector.pipeline.activity import WORKER, Heartbeat, heartbeat_interval, record_progress
 from detector.pipeline.admission import model_of
 from detector.pipeline.dispatch import stop_job
 from detector.pipeline.frames import detect_range
@@ -39,6 +39,11 @@ log = get_task_logger(__name__)
 
 class JobStopped(Exception):
     """The job was cancelled, failed or deleted while a chunk was running."""
+
+
+class ChunkTakenOver(Exception):
+    """A later delivery of the chunk took it while this one ran (this worker was thought
+    dead: killed, or cut off from the broker); this one must leave the chunk alone."""
 
 
 class Skip(Exception):
@@ -66,18 +71,27 @@ class ChunkRun:
         self.stats = DecodeStats()
         self._frames_reported = 0
         self.model = IMPLICIT_MODEL  # the catalog name of the job's model, read at start
+        self.delivery = 0  # this delivery's number, counted when it takes the chunk (start)
 
     @property
     def _row(self) -> tuple[Any, ...]:
         """The chunk's row, as the where clause of its lease (detector.pipeline.lease)."""
         return (Chunk.job_id == self.job_id, Chunk.index == self.chunk_index)
 
-    def _release(self, session: Any, status: ChunkStatus, **values: Any) -> None:
-        """End this delivery's hold on the chunk: its new status and ``values``."""
-        lease.release(session, Chunk, *self._row, stamp=Chunk.updated_at, status=status, **values)
+    @property
+    def _held(self) -> tuple[Any, ...]:
+        """The chunk's row while this delivery holds it: no later delivery has taken it
+        (each take counts itself in ``deliveries``)."""
+        return (*self._row, Chunk.deliveries == self.delivery)
+
+    def _release(self, session: Any, status: ChunkStatus, **values: Any) -> bool:
+        """End this delivery's hold on the chunk: its new status and ``values``; False
+        (and nothing changed) when a later delivery has taken the chunk."""
+        return lease.release(session, Chunk, *self._held, stamp=Chunk.updated_at, status=status, **values)
 
     def start(self) -> tuple[ChunkPlan, Job, int] | dict[str, Any]:
-        """Take the chunk's lease (it is running now) and count this delivery.
+        """Take the chunk's lease (it is running now, on this host: ``worker``) and count
+        this delivery, which holds the chunk until it ends or a later one takes it.
 
         Returns the chunk's plan, the job (detached: its score threshold,
         classes and video's storage key are what the chunk needs) and the
@@ -105,6 +119,7 @@ class ChunkRun:
                 status=ChunkStatus.RUNNING,
                 frames_done=0,
                 started_at=now,
+                worker=WORKER,
             )
             deliveries, frames_done, objects, decoded = session.execute(
                 select(Chunk.deliveries, Chunk.frames_done, Chunk.objects, Chunk.frames_decoded).where(
@@ -113,6 +128,7 @@ class ChunkRun:
             ).one()
             if not took:  # done by an earlier delivery
                 return self.summary(frames_done, objects, decoded)
+            self.delivery = deliveries
             self.model = model_of(job)
             record_progress(session, self.model)
             plan = chunk.plan()
@@ -157,10 +173,12 @@ class ChunkRun:
 
         Raises:
             JobStopped: the job is no longer processing.
+            ChunkTakenOver: a later delivery has taken the chunk.
         """
         self._frames_reported = frames_done
         with db.transaction() as session:
-            lease.renew(session, Chunk, *self._row, stamp=Chunk.updated_at, frames_done=frames_done)
+            if not lease.renew(session, Chunk, *self._held, stamp=Chunk.updated_at, frames_done=frames_done):
+                raise ChunkTakenOver()
             record_progress(session, self.model)
             status = session.scalar(select(Job.status).where(Job.id == self.job_id))
         if status is not JobStatus.PROCESSING:
@@ -170,7 +188,8 @@ class ChunkRun:
         """Decode the chunk's frames and run them through ``predictor``.
 
         Raises:
-            Skip: the job was stopped meanwhile; the chunk goes back to pending.
+            Skip: the job was stopped meanwhile (the chunk goes back to pending), or a
+                later delivery took the chunk (it is left as that one has it).
         """
         try:
             return detect_range(
@@ -190,14 +209,27 @@ class ChunkRun:
             with db.transaction() as session:
                 self._release(session, ChunkStatus.PENDING)
             raise Skip("job stopped") from None
+        except ChunkTakenOver:
+            log.warning(
+                "job=%s chunk=%d stopped: delivery %d of it was taken over by a later one",
+                self.job_id,
+                self.chunk_index,
+                self.delivery,
+            )
+            raise Skip("taken over by a later delivery") from None
         finally:
             metrics.observe_batch_size_limit(predictor.batch_size, predictor.device)
 
-    def fail(self, message: str) -> None:
-        """Mark the chunk failed (the chord's error callback names it) and fail the job."""
+    def fail(self, message: str) -> bool:
+        """Mark the chunk failed (the chord's error callback names it) and fail the job;
+        unless a later delivery has taken the chunk, whose outcome then counts (False)."""
         with db.transaction() as session:
-            self._release(session, ChunkStatus.FAILED)
+            held = self._release(session, ChunkStatus.FAILED)
+        if not held:
+            log.warning("job=%s %s, after a later delivery took it over", self.job_id, message)
+            return False
         stop_job(self.job_id, JobStatus.FAILED, message)
+        return True
 
     def store(self, frames: list[AnalysedFrame], model: str) -> int:
         """Write the chunk's detections and mark it done; the number of objects.
@@ -208,7 +240,7 @@ class ChunkRun:
         API, in which case the job reports the model that really ran.
 
         Raises:
-            Skip: the job was stopped meanwhile.
+            Skip: the job was stopped meanwhile, or a later delivery took the chunk.
         """
         start_frame, end_frame = self.frames
         rows = [
@@ -225,6 +257,16 @@ class ChunkRun:
             job = session.get(Job, self.job_id, with_for_update=True)
             if job is None or job.status is not JobStatus.PROCESSING:
                 raise Skip("job stopped")
+            done = self._release(
+                session,
+                ChunkStatus.DONE,
+                frames_done=len(frames),
+                frames_decoded=self.stats.decoded,
+                objects=objects,
+                finished_at=utcnow(),
+            )
+            if not done:  # a later delivery holds the chunk: its frames are its own to store
+                raise Skip("taken over by a later delivery")
             if job.model_name != model:
                 log.warning(
                     "job=%s was created for model %s but ran on %s", self.job_id, job.model_name, model
@@ -240,14 +282,6 @@ class ChunkRun:
             if rows:
                 session.execute(insert(FrameDetections), rows)
             record_progress(session, self.model)
-            self._release(
-                session,
-                ChunkStatus.DONE,
-                frames_done=len(frames),
-                frames_decoded=self.stats.decoded,
-                objects=objects,
-                finished_at=utcnow(),
-            )
         return objects
 
     def merge_if_last(self) -> None:
@@ -289,16 +323,19 @@ class ChunkRun:
                 metrics.observe_frames(len(frames), predictor.device)
                 objects = self.store(frames, predictor.name)
         except SoftTimeLimitExceeded:
-            self.fail(
+            if not self.fail(
                 f"{self.where} ran past the {self.settings.chunk_time_limit} s time limit; "
                 f"use smaller chunks (CHUNK_FRAMES) or a faster device"
-            )
+            ):
+                raise Skip("taken over by a later delivery") from None
             raise
         except Skip:
             raise
         except Exception as exc:
-            # The job fails naming the chunk; the error goes on to the chord's callback.
-            self.fail(f"{self.where} failed: {exc}")
+            # The job fails naming the chunk; the error goes on to the chord's callback
+            # (which would fail the job too: not for a delivery that lost the chunk).
+            if not self.fail(f"{self.where} failed: {exc}"):
+                raise Skip("taken over by a later delivery") from None
             raise
         log.info(
             "job=%s chunk=%d done: %d frames (%d decoded), %d objects",
