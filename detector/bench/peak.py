@@ -210,12 +210,13 @@ def time_runtimes(
     predictors: Mapping[str, Predictor], frames: Sequence[np.ndarray], score_threshold: float
 ) -> dict[str, float]:
     """Frames/s of each predictor over ``frames``, after one untimed batch; batch by
-    batch, each predictor in turn, so load that comes and goes slows them alike."""
+    batch (a batch for each of its streams at a time, as the pipeline hands them
+    over), each predictor in turn, so load that comes and goes slows them alike."""
     if not predictors:
         return {}
-    batch = max(p.batch_size for p in predictors.values())
+    batch = max(p.batch_size * p.streams for p in predictors.values())
     for predictor in predictors.values():
-        predictor.predict(frames[: predictor.batch_size], score_threshold)
+        predictor.predict(frames[: predictor.batch_size * predictor.streams], score_threshold)
     seconds = dict.fromkeys(predictors, 0.0)
     for pos in range(0, len(frames), batch):
         part = frames[pos : pos + batch]

@@ -197,7 +197,7 @@ def compare_ssd_runtimes(
             log(f"real video: {backend} cannot run here: {exc}")
             continue
         build_s = time.perf_counter() - started
-        predictor.predict(frames[: predictor.batch_size], score_threshold)  # warm-up, not timed
+        predictor.predict(frames[: predictor.batch_size * predictor.streams], score_threshold)  # warm-up
         started = time.perf_counter()
         found[backend] = predictor.predict(frames, score_threshold)
         seconds = time.perf_counter() - started

@@ -240,13 +240,16 @@ def compare_runtimes(
             "name": predictors[backend].name,
             "build_s": round(time.perf_counter() - started, 2),
         }
-        predictors[backend].predict(images[:batch_size], score_threshold)  # warm-up, not timed
+    # One batch for each stream at a time, as the pipeline hands them over.
+    step = batch_size * max(p.streams for p in predictors.values())
+    for predictor in predictors.values():
+        predictor.predict(images[:step], score_threshold)  # warm-up, not timed
     # Batch by batch, each runtime in turn: on a shared machine, load that comes
     # and goes slows every runtime alike instead of whichever ran at the time.
     seconds = dict.fromkeys(predictors, 0.0)
     found: dict[str, list[Detections]] = {backend: [] for backend in predictors}
-    for pos in range(0, len(images), batch_size):
-        batch = images[pos : pos + batch_size]
+    for pos in range(0, len(images), step):
+        batch = images[pos : pos + step]
         for backend, predictor in predictors.items():
             started = time.perf_counter()
             found[backend].extend(predictor.predict(batch, score_threshold))

@@ -6,7 +6,9 @@ the two find the same objects.
 ``detector bench --figure streams`` runs it alone. The models, one
 ``DETECTOR_MODELS`` catalog for all: the benchmark's own model (``--model`` on
 ``--backend``, with the runtimes figure's weights, ``conditioned`` by default,
-so that its objects are worth comparing) and, where the shared test data is
+so that its objects are worth comparing; a torchvision model also as its ONNX
+export on OpenVINO and ONNX Runtime, compared with eager PyTorch on one stream
+too) and, where the shared test data is
 present, its SSD MobileNet V2 on ONNX Runtime, OpenVINO and LiteRT (the 8-bit
 TFLite file). The video: every ``--real-video-stride``-th frame of the shared
 ``vtest.avi``, or, without the shared data, the benchmark's own video.
@@ -37,6 +39,9 @@ from detector.video import index_frames, probe
 #: The two settings compared: as before streams, and the default.
 SETTINGS = ("1", "auto")
 
+#: The runtimes the benchmark's torchvision model also runs on, as its ONNX export.
+EXPORT_RUNTIMES = ("openvino", "onnxruntime")
+
 
 def catalog(bench: Bench, data: RealVideoData | None, width: int, height: int, path: Path) -> list[str]:
     """Write the figure's DETECTOR_MODELS file at ``path``; the names of its models."""
@@ -44,9 +49,10 @@ def catalog(bench: Bench, data: RealVideoData | None, width: int, height: int, p
     weights = options.weights
     if options.runtimes_weights == "conditioned":
         weights = conditioned_weights(options.model, None, width, height)
-    tables = {
-        "bench": {"backend": options.backend, "model": options.model, "weights": weights},
-    }
+    tables = {"bench": {"backend": options.backend, "model": options.model, "weights": weights}}
+    if options.backend == "torchvision":  # the same network and weights on the CPU runtimes
+        for backend in EXPORT_RUNTIMES:
+            tables[f"bench-{backend}"] = {"backend": backend, "model": options.model, "weights": weights}
     if data is not None:
         for backend in ("onnxruntime", "openvino", "tflite"):
             tables[f"ssd-{backend}"] = {
@@ -174,5 +180,12 @@ def streams_figure(bench: Bench, service_env: Any) -> dict[str, Any]:
         row["predict_speedup"] = round(after["predict_fps"] / before["predict_fps"], 2)
         row["end_to_end_speedup"] = round(after["end_to_end_fps"] / before["end_to_end_fps"], 2)
         row["same_objects"] = match_fraction(outputs[name, "1"], outputs[name, "auto"])
+        if name.startswith("bench-"):  # the export against the benchmark's model as it ran before
+            today = figure["models"]["bench"]["1"]
+            row["against_eager_one_stream"] = {
+                "predict_speedup": round(after["predict_fps"] / today["predict_fps"], 2),
+                "end_to_end_speedup": round(after["end_to_end_fps"] / today["end_to_end_fps"], 2),
+                "same_objects": match_fraction(outputs["bench", "1"], outputs[name, "auto"]),
+            }
         bench.log(f"streams: {name}: {row}")
     return {"streams": figure}
