@@ -14,6 +14,7 @@ PDB and ScaledObject, commands, images and env as docker-compose.yaml has them.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import re
 import shlex
@@ -34,6 +35,7 @@ from detector.models import WAIT_WORKER, Base, Job, JobStatus, User
 from detector.pipeline.limits import GRACE_SECONDS
 from detector.runtime.queues import model_queue
 from tests.conftest import missing_tool
+from tests.helm_process import HelmProcess
 from tests.test_deployment import MAIN, check_command, env_example, environment, load, services
 
 yaml = pytest.importorskip("yaml")
@@ -62,12 +64,14 @@ SECRET_KEYS = {
 }  # fmt: skip
 
 
-def helm() -> Any:
-    try:
-        import helm_python
-    except ImportError:
+_HELM = HelmProcess()
+
+
+def helm(op: str, **args: Any) -> Any:
+    """Helm's ``op`` (render, lint) on ``args``, run in a process of its own (tests/helm_process.py)."""
+    if importlib.util.find_spec("helm_python") is None:  # not imported here: see tests/helm_process.py
         missing_tool("helm-python-sdk is not installed (pip install -e '.[dev]')")
-    return helm_python
+    return _HELM.request(op, **args)
 
 
 def values_of(path: Path | None) -> dict[str, Any]:
@@ -76,8 +80,9 @@ def values_of(path: Path | None) -> dict[str, Any]:
 
 @cache
 def _render(values_json: str) -> tuple[dict[str, Any], ...]:
-    with helm().Chart.load(str(CHART)) as chart:
-        manifests = chart.render(json.loads(values_json), name=RELEASE, namespace="detector", is_install=True)
+    manifests = helm(
+        "render", chart=str(CHART), values=json.loads(values_json), name=RELEASE, namespace="detector"
+    )
     objects = []
     for source, manifest in sorted(manifests.items()):
         if source.endswith((".txt", ".tpl")):
@@ -224,7 +229,7 @@ def test_the_checks_catch_mistakes() -> None:
 
 @pytest.mark.parametrize("path", [None, TWO_MODELS], ids=["default values", "two models"])
 def test_helm_lint_finds_nothing(path: Path | None) -> None:
-    report = helm().lint(str(CHART), values_of(path), strict=True)
+    report = helm("lint", chart=str(CHART), values=values_of(path))
     problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
     assert not problems, problems
 
@@ -584,7 +589,7 @@ def test_videos_in_a_bucket_render_valid_objects(values: dict[str, Any]) -> None
     objects = render(values)
     errors = [e for obj in objects for e in schema_errors(without_source(obj))]
     assert not errors, "\n".join(errors)
-    report = helm().lint(str(CHART), values, strict=True)
+    report = helm("lint", chart=str(CHART), values=values)
     problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
     assert not problems, problems
 
