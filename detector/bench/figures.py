@@ -206,7 +206,7 @@ def timed_run(argv: list[str], env: dict[str, str]) -> TimedRun:
 
 
 #: What a `detector predict` run says of itself on stderr (detector/cli/predict.py).
-_PREDICT_LINE = re.compile(r"\(([\d.]+) frames/s, .* batch (\d+), allocator (\w+)\)")
+_PREDICT_LINE = re.compile(r"\(([\d.]+) frames/s, .* batch (\d+), \d+ streams, allocator (\w+)\)")
 
 
 def against_prototype(bench: Bench) -> dict[str, Any]:

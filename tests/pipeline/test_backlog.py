@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 # JOB_STALL_SECONDS; every scenario waits at least twice as long. Short enough that
 # on a quiet machine, where detection is quick, the long job still outlasts it.
-STALL = 6
+STALL = 4
 BATCH = 2  # a chunk reports progress every two frames
 CHUNK_FRAMES = 16
 
@@ -56,9 +56,9 @@ class WatchedWorkers(Workers):
 
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """240 frames, fifteen chunks: tens of seconds of detection on this machine."""
+    """320 frames, twenty chunks: tens of seconds of detection on this machine."""
     return make_video(
-        tmp_path_factory.mktemp("backlog") / "long.mp4", frames=240, width=320, height=240, fps=8, gop=16
+        tmp_path_factory.mktemp("backlog") / "long.mp4", frames=320, width=320, height=240, fps=8, gop=16
     )
 
 
@@ -139,7 +139,7 @@ def test_a_job_behind_a_long_one_waits_several_stall_periods_and_succeeds(
         deployment.wait_started(long_job)
         short_job = deployment.upload(short_video)
         waited_since = time.monotonic()
-        # It is planned (processing) at once, and its one chunk waits behind fourteen.
+        # It is planned (processing) at once, and its one chunk waits behind nineteen.
         while (job := deployment.job(short_job))["progress"]["frames_done"] == 0 and job["status"] in (
             "queued",
             "processing",
@@ -163,7 +163,7 @@ def test_a_long_jobs_late_chunks_wait_behind_a_stream_of_short_jobs_and_it_succe
         long_job = deployment.upload(long_video)
         deployment.wait_started(long_job)
         # Each short job's chunk is a first chunk: it goes before the long job's later ones.
-        short_jobs = [deployment.upload(short_video) for _ in range(15)]
+        short_jobs = [deployment.upload(short_video) for _ in range(20)]
         before = deployment.job(long_job)["progress"]["frames_done"]
         stream_started = time.monotonic()
         for job_id in short_jobs:

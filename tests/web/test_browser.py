@@ -365,14 +365,16 @@ def test_the_player_draws_the_detections_in_step_with_the_video(
         f"frame {frame['frame']} · {len(frame['objects'])} of {len(frame['objects'])} objects shown" in shown
     )
 
-    # Hover names the smallest box under the pointer.
-    under = [
-        o for o in frame["objects"]
-        if o["box"][0] <= target["box"][0] + (target["box"][2] - target["box"][0]) / 2 <= o["box"][2]
-        and o["box"][1] <= target["box"][1] + (target["box"][3] - target["box"][1]) / 2 <= o["box"][3]
-    ]  # fmt: skip
-    smallest = min(under, key=lambda o: (o["box"][2] - o["box"][0]) * (o["box"][3] - o["box"][1]))
-    page.mouse.move(g["left"] + middle_x, g["top"] + middle_y)
+    # Hover names the smallest box under the pointer. The pointer goes to a whole
+    # pixel of the page, as a mouse's does, and the boxes under it are found where
+    # they are on screen: a box edge a fraction of a pixel from the target's centre
+    # is then on the same side of the pointer here as in the page.
+    px, py = round(g["left"] + middle_x), round(g["top"] + middle_y)
+    x, y = px - g["left"], py - g["top"]
+    on_screen = [(o, to_screen(o["box"], g)) for o in frame["objects"]]
+    under = [(o, r) for o, r in on_screen if r[0] <= x <= r[2] and r[1] <= y <= r[3]]
+    smallest, _ = min(under, key=lambda orr: (orr[1][2] - orr[1][0]) * (orr[1][3] - orr[1][1]))
+    page.mouse.move(px, py)
     tip = page.locator(".tip")
     tip.wait_for(state="visible")
     text = f"{smallest['label']} {smallest['score']:.2f}"
