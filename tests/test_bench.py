@@ -668,6 +668,11 @@ def test_a_jobs_stages_come_from_its_rows_and_when_it_was_seen_tracking():
     assert list(clock.stages()) == list(longvideo.STAGES)
     unseen = dataclasses.replace(clock, tracking_seen=None)  # a step shorter than a poll
     assert unseen.stages()["merge"] == 40.0 and unseen.stages()["tracking"] == 0.0
+    # The client saw it tracking a little after the service's clock says it ended.
+    late = dataclasses.replace(clock, tracking_seen=at + timedelta(seconds=640.001))
+    assert late.stages()["merge"] == 40.0 and late.stages()["tracking"] == 0.0
+    early = dataclasses.replace(clock, tracking_seen=at + timedelta(seconds=599.999))
+    assert early.stages()["merge"] == 0.0 and early.stages()["tracking"] == 40.0
 
 
 class _Peaks:

@@ -101,8 +101,12 @@ class JobClock:
         started: the message's trip, indexing, chunk rows and the chord's dispatch);
         detection (first chunk started -> last chunk done); merge (-> first seen
         tracking); tracking (-> finished). Merge and tracking are known to `POLL_S`;
-        a tracking step never seen counts in the merge."""
-        tracking_from = self.tracking_seen or self.finished
+        a tracking step never seen counts in the merge. The client's clock saw the
+        tracking; the service's clock wrote the rest: the moment it was seen is kept
+        between the last chunk and the end, so that neither stage is negative."""
+        tracking_from = self.finished
+        if self.tracking_seen is not None:
+            tracking_from = min(max(self.tracking_seen, self.last_chunk_done), self.finished)
 
         def seconds(start: datetime, end: datetime) -> float:
             return round((end - start).total_seconds(), 3)
