@@ -111,14 +111,14 @@ def streams_figure(bench: Bench, service_env: Any) -> dict[str, Any]:
     options = bench.options
     folder = bench.out / "streams"
     folder.mkdir(parents=True, exist_ok=True)
-    data: RealVideoData | None = RealVideoData(Path(options.testdata).expanduser().resolve())
-    assert data is not None
-    if missing := data.missing():
+    shared = RealVideoData(Path(options.testdata).expanduser().resolve())
+    missing = shared.missing()
+    if missing:
         bench.log(
             f"streams: the shared test data is missing ({', '.join(map(str, missing))}); "
             "the benchmark's own video and model only"
         )
-        data = None
+    data = None if missing else shared
     video = data.video if data is not None else bench.videos.main
     stride = options.real_video_stride if data is not None else 1
     info = probe(video)

@@ -115,8 +115,6 @@ class OpenVinoFilePredictor(FilePredictor):
     backend = "openvino"
 
     def _load(self) -> None:
-        import openvino as ov
-
         from detector.detection.onnx_backend import compile_openvino
 
         path = self.model.file.path
@@ -124,8 +122,7 @@ class OpenVinoFilePredictor(FilePredictor):
             from detector.detection.quantize import int8_model
 
             path = int8_model(self.settings, path, lambda frame: self._inputs([frame], self.per_call or 1)[0])
-        model = ov.Core().read_model(str(path))
-        self.compiled = compile_openvino(model, self.device, self.streams, self.threads)
+        self.compiled = compile_openvino(path, self.device, self.streams, self.threads)
         self.input_names = {port.get_any_name() for port in self.compiled.inputs}
         self._requests = threading.local()
 

@@ -174,11 +174,7 @@ class OpenVinoPredictor(OnnxPredictor):
     backend = "openvino"
 
     def _load(self, path: Path) -> None:
-        import openvino as ov
-
-        self.compiled = compile_openvino(
-            ov.Core().read_model(str(path)), self.device, self.streams, self.threads
-        )
+        self.compiled = compile_openvino(path, self.device, self.streams, self.threads)
         self._requests = threading.local()
 
     def _run(self, frames: Sequence[np.ndarray]) -> list[Outputs]:
@@ -190,8 +186,8 @@ class OpenVinoPredictor(OnnxPredictor):
         return results
 
 
-def compile_openvino(model: Any, device: str, streams: int, threads: int) -> Any:
-    """``model`` (an ``ov.Model``) compiled for OpenVINO's CPU plugin in float32: with
+def compile_openvino(path: Path, device: str, streams: int, threads: int) -> Any:
+    """The model file at ``path`` (ONNX, or OpenVINO IR) compiled for OpenVINO's CPU plugin in float32: with
     ``streams`` side by side on ``threads`` threads each, or with the latency hint
     for one stream.
 
@@ -220,7 +216,8 @@ def compile_openvino(model: Any, device: str, streams: int, threads: int) -> Any
         config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=streams)
     else:
         config["PERFORMANCE_HINT"] = "LATENCY"
-    return ov.Core().compile_model(model, "CPU", config)
+    core = ov.Core()
+    return core.compile_model(core.read_model(str(path)), "CPU", config)
 
 
 def openvino_request(compiled: Any, requests: threading.local) -> Any:
