@@ -16,6 +16,7 @@ import requests
 from click.testing import CliRunner
 
 from detector.cli import main
+from detector.cli.common import LOCAL_CPU_BACKEND, local_backend
 from tests.conftest import base_config
 from tests.pipeline.conftest import TEST_MODEL, worker_env
 
@@ -51,6 +52,49 @@ def test_predict_refuses_a_file_that_is_not_a_video(tmp_path, model_env):
     result = CliRunner().invoke(main, ["predict", str(bad)])
     assert result.exit_code != 0
     assert "not a readable video container" in str(result.exception)
+
+
+@pytest.fixture
+def no_backend_named(monkeypatch, tmp_path):
+    """An environment that names no backend, in a folder without a .env."""
+    for key in ("DETECTOR_BACKEND", "DETECTOR_MODELS", "DETECTOR_DEVICE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("detector.cli.common.load_env_file", lambda: None)
+    monkeypatch.setattr("detector.detection.devices.cuda_device_count", lambda: 0)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("env", "gpus", "expected"),
+    [
+        ({}, 0, LOCAL_CPU_BACKEND),
+        ({"DETECTOR_DEVICE": "cpu"}, 1, LOCAL_CPU_BACKEND),
+        ({}, 1, {}),  # auto, and there is a GPU: the configured backend runs on it
+        ({"DETECTOR_DEVICE": "cuda"}, 0, {}),
+        ({"DETECTOR_BACKEND": "torchvision"}, 0, {}),  # named: kept
+        ({"DETECTOR_MODELS": "models.toml"}, 0, {}),  # a catalog names its own
+    ],
+)
+def test_commands_on_this_machine_run_torchvision_on_openvino_without_a_gpu(
+    no_backend_named, env, gpus, expected
+):
+    for key, value in env.items():
+        no_backend_named.setenv(key, value)
+    no_backend_named.setattr("detector.detection.devices.cuda_device_count", lambda: gpus)
+    assert local_backend() == expected
+
+
+def test_predict_runs_the_unnamed_backend_on_openvino_on_a_cpu_machine(no_backend_named, small_video):
+    for key, value in {"DETECTOR_MODEL": TEST_MODEL, "DETECTOR_WEIGHTS": "random"}.items():
+        no_backend_named.setenv(key, value)
+    result = CliRunner().invoke(main, ["predict", str(small_video), "--score-threshold", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert f"openvino/{TEST_MODEL}@random(seed=0) on cpu" in result.output
+    no_backend_named.setenv("DETECTOR_BACKEND", "torchvision")
+    result = CliRunner().invoke(main, ["predict", str(small_video), "--score-threshold", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert f"torchvision/{TEST_MODEL}@random(seed=0) on cpu" in result.output
 
 
 @pytest.mark.slow

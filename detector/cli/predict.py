@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import click
 
-from detector.cli.common import config, model_settings, on_model_allocator, settings
+from detector.cli.common import config, local_backend, model_settings, on_model_allocator, settings
 from detector.exports import FORMATS
 
 OUTPUT_FORMATS = ("json", *FORMATS)
@@ -98,7 +98,8 @@ def predict(
 
     on_model_allocator()
     service = settings()
-    chosen = model_settings(model)
+    local = local_backend()  # as `detector up` runs the model on this machine
+    chosen = model_settings(model, local)
     threshold = service.default_score_threshold if score_threshold is None else score_threshold
     if threshold < chosen.min_score:
         raise click.BadParameter(
@@ -138,7 +139,7 @@ def predict(
     spec = _analytics_spec(analytics_spec, info.width, info.height, info.duration)
     found = run_predict(
         video,
-        config(),
+        {**config(), **local},
         threshold,
         selection=options.selection,
         classes=options.classes,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from detector.cli.common import catalog, process_env, settings
+from detector.cli.common import catalog, local_backend, process_env, settings
 from detector.config import env_int
 from detector.detection.catalog import UnknownModel
 from detector.runtime.processes import QUEUES, ProcessGroup, api_argv, detector_cli_argv, worker_argv
@@ -162,8 +162,16 @@ def up(host: str, port: int, detectors: int) -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    # All of them on tcmalloc when installed, as `detector bench` runs them.
-    group = ProcessGroup(process_env())
+    # All of them on tcmalloc when installed, as `detector bench` runs them; on a
+    # machine without a GPU, torchvision's model on OpenVINO unless a backend is named.
+    env = process_env()
+    if chosen := local_backend():
+        env.update(chosen)
+        click.echo(
+            "no GPU and no DETECTOR_BACKEND: torchvision's model runs on OpenVINO on the CPU "
+            "(DETECTOR_BACKEND=torchvision for eager PyTorch)"
+        )
+    group = ProcessGroup(env)
     group.start("api", detector_cli_argv("api", "--host", host, "--port", str(port)))
     group.start("processor", worker_argv("processor", concurrency=2, beat_schedule=_beat_schedule()))
     # On one machine the detector yields the CPU to the API and the processor,

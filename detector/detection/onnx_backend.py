@@ -32,6 +32,7 @@ import json
 import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,13 @@ def _providers(device: str, available: Sequence[str]) -> list[Any]:
 class OpenVinoPredictor(OnnxPredictor):
     """The export on OpenVINO's CPU plugin, in full float32 precision.
 
+    The export takes frames of any size, but OpenVINO runs a model whose input
+    shape it knows ahead faster (it picks its kernels and plans its memory
+    once): about 6 % for the 320 px MobileNet (docs/performance.md, "Against
+    the machine's limit"). So the model is compiled for each frame size it
+    meets, on first use, and the last `COMPILED_SIZES` sizes are kept. A
+    video's frames all come at one size, so a chunk compiles at most once.
+
     With several streams the model compiles with that many OpenVINO streams
     (``NUM_STREAMS``, the threads shared among them), and each of the
     predictor's stream threads runs its batch's frames on an infer request of
@@ -174,22 +182,56 @@ class OpenVinoPredictor(OnnxPredictor):
     backend = "openvino"
 
     def _load(self, path: Path) -> None:
-        self.compiled = compile_openvino(path, self.device, self.streams, self.threads)
+        check_openvino_device(self.device)
+        self._sizes: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._sizes_lock = threading.Lock()
         self._requests = threading.local()
 
+    def compiled_for(self, shape: tuple[int, ...]) -> Any:
+        """The model compiled for frames of ``shape`` (height, width, 3), compiled now
+        if it is not among the last `COMPILED_SIZES` sizes."""
+        with self._sizes_lock:
+            compiled = self._sizes.get(shape)
+            if compiled is None:
+                compiled = compile_openvino(self.path, self.device, self.streams, self.threads, shape)
+                self._sizes[shape] = compiled
+                while len(self._sizes) > COMPILED_SIZES:
+                    self._sizes.popitem(last=False)
+            self._sizes.move_to_end(shape)
+            return compiled
+
+    def _request(self, shape: tuple[int, ...]) -> Any:
+        """The calling stream thread's infer request for frames of ``shape``: one per
+        thread and compiled model, made on first use; those of dropped sizes go with them."""
+        compiled = self.compiled_for(shape)
+        held: dict[tuple[int, ...], tuple[Any, Any]] = getattr(self._requests, "held", None) or {}
+        self._requests.held = held
+        entry = held.get(shape)
+        if entry is None or entry[0] is not compiled:
+            held = {size: e for size, e in held.items() if size in self._sizes}
+            entry = held[shape] = (compiled, compiled.create_infer_request())
+            self._requests.held = held
+        return entry[1]
+
     def _run(self, frames: Sequence[np.ndarray]) -> list[Outputs]:
-        request = openvino_request(self.compiled, self._requests)
         results = []
         for frame in frames:
+            request = self._request(frame.shape)
             request.infer({0: frame})
             results.append(_outputs(request))
         return results
 
 
-def compile_openvino(path: Path, device: str, streams: int, threads: int) -> Any:
+#: The frame sizes an `OpenVinoPredictor` keeps a compiled model for, the most recent.
+COMPILED_SIZES = 4
+
+
+def compile_openvino(
+    path: Path, device: str, streams: int, threads: int, shape: Sequence[int] | None = None
+) -> Any:
     """The model file at ``path`` (ONNX, or OpenVINO IR) compiled for OpenVINO's CPU plugin in float32: with
     ``streams`` side by side on ``threads`` threads each, or with the latency hint
-    for one stream.
+    for one stream; for inputs of ``shape`` only, where given (its one input reshaped).
 
     Raises:
         ValueError: ``device`` is not the CPU.
@@ -205,8 +247,7 @@ def compile_openvino(path: Path, device: str, streams: int, threads: int) -> Any
         os.environ.setdefault("TBB_ENABLE_SANITIZERS", "1")
     import openvino as ov
 
-    if device != "cpu":
-        raise ValueError(f'the openvino backend runs on the CPU, not {device}; use device = "cpu"')
+    check_openvino_device(device)
     config: dict[str, Any] = {
         "INFERENCE_NUM_THREADS": streams * threads,
         # The CPU plugin may otherwise run in bf16 or f16 where the CPU has them.
@@ -217,7 +258,16 @@ def compile_openvino(path: Path, device: str, streams: int, threads: int) -> Any
     else:
         config["PERFORMANCE_HINT"] = "LATENCY"
     core = ov.Core()
-    return core.compile_model(core.read_model(str(path)), "CPU", config)
+    model = core.read_model(str(path))
+    if shape is not None:
+        model.reshape({0: ov.PartialShape(list(shape))})
+    return core.compile_model(model, "CPU", config)
+
+
+def check_openvino_device(device: str) -> None:
+    """Raises ValueError unless ``device`` is the CPU, the one device OpenVINO runs on here."""
+    if device != "cpu":
+        raise ValueError(f'the openvino backend runs on the CPU, not {device}; use device = "cpu"')
 
 
 def openvino_request(compiled: Any, requests: threading.local) -> Any:

@@ -55,6 +55,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
@@ -71,7 +72,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Bump when what is exported changes: a new version is a new file name, never a stale file.
-EXPORT_VERSION = 3
+EXPORT_VERSION = 4
 
 #: The ONNX opset of the export (RoiAlign with half-pixel coordinates needs 16 or more).
 OPSET = 17
@@ -152,7 +153,7 @@ def _export(settings: DetectorSettings, target: Path) -> None:
     # axes are dynamic), but the trace takes the branches of a frame with boxes.
     generator = torch.Generator().manual_seed(0)
     example = torch.randint(0, 256, (short, short * 16 // 9, 3), generator=generator).float()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _levels_merged_by_gather():
         # Tracer warnings about Python values in the graph, and the deprecation
         # of the TorchScript exporter: known and harmless here.
         warnings.simplefilter("ignore")
@@ -209,6 +210,38 @@ def _frame_model_class() -> type[torch.nn.Module]:
             return out["boxes"], out["scores"], out["labels"]
 
     return FrameModel
+
+
+@contextlib.contextmanager
+def _levels_merged_by_gather() -> Iterator[None]:
+    """Trace the RoI heads' multi-level pooling with its levels merged by one gather.
+
+    ``MultiScaleRoIAlign`` pools each RoI on the FPN level its size maps it to,
+    and traced, torchvision puts the levels' results back in RoI order by
+    scattering each into a zero tensor of every RoI's features
+    (``poolers._onnx_merge_levels``): a ``ScatterElements`` whose index is
+    expanded to every element. The runtimes have no fast kernel for that: on
+    OpenVINO it and its index took about a sixth of the 320 px MobileNet's time
+    (docs/performance.md, "Against the machine's limit"). Here the levels'
+    results are concatenated in level order and gathered back into RoI order
+    by the inverse of that order, which moves the same values: the outputs are
+    the same, bit for bit.
+    """
+    import torch
+    from torchvision.ops import poolers
+
+    def merge_levels(levels: torch.Tensor, unmerged_results: list[torch.Tensor]) -> torch.Tensor:
+        order = torch.cat([torch.where(levels == level)[0] for level in range(len(unmerged_results))])
+        # position[order[i]] = i: where each RoI's features are in the concatenation.
+        position = torch.zeros_like(order).scatter(0, order, torch.arange(order.size(0), dtype=order.dtype))
+        return torch.cat(unmerged_results, dim=0).index_select(0, position)
+
+    original = poolers._onnx_merge_levels
+    poolers._onnx_merge_levels = merge_levels
+    try:
+        yield
+    finally:
+        poolers._onnx_merge_levels = original
 
 
 def _no_resize(image: Any, target: Any = None) -> tuple[Any, Any]:

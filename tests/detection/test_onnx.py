@@ -295,3 +295,59 @@ print(len(predictor.predict([np.zeros((96, 160, 3), np.uint8)] * 2, 0.3)))
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "2"
+
+
+def test_the_export_merges_the_pooled_levels_by_a_gather(random_export):
+    """The RoI heads' levels come back into RoI order by one gather, not by scattering
+    each level's features (an index expanded to every element) into a zero tensor."""
+    import onnx
+
+    graph = onnx.load(str(random_export), load_external_data=False).graph
+    pooling = [node for node in graph.node if "/box_roi_pool/" in node.name]
+    ops = [node.op_type for node in pooling]
+    assert ops.count("RoiAlign") >= 2  # one per level
+    assert "Expand" not in ops
+    # One scatter is left: the inverse of the levels' order, one index per RoI.
+    assert ops.count("ScatterElements") == 1
+
+
+def test_the_gathered_merge_moves_the_values_torchvision_scatters():
+    import torch
+    from torchvision.ops import poolers
+
+    generator = torch.Generator().manual_seed(3)
+    levels = torch.randint(0, 4, (37,), generator=generator)
+    results = [torch.randn(int((levels == level).sum()), 8, 7, 7, generator=generator) for level in range(4)]
+    expected = poolers._onnx_merge_levels(levels, results)
+    with onnx_export._levels_merged_by_gather():
+        merged = poolers._onnx_merge_levels(levels, results)
+    assert poolers._onnx_merge_levels is not None and torch.equal(merged, expected)
+    assert poolers._onnx_merge_levels(levels, results) is not merged  # restored: torchvision's own again
+
+
+def test_openvino_compiles_once_for_each_frame_size_and_keeps_the_last_few(cache, random_export, monkeypatch):
+    from detector.detection import onnx_backend
+
+    compiled: list[tuple[int, ...]] = []
+    compile_openvino = onnx_backend.compile_openvino
+
+    def counting(path, device, streams, threads, shape=None):
+        compiled.append(tuple(shape))
+        return compile_openvino(path, device, streams, threads, shape)
+
+    monkeypatch.setattr(onnx_backend, "compile_openvino", counting)
+    # One stream, so that the sizes are used in the frames' order (test_streams runs several).
+    predictor = build_predictor(settings(backend="openvino", cache_dir=cache, streams=1))
+    assert compiled == []  # nothing before the first frame
+    # Frames the 320 model does not resize, so each is its own input size.
+    sizes = [(320 + 16 * i, 320) for i in range(onnx_backend.COMPILED_SIZES + 1)]
+    frames = [frame_image(i, width, height) for i, (width, height) in enumerate(sizes)]
+    first = predictor.predict(frames[:2] * 3, 0.05)  # two sizes, three times over
+    assert sorted(compiled) == sorted((h, w, 3) for w, h in sizes[:2])
+    assert [len(found) for found in first[2:]] == [len(found) for found in first[:4]]
+    predictor.predict(frames, 0.05)
+    assert len(compiled) == len(sizes)  # each size once
+    assert list(predictor._sizes) == [(h, w, 3) for w, h in sizes[1:]]  # the oldest dropped
+    again = predictor.predict(frames[:1], 0.05)
+    assert compiled[-1] == (sizes[0][1], sizes[0][0], 3) and len(compiled) == len(sizes) + 1
+    assert again[0] == first[0]
