@@ -455,7 +455,7 @@ def test_cpu_override_runs_the_detector_on_the_cpu_image() -> None:
     detector = load(CPU)["services"]["detector"]
     assert isinstance(detector["deploy"], Reset), "the GPU reservation must be removed"
     assert detector["build"]["dockerfile"] == "docker/Dockerfile.worker"
-    assert environment(detector)["DETECTOR_BACKEND"] == "torchvision"
+    assert environment(detector)["DETECTOR_BACKEND"] == "openvino"
     argv = as_argv(detector["command"])
     assert argv[:4] == ["detector", "worker", "-Q", "detector"]
 

@@ -10,8 +10,9 @@ import functools
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -341,6 +342,11 @@ def _auto_or_count(value: Any, name: str) -> int | str:
     return count
 
 
+#: Batches `Predictor.predict_batches` hands over for each stream at once: one running and
+#: one waiting, so that a stream that finishes finds its next batch ready.
+IN_FLIGHT = 2
+
+
 class Predictor(ABC):
     """A detection model on one device, called on batches of frames.
 
@@ -419,6 +425,56 @@ class Predictor(ABC):
             pos += len(batch)
         return results
 
+    def predict_batches(
+        self,
+        batches: Iterable[Sequence[np.ndarray]],
+        score_threshold: float,
+        on_forward: Callable[[int], None] | None = None,
+    ) -> Iterator[list[Detections]]:
+        """`predict` on each batch of ``batches`` (at most ``batch_size`` frames each, as
+        they come): each batch's objects, in the batches' order.
+
+        With one stream each batch is a `predict` call. With several, batches
+        are handed to the streams as they come, up to `IN_FLIGHT` for each
+        stream at once, and a stream takes the next one as soon as it is
+        free: no stream waits for another to finish its batch, and the caller
+        handles one batch's objects (stores them, reports progress) while the
+        streams work on the next ones. When the caller stops early, the
+        batches not started are dropped and the running ones finish before this
+        returns.
+        """
+        if self.streams == 1:
+            for batch in batches:
+                yield self.predict(batch, score_threshold, on_forward)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="stream")
+        pending: deque[tuple[int, Future[list[Detections]]]] = deque()
+        try:
+            for batch in batches:
+                pending.append((len(batch), self._pool.submit(self.predict_batch, batch)))
+                if len(pending) >= self.streams * IN_FLIGHT:
+                    yield self._collect(pending.popleft(), score_threshold, on_forward)
+            while pending:
+                yield self._collect(pending.popleft(), score_threshold, on_forward)
+        finally:
+            for _, future in pending:
+                future.cancel()
+            wait([future for _, future in pending])
+
+    @staticmethod
+    def _collect(
+        entry: tuple[int, Future[list[Detections]]],
+        score_threshold: float,
+        on_forward: Callable[[int], None] | None,
+    ) -> list[Detections]:
+        """A handed-over batch's objects at ``score_threshold``, once its stream is done with it."""
+        size, future = entry
+        found_in_batch = future.result()
+        if on_forward is not None:
+            on_forward(size)
+        return [found[found.score >= score_threshold] for found in found_in_batch]
+
     def _predict_side_by_side(
         self,
         frames: Sequence[np.ndarray],
@@ -428,15 +484,12 @@ class Predictor(ABC):
         """`predict` on the CPU with several streams: each batch of ``batch_size`` frames
         goes to the next free stream, and results come back in the frames' order.
         (No out-of-memory back-off: streams run on the CPU only.)"""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="stream")
         batches = [frames[pos : pos + self.batch_size] for pos in range(0, len(frames), self.batch_size)]
-        results: list[Detections] = []
-        for batch, found_in_batch in zip(batches, self._pool.map(self.predict_batch, batches), strict=True):
-            if on_forward is not None:
-                on_forward(len(batch))
-            results.extend(found[found.score >= score_threshold] for found in found_in_batch)
-        return results
+        return [
+            found
+            for found_in_batch in self.predict_batches(batches, score_threshold, on_forward)
+            for found in found_in_batch
+        ]
 
     def _shrink_batch(self, failed: int) -> None:
         """Halve the working batch size after a batch of ``failed`` frames ran out of memory."""

@@ -227,11 +227,17 @@ COMPILED_SIZES = 4
 
 
 def compile_openvino(
-    path: Path, device: str, streams: int, threads: int, shape: Sequence[int] | None = None
+    path: Path,
+    device: str,
+    streams: int,
+    threads: int,
+    shape: Sequence[int] | None = None,
+    profile: bool = False,
 ) -> Any:
     """The model file at ``path`` (ONNX, or OpenVINO IR) compiled for OpenVINO's CPU plugin in float32: with
     ``streams`` side by side on ``threads`` threads each, or with the latency hint
-    for one stream; for inputs of ``shape`` only, where given (its one input reshaped).
+    for one stream; for inputs of ``shape`` only, where given (its one input reshaped);
+    with its performance counters on for ``profile`` (``detector.bench.layers``).
 
     Raises:
         ValueError: ``device`` is not the CPU.
@@ -253,6 +259,8 @@ def compile_openvino(
         # The CPU plugin may otherwise run in bf16 or f16 where the CPU has them.
         "INFERENCE_PRECISION_HINT": "f32",
     }
+    if profile:
+        config["PERF_COUNT"] = True
     if streams > 1:
         config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=streams)
     else:

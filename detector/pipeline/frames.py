@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import closing
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -81,23 +82,23 @@ def detect_range(
     Objects score at least ``score_threshold`` and, when ``classes`` are given,
     have one of those class ids.
 
-    ``on_batch(frames_done)`` is called after each batch, or each set of batches run
-    side by side (progress, cancellation);
+    ``on_batch(frames_done)`` is called after each batch (progress, cancellation),
+    while the predictor's other streams go on with the next ones;
     ``on_forward(size)`` after each forward pass of the model, with its real size
     (smaller than the batch after the device ran out of memory).
     """
     stats = stats if stats is not None else DecodeStats()
     wanted = np.fromiter(classes, dtype=np.int64) if classes is not None else None
     frames: list[AnalysedFrame] = []
-    # One batch for each of the predictor's streams at a time: they run side by side.
-    batches: Iterable[list[np.ndarray]] = batched(
-        decode_frames(path, plan.seek_pts, plan.frame_pts, stats), predictor.batch_size * predictor.streams
-    )
-    for batch in prefetch(batches, depth=2):
-        for found in predictor.predict(batch, score_threshold, on_forward=on_forward):
-            i = len(frames)
-            kept = found if wanted is None else found[np.isin(found.class_id, wanted)]
-            frames.append(AnalysedFrame(plan.frames[i], plan.timestamps[i], kept))
-        if on_batch is not None:
-            on_batch(len(frames))
+    # The decoding thread reads two batches ahead, and the predictor's streams take
+    # them as they come (Predictor.predict_batches).
+    batches = batched(decode_frames(path, plan.seek_pts, plan.frame_pts, stats), predictor.batch_size)
+    with closing(prefetch(batches, depth=2)) as read_ahead:
+        for found_in_batch in predictor.predict_batches(read_ahead, score_threshold, on_forward=on_forward):
+            for found in found_in_batch:
+                i = len(frames)
+                kept = found if wanted is None else found[np.isin(found.class_id, wanted)]
+                frames.append(AnalysedFrame(plan.frames[i], plan.timestamps[i], kept))
+            if on_batch is not None:
+                on_batch(len(frames))
     return frames

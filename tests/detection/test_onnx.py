@@ -351,3 +351,18 @@ def test_openvino_compiles_once_for_each_frame_size_and_keeps_the_last_few(cache
     again = predictor.predict(frames[:1], 0.05)
     assert compiled[-1] == (sizes[0][1], sizes[0][0], 3) and len(compiled) == len(sizes) + 1
     assert again[0] == first[0]
+
+
+def test_the_layer_profile_sums_the_export_operators_time(cache, random_export, small_video):
+    from detector.bench.layers import profile_layers
+
+    result = profile_layers(small_video, MODEL, "random", frames=2, warmup=1, cache_dir=cache, top=100)
+    assert result["file"] == random_export.name and result["frames"] == 2
+    assert result["input"] == [320, 426, 3]  # 160x120 enlarged to the model's 320 px
+    assert {"RoiAlign", "ROIAlign"} & set(result["by_type"]) and "Convolution" in result["by_type"]
+    assert sum(result["by_type"].values()) == pytest.approx(result["counted_ms"], abs=0.1)
+    assert 0 < result["counted_ms"] <= result["wall_ms_median"] * 1.5
+    dynamic = profile_layers(
+        small_video, MODEL, "random", frames=1, warmup=1, cache_dir=cache, onnx=random_export, static=False
+    )
+    assert dynamic["static"] is False and dynamic["counted_ms"] > 0

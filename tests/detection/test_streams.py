@@ -10,6 +10,7 @@ operator runs on, not which batch runs beside it).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from itertools import islice
 
@@ -100,6 +101,72 @@ def test_the_score_threshold_holds_with_streams():
     frames = [np.full((2, 2, 3), value, dtype=np.uint8) for value in (0, 100, 200, 250)]
     found = predictor.predict(frames, score_threshold=0.5)
     assert [len(d) for d in found] == [0, 0, 1, 1]
+
+
+class NoWaiting(Predictor):
+    """Two streams, where the first batch finishes only after the third has: with rounds
+    of one batch a stream (each round waiting for its slowest batch), the third would
+    never start while the first runs, and the first would time out."""
+
+    name = "fake/no-waiting"
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.batch_size = 1
+        self.streams = 2
+        self.third_done = threading.Event()
+        self.started: list[int] = []
+
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        value = int(frames[0][0, 0, 0])
+        self.started.append(value)
+        if value == 0 and not self.third_done.wait(timeout=30):
+            raise TimeoutError("the other stream did not go on with the next batches")
+        if value == 2:
+            self.third_done.set()
+        return [
+            Detections.from_objects(
+                [{"label": "x", "class_id": 1, "score": value / 255, "box": [0, 0, 1, 1]}]
+            )
+        ]
+
+
+def test_a_free_stream_takes_the_next_batch_without_waiting_for_the_others():
+    predictor = NoWaiting()
+    batches = [[np.full((2, 2, 3), i, dtype=np.uint8)] for i in range(6)]
+    found = list(predictor.predict_batches(batches, score_threshold=0.0))
+    assert [round(d[0].to_objects()[0]["score"] * 255) for d in found] == list(range(6))  # in order
+    assert sorted(predictor.started) == list(range(6))
+
+
+class Slow(NoWaiting):
+    """Batches that take a while, counting those running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.lock = threading.Lock()
+
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        with self.lock:
+            self.running += 1
+            self.started.append(int(frames[0][0, 0, 0]))
+        time.sleep(0.05)
+        with self.lock:
+            self.running -= 1
+        return [Detections.from_objects([])]
+
+
+def test_a_caller_that_stops_leaves_no_batch_running():
+    predictor = Slow()
+    batches = ([np.full((2, 2, 3), i, dtype=np.uint8)] for i in range(100))
+    results = predictor.predict_batches(batches, score_threshold=0.0)
+    assert len(next(results)) == 1
+    results.close()  # as when a job is cancelled after a batch
+    assert predictor.running == 0  # the running batches finished before close returned
+    started = len(predictor.started)
+    time.sleep(0.2)
+    assert len(predictor.started) == started <= 2 * predictor.streams + 1  # the queued ones dropped
 
 
 def _same(a: list[Detections], b: list[Detections]) -> None:
