@@ -240,7 +240,7 @@ def compare_runtimes(
             "name": predictors[backend].name,
             "build_s": round(time.perf_counter() - started, 2),
         }
-    # One batch for each stream at a time, as the pipeline hands them over.
+    # Rounds of a batch for each stream, each runtime in turn (below).
     step = batch_size * max(p.streams for p in predictors.values())
     for predictor in predictors.values():
         predictor.predict(images[:step], score_threshold)  # warm-up, not timed

@@ -15,7 +15,12 @@ TFLite file). The video: every ``--real-video-stride``-th frame of the shared
 
 For each model and each setting: `detector predict`'s frames/s (model loading
 excluded) and a job's, from upload to success, after a warm-up job, on a
-service started as `detector up` starts it with that setting. Objects are
+service started as `detector up` starts it with that setting. Then, on the
+service with ``auto``, the default CPU model before this round (`BEFORE`: the
+benchmark's torchvision model on eager PyTorch, one stream) against what
+`detector up` runs on a machine without a GPU now (`NOW`: the same network and
+weights on OpenVINO, with streams), a job on each in turn, `PAIRS` times
+(`paired_jobs`). Objects are
 matched one to one between the settings' `detector predict` outputs: same
 class, IoU at least 0.99, scores at most 1e-3 apart (`match_fraction`).
 """
@@ -42,6 +47,16 @@ SETTINGS = ("1", "auto")
 #: The runtimes the benchmark's torchvision model also runs on, as its ONNX export.
 EXPORT_RUNTIMES = ("openvino", "onnxruntime")
 
+#: The catalog's name for the benchmark's torchvision model as the default CPU model
+#: ran before this round: eager PyTorch on one stream.
+BEFORE = "bench-before"
+
+#: What runs it now on a machine without a GPU (`detector.cli.common.local_backend`).
+NOW = "bench-openvino"
+
+#: Rounds of `paired_jobs`.
+PAIRS = 3
+
 
 def catalog(bench: Bench, data: RealVideoData | None, width: int, height: int, path: Path) -> list[str]:
     """Write the figure's DETECTOR_MODELS file at ``path``; the names of its models."""
@@ -49,10 +64,14 @@ def catalog(bench: Bench, data: RealVideoData | None, width: int, height: int, p
     weights = options.weights
     if options.runtimes_weights == "conditioned":
         weights = conditioned_weights(options.model, None, width, height)
-    tables = {"bench": {"backend": options.backend, "model": options.model, "weights": weights}}
+    tables: dict[str, dict[str, Any]] = {
+        "bench": {"backend": options.backend, "model": options.model, "weights": weights}
+    }
     if options.backend == "torchvision":  # the same network and weights on the CPU runtimes
         for backend in EXPORT_RUNTIMES:
             tables[f"bench-{backend}"] = {"backend": backend, "model": options.model, "weights": weights}
+        # The default CPU model as it ran before this round, for the paired jobs (`paired_jobs`).
+        tables[BEFORE] = {**tables["bench"], "streams": 1}
     if data is not None:
         for backend in ("onnxruntime", "openvino", "tflite"):
             tables[f"ssd-{backend}"] = {
@@ -106,6 +125,37 @@ def match_fraction(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str
     }
 
 
+def paired_jobs(bench: Bench, client: Client, video: Path, stride: int, analysed: int) -> dict[str, Any]:
+    """The default CPU model before this round (`BEFORE`) against now (`NOW`): `PAIRS`
+    rounds of a job on each, one after the other on the same service, and each
+    round's ratio. Load that comes and goes on a shared machine moves both jobs of
+    a round alike, where the figure's other rows are minutes apart."""
+    wait_online(client, BEFORE)
+    client.run_job(video, bench.options.score_threshold, model=BEFORE, frame_stride=str(stride), end="2")
+    rounds = []
+    for _ in range(PAIRS):
+        fps = {}
+        for name in (BEFORE, NOW):
+            job_id, seconds = client.run_job(
+                video, bench.options.score_threshold, model=name, frame_stride=str(stride)
+            )
+            frames = int(client.job(job_id)["progress"]["frames_done"])
+            if frames != analysed:
+                raise RuntimeError(f"the {name} job analysed {frames} frames, not {analysed}")
+            fps[name] = round(frames / seconds, 2)
+        rounds.append(
+            {"before_fps": fps[BEFORE], "now_fps": fps[NOW], "ratio": round(fps[NOW] / fps[BEFORE], 2)}
+        )
+        bench.log(f"streams: the default CPU model, before and now: {rounds[-1]}")
+    ratios = sorted(entry["ratio"] for entry in rounds)
+    return {
+        "before": f"{BEFORE}: eager PyTorch, one stream",
+        "now": f"{NOW}: OpenVINO, DETECTOR_STREAMS=auto",
+        "rounds": rounds,
+        "median_ratio": ratios[len(ratios) // 2],
+    }
+
+
 def streams_figure(bench: Bench, service_env: Any) -> dict[str, Any]:
     """The figure (``streams`` in the report)."""
     options = bench.options
@@ -122,7 +172,8 @@ def streams_figure(bench: Bench, service_env: Any) -> dict[str, Any]:
     video = data.video if data is not None else bench.videos.main
     stride = options.real_video_stride if data is not None else 1
     info = probe(video)
-    names = catalog(bench, data, info.width, info.height, folder / "models.toml")
+    declared = catalog(bench, data, info.width, info.height, folder / "models.toml")
+    names = [name for name in declared if name != BEFORE]
     analysed = len(range(0, len(index_frames(video)), stride))
     figure: dict[str, Any] = {"video": video.name, "frame_stride": stride, "frames": analysed, "models": {}}
     outputs: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -149,13 +200,11 @@ def streams_figure(bench: Bench, service_env: Any) -> dict[str, Any]:
         subprocess.run(detector_cli_argv("db", "upgrade"), env=env, check=True, capture_output=True)
         logs = folder / f"logs-{setting}"
         logs.mkdir(exist_ok=True)
-        logs = folder / f"logs-{setting}"
-        logs.mkdir(exist_ok=True)
         service = Service(
             env,
             logs,
             background_detector=options.background_detector,
-            models=tuple(names),
+            models=tuple(declared),
         )
         try:
             service.start_all()
@@ -172,6 +221,8 @@ def streams_figure(bench: Bench, service_env: Any) -> dict[str, Any]:
                 row["end_to_end_fps"] = round(frames / seconds, 2)
                 row["pipeline_efficiency"] = round(row["end_to_end_fps"] / row["predict_fps"], 3)
                 bench.log(f"streams: {name} with DETECTOR_STREAMS={setting}: {row}")
+            if setting == "auto" and BEFORE in declared:
+                figure["default_cpu_model"] = paired_jobs(bench, client, video, stride, analysed)
         finally:
             service.stop_all()
     for name in names:

@@ -87,7 +87,8 @@ def predict(
     Prints the same JSON as GET /api/jobs/<id>/detections, with every analysed
     frame (or, with --format, the job's export), and takes the same options as
     POST /api/jobs. Runs on tcmalloc when the system has it, as the workers do
-    (DETECTOR_ALLOCATOR).
+    (DETECTOR_ALLOCATOR), and, as `detector up` does, runs torchvision's model on
+    OpenVINO on a machine without a GPU unless DETECTOR_BACKEND or DETECTOR_MODELS is set.
     """
     from detector.detection.labels import label_set
     from detector.exports import ExportError, ExportSource, export

@@ -147,7 +147,8 @@ def up(host: str, port: int, detectors: int) -> None:
 
     Uses the configured database, broker and result backend, or embedded ones
     (SQLite, a filesystem broker, a file result store) when none are set.
-    Ctrl-C stops them all.
+    On a machine without a GPU, torchvision's model runs on OpenVINO unless
+    DETECTOR_BACKEND or DETECTOR_MODELS is set. Ctrl-C stops them all.
     """
     from detector.db.migrate import upgrade
 

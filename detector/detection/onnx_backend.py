@@ -166,11 +166,11 @@ class OpenVinoPredictor(OnnxPredictor):
     """The export on OpenVINO's CPU plugin, in full float32 precision.
 
     The export takes frames of any size, but OpenVINO runs a model whose input
-    shape it knows ahead faster (it picks its kernels and plans its memory
-    once): about 6 % for the 320 px MobileNet (docs/performance.md, "Against
-    the machine's limit"). So the model is compiled for each frame size it
-    meets, on first use, and the last `COMPILED_SIZES` sizes are kept. A
-    video's frames all come at one size, so a chunk compiles at most once.
+    shape it knows ahead a little faster (it picks its kernels and plans its
+    memory once; docs/performance.md, "Where the MobileNet's time went outside
+    its multiply-adds"). So the model is compiled for each frame size it meets,
+    on first use, and the last `COMPILED_SIZES` sizes are kept. A video's
+    frames all come at one size, so a chunk compiles at most once.
 
     With several streams the model compiles with that many OpenVINO streams
     (``NUM_STREAMS``, the threads shared among them), and each of the

@@ -14,7 +14,8 @@ predictors do on the host exactly as eager PyTorch does it
   the images of a batch in Python, which tracing unrolls, so a batch is run
   frame by frame (the predictors do that inside one ``predict_batch``).
 - in the graph: BGR to RGB in ``[0, 1]``, the transform's normalisation and
-  padding to a multiple of 32, backbone, RPN, ROI heads.
+  padding to a multiple of 32, backbone, RPN, ROI heads (their FPN levels'
+  pooled features merged by one gather: ``_levels_merged_by_gather``).
 - outputs ``boxes`` ``(N, 4)`` float32 in the input's pixels, ``scores``
   ``(N,)`` float32 (at least ``settings.min_score``, highest first) and
   ``labels`` ``(N,)`` int64 (torchvision's COCO ids).
