@@ -85,7 +85,7 @@ def test_paired_jobs_alternate_the_models_and_take_each_rounds_ratio(monkeypatch
     client = FakeClient({BEFORE: [10.0, 10.0, 12.5], NOW: [5.0, 4.0, 5.0]})
     bench = SimpleNamespace(options=BenchOptions(), log=lambda message: None)
     result = paired_jobs(bench, client, "video.mp4", 2, 100)
-    assert client.jobs == [f"{BEFORE}/warm-up"] + [BEFORE, NOW] * PAIRS
+    assert client.jobs == [f"{BEFORE}/warm-up", f"{NOW}/warm-up"] + [BEFORE, NOW] * PAIRS
     assert [r["ratio"] for r in result["rounds"]] == [2.0, 2.5, 2.5]
     assert result["rounds"][0] == {"before_fps": 10.0, "now_fps": 20.0, "ratio": 2.0}
     assert result["median_ratio"] == 2.5
