@@ -380,6 +380,11 @@ class Predictor(ABC):
             stored), highest score first, boxes in pixels of that frame.
         """
 
+    def _before_run(self) -> None:
+        """Called as `predict` and `predict_batches` start: what the model needs set in
+        the process before it runs (the torchvision backend's thread count)."""
+        return None
+
     def predict(
         self,
         frames: Sequence[np.ndarray],
@@ -401,6 +406,7 @@ class Predictor(ABC):
                 that succeeded, in order (the real batch sizes, after any
                 back-off); passes that ran out of memory are not reported.
         """
+        self._before_run()
         if self.streams > 1:
             return self._predict_side_by_side(frames, score_threshold, on_forward)
         results: list[Detections] = []
@@ -447,6 +453,7 @@ class Predictor(ABC):
             for batch in batches:
                 yield self.predict(batch, score_threshold, on_forward)
             return
+        self._before_run()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="stream")
         pending: deque[tuple[int, Future[list[Detections]]]] = deque()

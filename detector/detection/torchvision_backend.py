@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
 import cv2
 import numpy as np
@@ -42,12 +42,12 @@ class TorchvisionPredictor(Predictor):
         # intra-op threads (on the CPU).
         self._threads = stream_threads(self.streams)
 
-    def predict(self, *args: Any, **kwargs: Any) -> list[Detections]:
+    def _before_run(self) -> None:
         # torch has one intra-op thread count for the whole process, and a worker may
         # hold predictors with other counts (MAX_LOADED_MODELS): set this one's first.
+        # The stream threads start from it: each runs its forward passes on _threads.
         if self.device == "cpu" and torch.get_num_threads() != self._threads:
             torch.set_num_threads(self._threads)
-        return super().predict(*args, **kwargs)
 
     def _shrink(self, frame: np.ndarray) -> tuple[np.ndarray, float, float]:
         """The frame at the size the model's transform would resize it to, and the

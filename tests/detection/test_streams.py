@@ -187,6 +187,26 @@ def _frames(count: int = 12) -> list[np.ndarray]:
     return frames
 
 
+def test_eager_streams_run_on_their_share_of_the_threads_however_batches_come(monkeypatch):
+    """torch's thread count is the process's: a predictor sets its own before its
+    streams run, through `predict` and through `predict_batches` (what a chunk uses)."""
+    import torch
+
+    predictor = build_predictor(
+        DetectorSettings(
+            model="fasterrcnn_mobilenet_v3_large_320_fpn", weights="random", device="cpu", batch_size=1, streams=2
+        )
+    )
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)  # as another predictor left it
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    frame = np.zeros((96, 160, 3), np.uint8)
+    assert len(list(predictor.predict_batches([[frame], [frame]], 0.3))) == 2
+    assert calls == [stream_threads(2)]
+    predictor.predict([frame], 0.3)
+    assert len(calls) > 1 and set(calls) == {stream_threads(2)}
+
+
 def test_torchvision_finds_the_same_objects_with_two_streams(seeded_weights_path):
     import torch
 
