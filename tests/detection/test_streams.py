@@ -194,7 +194,11 @@ def test_eager_streams_run_on_their_share_of_the_threads_however_batches_come(mo
 
     predictor = build_predictor(
         DetectorSettings(
-            model="fasterrcnn_mobilenet_v3_large_320_fpn", weights="random", device="cpu", batch_size=1, streams=2
+            model="fasterrcnn_mobilenet_v3_large_320_fpn",
+            weights="random",
+            device="cpu",
+            batch_size=1,
+            streams=2,
         )
     )
     calls: list[int] = []
