@@ -125,6 +125,16 @@ def match_fraction(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str
     }
 
 
+def job_fps(client: Client, video: Path, threshold: float, name: str, stride: int, analysed: int) -> float:
+    """Frames/s of a job of the whole video on model ``name``, upload to success; it
+    must have analysed ``analysed`` frames."""
+    job_id, seconds = client.run_job(video, threshold, model=name, frame_stride=str(stride))
+    frames = int(client.job(job_id)["progress"]["frames_done"])
+    if frames != analysed:
+        raise RuntimeError(f"the {name} job analysed {frames} frames, not {analysed}")
+    return round(frames / seconds, 2)
+
+
 def paired_jobs(bench: Bench, client: Client, video: Path, stride: int, analysed: int) -> dict[str, Any]:
     """The default CPU model before this round (`BEFORE`) against now (`NOW`): `PAIRS`
     rounds of a job on each, one after the other on the same service, and each
@@ -135,15 +145,10 @@ def paired_jobs(bench: Bench, client: Client, video: Path, stride: int, analysed
         client.run_job(video, bench.options.score_threshold, model=name, frame_stride=str(stride), end="2")
     rounds = []
     for _ in range(PAIRS):
-        fps = {}
-        for name in (BEFORE, NOW):
-            job_id, seconds = client.run_job(
-                video, bench.options.score_threshold, model=name, frame_stride=str(stride)
-            )
-            frames = int(client.job(job_id)["progress"]["frames_done"])
-            if frames != analysed:
-                raise RuntimeError(f"the {name} job analysed {frames} frames, not {analysed}")
-            fps[name] = round(frames / seconds, 2)
+        fps = {
+            name: job_fps(client, video, bench.options.score_threshold, name, stride, analysed)
+            for name in (BEFORE, NOW)
+        }
         rounds.append(
             {"before_fps": fps[BEFORE], "now_fps": fps[NOW], "ratio": round(fps[NOW] / fps[BEFORE], 2)}
         )
@@ -214,12 +219,10 @@ def streams_figure(bench: Bench, service_env: Any) -> dict[str, Any]:
                 wait_online(client, name)
                 form = {"frame_stride": str(stride), "model": name}
                 client.run_job(video, options.score_threshold, **form, end="2")  # loads the model
-                job_id, seconds = client.run_job(video, options.score_threshold, **form)
-                frames = int(client.job(job_id)["progress"]["frames_done"])
-                if frames != analysed:
-                    raise RuntimeError(f"the {name} job analysed {frames} frames, not {analysed}")
                 row = figure["models"][name][setting]
-                row["end_to_end_fps"] = round(frames / seconds, 2)
+                row["end_to_end_fps"] = job_fps(
+                    client, video, options.score_threshold, name, stride, analysed
+                )
                 row["pipeline_efficiency"] = round(row["end_to_end_fps"] / row["predict_fps"], 3)
                 bench.log(f"streams: {name} with DETECTOR_STREAMS={setting}: {row}")
             if setting == "auto" and BEFORE in declared:

@@ -406,9 +406,9 @@ class Predictor(ABC):
                 that succeeded, in order (the real batch sizes, after any
                 back-off); passes that ran out of memory are not reported.
         """
-        self._before_run()
         if self.streams > 1:
             return self._predict_side_by_side(frames, score_threshold, on_forward)
+        self._before_run()
         results: list[Detections] = []
         pos = 0
         while pos < len(frames):

@@ -204,13 +204,14 @@ class OpenVinoPredictor(OnnxPredictor):
         """The calling stream thread's infer request for frames of ``shape``: one per
         thread and compiled model, made on first use; those of dropped sizes go with them."""
         compiled = self.compiled_for(shape)
-        held: dict[tuple[int, ...], tuple[Any, Any]] = getattr(self._requests, "held", None) or {}
-        self._requests.held = held
+        held: dict[tuple[int, ...], tuple[Any, Any]] | None = getattr(self._requests, "held", None)
+        if held is None:
+            held = self._requests.held = {}
         entry = held.get(shape)
         if entry is None or entry[0] is not compiled:
-            held = {size: e for size, e in held.items() if size in self._sizes}
+            for size in [size for size in held if size not in self._sizes]:
+                del held[size]
             entry = held[shape] = (compiled, compiled.create_infer_request())
-            self._requests.held = held
         return entry[1]
 
     def _run(self, frames: Sequence[np.ndarray]) -> list[Outputs]:
