@@ -63,6 +63,22 @@ class Labels:
         return str(value)
 
 
+class ZoneText:
+    """The ``zone`` parameter's type in the API document (search_service.ZONE_PATTERN;
+    the view reads it: `search_service.parse_zone`)."""
+
+    @property
+    def __schema__(self) -> dict[str, Any]:
+        return {
+            "type": "string",
+            "maxLength": search_service.MAX_ZONE_LENGTH,
+            "pattern": search_service.ZONE_PATTERN,
+        }
+
+    def __call__(self, value: str) -> str:
+        return str(value)
+
+
 search_parser = reqparse.RequestParser()
 search_parser.add_argument(
     "labels",
@@ -88,7 +104,7 @@ search_parser.add_argument(
 )
 search_parser.add_argument(
     "zone",
-    type=str,
+    type=ZoneText(),
     location="args",
     help="<analytics id>:<zone name>: only moments inside that zone, in the jobs that ran that analytics "
     "(the same spec has the same id on every job)",

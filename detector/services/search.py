@@ -49,6 +49,11 @@ WHITE_SPACE = " \t\n\r\f\v"
 #: comma separated, each with a character that is not white space, no NUL.
 _LABEL = r"[^,\x00]*[^,\x00 \t\n\r\f\v][^,\x00]*"
 LABELS_PATTERN = rf"^{_LABEL}(,{_LABEL}){{0,{MAX_LABELS - 1}}}$"
+#: Characters of the ``zone`` parameter.
+MAX_ZONE_LENGTH = 1000
+#: The ``zone`` parameter as the API document declares it: ``<analytics id>:<zone name>``,
+#: white space around it allowed, the name with a character that is not white space, no NUL.
+ZONE_PATTERN = r"^[ \t\n\r\f\v]*[0-9a-f]{16}:[^\x00]*[^\x00 \t\n\r\f\v][^\x00]*$"
 
 
 @dataclass(frozen=True)
@@ -269,19 +274,32 @@ class Zone:
 _ANALYTICS_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
+def split_zone(text: str) -> tuple[str, str]:
+    """The analytics id and zone name of a ``zone`` parameter, ``<analytics id>:<zone name>``
+    (white space around it allowed): what ZONE_PATTERN accepts.
+
+    Raises:
+        InvalidInput: not of that form.
+    """
+    if len(text) > MAX_ZONE_LENGTH:
+        raise InvalidInput(f"zone: at most {MAX_ZONE_LENGTH} characters")
+    analytics_id, colon, name = text.strip(WHITE_SPACE).partition(":")
+    if not colon or not _ANALYTICS_ID.match(analytics_id) or not name.strip(WHITE_SPACE) or "\x00" in name:
+        raise InvalidInput(
+            "zone: give <analytics id>:<zone name>, as GET /api/jobs/<id>/analytics lists them"
+        )
+    return analytics_id, name
+
+
 def parse_zone(owner_id: int, text: str) -> Zone:
     """The ``zone`` parameter, ``<analytics id>:<zone name>``, checked against the
     owner's analytics.
 
     Raises:
-        InvalidInput: not of that form, no analytics of that id on any of the owner's
-            jobs, or its spec has no zone of that name.
+        InvalidInput: not of that form (`split_zone`), no analytics of that id on any of
+            the owner's jobs, or its spec has no zone of that name.
     """
-    analytics_id, colon, name = text.strip().partition(":")
-    if not colon or not _ANALYTICS_ID.match(analytics_id) or not name.strip():
-        raise InvalidInput(
-            "zone: give <analytics id>:<zone name>, as GET /api/jobs/<id>/analytics lists them"
-        )
+    analytics_id, name = split_zone(text)
     spec = db.session.scalar(
         select(Analytics.spec)
         .join(Job, Job.id == Analytics.job_id)

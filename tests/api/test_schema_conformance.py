@@ -86,6 +86,8 @@ WORDS_ONLY: dict[str, list[tuple[int, re.Pattern[str]]]] = {
     "GET /search": [
         # Base64url text, but only a next_cursor the API handed out is a cursor.
         (400, re.compile(r"^cursor: not a next_cursor of this API")),
+        # <analytics id>:<zone name> of an analytics one of your jobs ran.
+        (400, re.compile(r"^zone: none of your jobs has analytics |^zone: analytics \S+ has no zone ")),
     ],
 }
 
