@@ -385,6 +385,12 @@ class Predictor(ABC):
         the process before it runs (the torchvision backend's thread count)."""
         return None
 
+    def _before_stream(self, frames: Sequence[np.ndarray]) -> None:
+        """Called in the caller's thread with each batch before a stream takes it: work
+        the streams then share, done once, outside their threads (OpenVINO compiles
+        the model for the batch's frame size here)."""
+        return None
+
     def predict(
         self,
         frames: Sequence[np.ndarray],
@@ -459,6 +465,7 @@ class Predictor(ABC):
         pending: deque[tuple[int, Future[list[Detections]]]] = deque()
         try:
             for batch in batches:
+                self._before_stream(batch)
                 pending.append((len(batch), self._pool.submit(self.predict_batch, batch)))
                 if len(pending) >= self.streams * IN_FLIGHT:
                     yield self._collect(pending.popleft(), score_threshold, on_forward)

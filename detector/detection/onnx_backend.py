@@ -88,16 +88,29 @@ class OnnxPredictor(Predictor):
         centres, which is what OpenCV's ``INTER_LINEAR`` on floats does).
         """
         height, width = frame.shape[:2]
-        scale = min(self._input_short / min(height, width), self._input_long / max(height, width))
+        scale = self._scale(height, width)
+        size = self._input_size(height, width)
         if scale == 1.0:
             return frame.astype(np.float32), 1.0, 1.0
         if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
             return small.astype(np.float32), width / size[0], height / size[1]
-        size = (math.floor(width * scale), math.floor(height * scale))
         large = cv2.resize(frame.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
         return large, width / size[0], height / size[1]
+
+    def _scale(self, height: int, width: int) -> float:
+        """How much the model resizes a frame of ``height`` x ``width``."""
+        return min(self._input_short / min(height, width), self._input_long / max(height, width))
+
+    def _input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (width, height) `_resize` gives a frame of ``height`` x ``width``: shrunk
+        to rounded sizes, enlarged to floored ones, or kept."""
+        scale = self._scale(height, width)
+        if scale == 1.0:
+            return width, height
+        if scale < 1.0:
+            return max(1, round(width * scale)), max(1, round(height * scale))
+        return math.floor(width * scale), math.floor(height * scale)
 
     def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         if not frames:
@@ -176,7 +189,9 @@ class OpenVinoPredictor(OnnxPredictor):
     (``NUM_STREAMS``, the threads shared among them), and each of the
     predictor's stream threads runs its batch's frames on an infer request of
     its own; with one, it compiles with the latency hint, every thread on
-    each frame.
+    each frame. With streams, the model is compiled for a batch's frame size in
+    the thread that hands the batch over (`_before_stream`), before a stream
+    takes it: the stream threads only run the model.
     """
 
     backend = "openvino"
@@ -199,6 +214,14 @@ class OpenVinoPredictor(OnnxPredictor):
                     self._sizes.popitem(last=False)
             self._sizes.move_to_end(shape)
             return compiled
+
+    def _before_stream(self, frames: Sequence[np.ndarray]) -> None:
+        shapes: dict[tuple[int, ...], None] = {}
+        for frame in frames:
+            width, height = self._input_size(*frame.shape[:2])
+            shapes[(height, width, *frame.shape[2:])] = None
+        for shape in shapes:
+            self.compiled_for(shape)
 
     def _request(self, shape: tuple[int, ...]) -> Any:
         """The calling stream thread's infer request for frames of ``shape``: one per

@@ -353,6 +353,32 @@ def test_openvino_compiles_once_for_each_frame_size_and_keeps_the_last_few(cache
     assert again[0] == first[0]
 
 
+def test_with_streams_openvino_compiles_in_the_thread_that_hands_batches_over(
+    cache, random_export, monkeypatch
+):
+    """The stream threads only run the model: each frame size is compiled once, by the
+    caller, before a stream takes a batch of that size."""
+    import threading
+
+    from detector.detection import onnx_backend
+
+    compiled: list[tuple[tuple[int, ...], str]] = []
+    compile_openvino = onnx_backend.compile_openvino
+
+    def recording(path, device, streams, threads, shape=None):
+        compiled.append((tuple(shape), threading.current_thread().name))
+        return compile_openvino(path, device, streams, threads, shape)
+
+    monkeypatch.setattr(onnx_backend, "compile_openvino", recording)
+    predictor = build_predictor(settings(backend="openvino", cache_dir=cache, streams=2, batch_size=1))
+    # 640x360 is shrunk to 569x320, 320x240 enlarged to 426x320, 320x320 kept.
+    frames = [frame_image(i, w, h) for i, (w, h) in enumerate([(640, 360), (320, 240), (320, 320)])] * 3
+    found = predictor.predict(frames, 0.05)
+    caller = threading.current_thread().name
+    assert sorted(compiled) == sorted((predictor._resize(frame)[0].shape, caller) for frame in frames[:3])
+    assert found[3:6] == found[:3]
+
+
 def test_the_layer_profile_sums_the_export_operators_time(cache, random_export, small_video):
     from detector.bench.layers import profile_layers
 
