@@ -46,34 +46,21 @@ class Seconds:
             raise ValueError(f"must be a number from 0 to {self.maximum:g}") from None
 
 
-class Labels:
-    """The ``labels`` parameter's type in the API document (search_service.LABELS_PATTERN;
-    the view reads it: `search_service.parse_labels`)."""
+class Text:
+    """A text parameter's type in the API document: at most ``max_length`` characters
+    matching ``pattern``. The view reads the value with the parser the pattern
+    describes (for ``labels``, `search_service.parse_labels`; for ``zone``,
+    `search_service.split_zone`), so what the document allows is what is read."""
+
+    def __init__(self, pattern: str, max_length: int, min_length: int = 0) -> None:
+        self.pattern, self.max_length, self.min_length = pattern, max_length, min_length
 
     @property
     def __schema__(self) -> dict[str, Any]:
-        return {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": search_service.MAX_LABELS_LENGTH,
-            "pattern": search_service.LABELS_PATTERN,
-        }
-
-    def __call__(self, value: str) -> str:
-        return str(value)
-
-
-class ZoneText:
-    """The ``zone`` parameter's type in the API document (search_service.ZONE_PATTERN;
-    the view reads it: `search_service.parse_zone`)."""
-
-    @property
-    def __schema__(self) -> dict[str, Any]:
-        return {
-            "type": "string",
-            "maxLength": search_service.MAX_ZONE_LENGTH,
-            "pattern": search_service.ZONE_PATTERN,
-        }
+        schema: dict[str, Any] = {"type": "string", "maxLength": self.max_length, "pattern": self.pattern}
+        if self.min_length:
+            schema["minLength"] = self.min_length
+        return schema
 
     def __call__(self, value: str) -> str:
         return str(value)
@@ -82,7 +69,7 @@ class ZoneText:
 search_parser = reqparse.RequestParser()
 search_parser.add_argument(
     "labels",
-    type=Labels(),
+    type=Text(search_service.LABELS_PATTERN, search_service.MAX_LABELS_LENGTH, min_length=1),
     required=True,
     location="args",
     help=f"1 to {search_service.MAX_LABELS} labels, comma separated, as jobs name them (GET /api/labels): "
@@ -104,7 +91,7 @@ search_parser.add_argument(
 )
 search_parser.add_argument(
     "zone",
-    type=ZoneText(),
+    type=Text(search_service.ZONE_PATTERN, search_service.MAX_ZONE_LENGTH),
     location="args",
     help="<analytics id>:<zone name>: only moments inside that zone, in the jobs that ran that analytics "
     "(the same spec has the same id on every job)",
@@ -114,21 +101,10 @@ search_parser.add_argument(
 )
 
 
-class CursorText:
-    """The ``cursor`` parameter's type in the API document: base64url text. Only a
-    next_cursor of this API is a cursor (others are a 400); empty: the first page."""
-
-    @property
-    def __schema__(self) -> dict[str, Any]:
-        return {"type": "string", "maxLength": 400, "pattern": "^[A-Za-z0-9_-]*$"}
-
-    def __call__(self, value: str) -> str:
-        return str(value)
-
-
 search_parser.add_argument(
     "cursor",
-    type=CursorText(),
+    # Base64url text. Only a next_cursor of this API is a cursor (others are a 400).
+    type=Text("^[A-Za-z0-9_-]*$", 400),
     location="args",
     help="The next_cursor of the page before (only that: another value is a 400); none or empty for the "
     "first page",
