@@ -192,20 +192,26 @@ let signingOut = Promise.resolve();
 
 /**
  * Sign out: the page forgets the access token at once (listeners hear of it), then the
- * session's refresh token (and its cookies) and the access token are revoked.
+ * access token and the session's refresh token (and its cookies) are revoked, in that
+ * order: ending the session revokes its whole login, this access token with it, so a
+ * logout sent after it, or beside it, could be refused.
  */
 export async function signOut() {
   const token = session.token;
   const csrf = readCookie(CSRF_COOKIE);
   forget();
-  const requests = [];
-  if (csrf) {
-    requests.push(fetch(SESSION, { method: "DELETE", credentials: "same-origin", headers: { [CSRF_HEADER]: csrf } }));
-  }
-  if (token) {
-    requests.push(fetch("/api/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }));
-  }
-  signingOut = Promise.allSettled(requests);
+  signingOut = (async () => {
+    if (token) {
+      await fetch("/api/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(
+        () => {},
+      );
+    }
+    if (csrf) {
+      await fetch(SESSION, { method: "DELETE", credentials: "same-origin", headers: { [CSRF_HEADER]: csrf } }).catch(
+        () => {},
+      );
+    }
+  })();
   await signingOut;
 }
 
