@@ -89,7 +89,7 @@ class OnnxPredictor(Predictor):
         """
         height, width = frame.shape[:2]
         scale = self._scale(height, width)
-        size = self._input_size(height, width)
+        size = self._input_size(height, width, scale)
         if scale == 1.0:
             return frame.astype(np.float32), 1.0, 1.0
         if scale < 1.0:
@@ -102,10 +102,11 @@ class OnnxPredictor(Predictor):
         """How much the model resizes a frame of ``height`` x ``width``."""
         return min(self._input_short / min(height, width), self._input_long / max(height, width))
 
-    def _input_size(self, height: int, width: int) -> tuple[int, int]:
-        """The (width, height) `_resize` gives a frame of ``height`` x ``width``: shrunk
-        to rounded sizes, enlarged to floored ones, or kept."""
-        scale = self._scale(height, width)
+    @staticmethod
+    def _input_size(height: int, width: int, scale: float) -> tuple[int, int]:
+        """The (width, height) `_resize` gives a frame of ``height`` x ``width`` that the
+        model resizes by ``scale`` (`_scale`): shrunk to rounded sizes, enlarged to
+        floored ones, or kept."""
         if scale == 1.0:
             return width, height
         if scale < 1.0:
@@ -216,10 +217,11 @@ class OpenVinoPredictor(OnnxPredictor):
             return compiled
 
     def _before_stream(self, frames: Sequence[np.ndarray]) -> None:
-        shapes: dict[tuple[int, ...], None] = {}
+        shapes = set()
         for frame in frames:
-            width, height = self._input_size(*frame.shape[:2])
-            shapes[(height, width, *frame.shape[2:])] = None
+            height, width = frame.shape[:2]
+            size = self._input_size(height, width, self._scale(height, width))
+            shapes.add((size[1], size[0], *frame.shape[2:]))
         for shape in shapes:
             self.compiled_for(shape)
 
